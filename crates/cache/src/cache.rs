@@ -1,0 +1,848 @@
+//! The cache: storage (quick_cache), coalesced loads, and the coherence protocol on top.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
+
+use crate::clock::{Clock, MonotonicClock};
+use crate::coherence::Coherence;
+use crate::flight::{Flight, Outcome};
+use crate::stats::{CacheStats, Counter, Stats};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::types::{LoadError, Loaded, RemovalCause};
+
+/// The default bound on the number of entries.
+const DEFAULT_MAX_CAPACITY: u64 = 10_000;
+
+type Listener<K, V> = Arc<dyn Fn(&K, &Arc<V>, RemovalCause) + Send + Sync>;
+type WeigherFn<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
+
+/// What the store keeps per key. Cloned on every hit, so it holds one `Arc` (the value the
+/// caller gets) and plain numbers; the idle timestamp is only allocated when a time to idle is
+/// configured.
+struct Entry<V> {
+    value: Arc<V>,
+    version: Option<u64>,
+    /// Tells this entry from a later one under the same key (for the tag index).
+    id: u64,
+    /// Clock nanoseconds after which the entry is expired (`u64::MAX`: never).
+    expires_at: u64,
+    /// Clock nanoseconds of the last read, when a time to idle is configured.
+    last_read: Option<Arc<AtomicU64>>,
+}
+
+impl<V> Clone for Entry<V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        Self {
+            value: Arc::clone(&self.value),
+            version: self.version,
+            id: self.id,
+            expires_at: self.expires_at,
+            last_read: self.last_read.clone(),
+        }
+    }
+}
+
+/// Weighs entries for the capacity bound: 1 each, or the user's weigher (at least 1, since
+/// quick_cache never evicts weightless entries).
+struct EntryWeigher<K, V>(Option<WeigherFn<K, V>>);
+
+impl<K, V> Clone for EntryWeigher<K, V> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K, V> Weighter<K, Entry<V>> for EntryWeigher<K, V> {
+    #[inline]
+    fn weight(&self, key: &K, entry: &Entry<V>) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(1, |weigh| weigh(key, &entry.value).max(1))
+    }
+}
+
+/// Collects what quick_cache evicts during an insert, so the cache can update its tag index,
+/// statistics and listener afterwards.
+#[derive(Clone, Copy)]
+struct CollectEvictions;
+
+impl<K, V> Lifecycle<K, Entry<V>> for CollectEvictions {
+    type RequestState = Vec<(K, Entry<V>)>;
+
+    fn on_evict(&self, evicted: &mut Self::RequestState, key: K, entry: Entry<V>) {
+        evicted.push((key, entry));
+    }
+}
+
+type Store<K, V> = quick_cache::sync::Cache<
+    K,
+    Entry<V>,
+    EntryWeigher<K, V>,
+    DefaultHashBuilder,
+    CollectEvictions,
+>;
+
+/// Removals to report to the listener once every lock is released.
+type Removals<K, V> = Vec<(K, Arc<V>, RemovalCause)>;
+
+/// A coherent, bounded, concurrent cache. Cheap to clone: clones share the same entries.
+///
+/// See the crate documentation for the guarantees and the protocol behind them.
+pub struct Cache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("len", &self.inner.store.len())
+            .field("capacity", &self.inner.store.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<K, V> {
+    /// The entries. quick_cache's shards have their own locks; reads take only a shard's read
+    /// lock, so the hit path never touches the coherence lock below.
+    store: Store<K, V>,
+    /// The invalidation epoch: bumped by every invalidation, read when a load begins. Written
+    /// only under `coherence`, read without it by callers deciding whether to join a load.
+    epoch: AtomicU64,
+    // The coherence lock. Held by every change to the store (insert, invalidate, expire) and
+    // by every load's start and end, so an insert's check against the invalidation records and
+    // an invalidation's record-then-remove are atomic with respect to each other. It is never
+    // held on the hit path, never across a loader or a listener, and never while `flights` is
+    // taken (the lock order is `flights` then `coherence`).
+    coherence: Mutex<Coherence<K>>,
+    // The loads in flight, by key. A separate lock from `coherence` so that callers joining a
+    // load do not queue behind invalidations, and held only for a map lookup or update.
+    flights: Mutex<HashMap<K, Arc<Flight<V>>>>,
+    stats: Stats,
+    clock: Arc<dyn Clock>,
+    time_to_live: Option<u64>,
+    time_to_idle: Option<u64>,
+    listener: Option<Listener<K, V>>,
+    /// Test-only: when false, a finished load is inserted even if it was invalidated.
+    check_invalidations: bool,
+}
+
+/// Configures and builds a [`Cache`].
+pub struct CacheBuilder<K, V> {
+    max_capacity: u64,
+    weigher: Option<WeigherFn<K, V>>,
+    time_to_live: Option<Duration>,
+    time_to_idle: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
+    listener: Option<Listener<K, V>>,
+    check_invalidations: bool,
+}
+
+impl<K, V> fmt::Debug for CacheBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("weigher", &self.weigher.is_some())
+            .field("time_to_live", &self.time_to_live)
+            .field("time_to_idle", &self.time_to_idle)
+            .field("clock", &self.clock)
+            .field("removal_listener", &self.listener.is_some())
+            .finish()
+    }
+}
+
+impl<K, V> Default for CacheBuilder<K, V> {
+    fn default() -> Self {
+        Self {
+            max_capacity: DEFAULT_MAX_CAPACITY,
+            weigher: None,
+            time_to_live: None,
+            time_to_idle: None,
+            clock: None,
+            listener: None,
+            check_invalidations: true,
+        }
+    }
+}
+
+impl<K, V> CacheBuilder<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// The most entries the cache holds (default 10,000), or the most total weight when a
+    /// [`weigher`](Self::weigher) is set. The bound is split evenly over the internal shards,
+    /// so it is met to within the rounding of that split.
+    pub fn max_capacity(mut self, max_capacity: u64) -> Self {
+        self.max_capacity = max_capacity;
+        self
+    }
+
+    /// Weighs each entry (at least 1) so [`max_capacity`](Self::max_capacity) bounds total
+    /// weight instead of the number of entries.
+    pub fn weigher(mut self, weigher: impl Fn(&K, &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// Entries expire this long after they were inserted (default: never).
+    pub fn time_to_live(mut self, time_to_live: Duration) -> Self {
+        self.time_to_live = Some(time_to_live);
+        self
+    }
+
+    /// Entries expire when not read for this long (default: never).
+    pub fn time_to_idle(mut self, time_to_idle: Duration) -> Self {
+        self.time_to_idle = Some(time_to_idle);
+        self
+    }
+
+    /// The clock expiry is measured with (default: the system's monotonic clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Called with every entry that leaves the cache and why, after the cache's locks are
+    /// released (so it may call back into the cache).
+    pub fn removal_listener(
+        mut self,
+        listener: impl Fn(&K, &Arc<V>, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Test-only: builds a deliberately broken cache that inserts loaded values even when an
+    /// invalidation came while they were loading. It exists so the stress test can prove its
+    /// checker catches stale reads; never use it elsewhere.
+    #[doc(hidden)]
+    pub fn broken_skip_invalidation_check_for_tests(mut self) -> Self {
+        self.check_invalidations = false;
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> Cache<K, V> {
+        let estimated_items = usize::try_from(self.max_capacity.min(1 << 20)).unwrap_or(1 << 20);
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(estimated_items.max(1))
+            .weight_capacity(self.max_capacity)
+            .build();
+        let store = match options {
+            Ok(options) => Store::with_options(
+                options,
+                EntryWeigher(self.weigher),
+                DefaultHashBuilder::default(),
+                CollectEvictions,
+            ),
+            // The options above are always valid; fall back to the plain constructor anyway
+            // rather than panic.
+            Err(_) => Store::with(
+                estimated_items.max(1),
+                self.max_capacity,
+                EntryWeigher(None),
+                DefaultHashBuilder::default(),
+                CollectEvictions,
+            ),
+        };
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Cache {
+            inner: Arc::new(Inner {
+                store,
+                epoch: AtomicU64::new(0),
+                coherence: Mutex::new(Coherence::new()),
+                flights: Mutex::new(HashMap::new()),
+                stats: Stats::new(),
+                clock: self
+                    .clock
+                    .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
+                time_to_live: self.time_to_live.map(nanos),
+                time_to_idle: self.time_to_idle.map(nanos),
+                listener: self.listener,
+                check_invalidations: self.check_invalidations,
+            }),
+        }
+    }
+}
+
+/// What one attempt at `get_or_load` found.
+enum Step<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// A live entry.
+    Hit(Arc<V>),
+    /// Another caller is loading the key. `clean` is true when no invalidation at all happened
+    /// since that load began, so its value is good for this caller whatever it turns out to be.
+    Join(Arc<Flight<V>>, bool),
+    /// This caller loads the key.
+    Lead(LoadGuard<K, V>),
+}
+
+/// What a waiter does with the outcome of the load it waited for.
+enum Waited<V, E> {
+    Done(Result<Arc<V>, LoadError<E>>),
+    Retry,
+}
+
+fn on_outcome<V, E: Send + Sync + 'static>(outcome: Outcome<V>, clean: bool) -> Waited<V, E> {
+    match outcome {
+        Outcome::Value { value, fresh } if clean || fresh => Waited::Done(Ok(value)),
+        // The value was invalidated while loading and this caller may have started after the
+        // invalidation returned: load again.
+        Outcome::Value { .. } => Waited::Retry,
+        Outcome::Failed(error) => match error.downcast::<E>() {
+            Ok(error) => Waited::Done(Err(LoadError::Failed(error))),
+            // The leader's loader has another error type than ours: run ours.
+            Err(_) => Waited::Retry,
+        },
+        Outcome::Panicked => Waited::Done(Err(LoadError::Panicked)),
+        // The leader was cancelled: take over with our own loader.
+        Outcome::Abandoned => Waited::Retry,
+    }
+}
+
+/// Owned by the caller that runs the loader. Finishing it inserts (or discards) the value and
+/// wakes the waiters; dropping it unfinished (the caller was cancelled, or the loader panicked)
+/// still wakes them, so no waiter is ever stranded.
+struct LoadGuard<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    cache: Cache<K, V>,
+    key: K,
+    flight: Arc<Flight<V>>,
+    finished: bool,
+}
+
+impl<K, V> LoadGuard<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    fn finish<E: Send + Sync + 'static>(
+        mut self,
+        result: Result<Loaded<V>, E>,
+    ) -> Result<Arc<V>, LoadError<E>> {
+        let inner = &self.cache.inner;
+        let start = self.flight.start;
+        match result {
+            Ok(loaded) => {
+                let value = Arc::new(loaded.value);
+                let mut removals = Vec::new();
+                let inserted = {
+                    let mut coherence = inner.coherence.lock();
+                    let inserted = self.cache.insert_locked(
+                        &mut coherence,
+                        self.key.clone(),
+                        Arc::clone(&value),
+                        loaded.tags,
+                        loaded.version,
+                        Some(start),
+                        &mut removals,
+                    );
+                    coherence.load_ended(start);
+                    inserted
+                };
+                let (value, fresh) = match inserted {
+                    Inserted::Yes => (value, true),
+                    Inserted::Invalidated => (value, false),
+                    Inserted::Older(Some(newer)) => (newer, true),
+                    Inserted::Older(None) => (value, true),
+                };
+                self.complete(Outcome::Value {
+                    value: Arc::clone(&value),
+                    fresh,
+                });
+                self.cache.notify(removals);
+                Ok(value)
+            }
+            Err(error) => {
+                inner.stats.incr(Counter::LoadErrors);
+                inner.coherence.lock().load_ended(start);
+                let error = Arc::new(error);
+                self.complete(Outcome::Failed(
+                    Arc::clone(&error) as Arc<dyn std::any::Any + Send + Sync>
+                ));
+                Err(LoadError::Failed(error))
+            }
+        }
+    }
+
+    fn panicked(mut self) {
+        self.cache.inner.stats.incr(Counter::LoadPanics);
+        self.cache
+            .inner
+            .coherence
+            .lock()
+            .load_ended(self.flight.start);
+        self.complete(Outcome::Panicked);
+    }
+
+    /// Wakes the waiters and takes the load out of the map of loads in flight, so the next
+    /// caller starts afresh.
+    fn complete(&mut self, outcome: Outcome<V>) {
+        self.finished = true;
+        self.flight.complete(outcome);
+        let mut flights = self.cache.inner.flights.lock();
+        if flights
+            .get(&self.key)
+            .is_some_and(|current| Arc::ptr_eq(current, &self.flight))
+        {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+impl<K, V> Drop for LoadGuard<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.cache
+            .inner
+            .coherence
+            .lock()
+            .load_ended(self.flight.start);
+        let outcome = if std::thread::panicking() {
+            self.cache.inner.stats.incr(Counter::LoadPanics);
+            Outcome::Panicked
+        } else {
+            Outcome::Abandoned
+        };
+        self.complete(outcome);
+    }
+}
+
+/// How an insert went.
+enum Inserted<V> {
+    Yes,
+    /// Not inserted: an invalidation that matches it came after its load began.
+    Invalidated,
+    /// Not inserted: the cached entry has a newer version (given back when still live).
+    Older(Option<Arc<V>>),
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    /// A builder with the defaults: 10,000 entries, no expiry, the system clock.
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::default()
+    }
+
+    /// A cache holding up to `max_capacity` entries, without expiry.
+    pub fn new(max_capacity: u64) -> Self {
+        Self::builder().max_capacity(max_capacity).build()
+    }
+
+    /// The cached value for `key`, if there is a live one.
+    #[inline]
+    pub fn get(&self, key: &K) -> Option<Arc<V>> {
+        let found = self.lookup(key);
+        self.inner.stats.incr(if found.is_some() {
+            Counter::Hits
+        } else {
+            Counter::Misses
+        });
+        found
+    }
+
+    /// The cached value for `key`, or the value `loader` produces, which is then cached unless
+    /// an invalidation that matches it came while it was loading.
+    ///
+    /// Concurrent callers that miss on the same key run one loader between them; the others
+    /// wait for it and get its result, error included. If the loading caller is cancelled (this
+    /// future is dropped), a waiting caller takes over with its own loader. If the loader
+    /// panics, the panic continues in this caller and every waiter gets
+    /// [`LoadError::Panicked`].
+    pub async fn get_or_load<F, Fut, E>(&self, key: K, loader: F) -> Result<Arc<V>, LoadError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Loaded<V>, E>>,
+        E: Send + Sync + 'static,
+    {
+        let mut first = true;
+        loop {
+            let step = self.step(&key, first);
+            first = false;
+            match step {
+                Step::Hit(value) => return Ok(value),
+                Step::Join(flight, clean) => match on_outcome(flight.wait().await, clean) {
+                    Waited::Done(result) => return result,
+                    Waited::Retry => continue,
+                },
+                Step::Lead(guard) => {
+                    let mut load = std::pin::pin!(loader());
+                    let polled = std::future::poll_fn(|cx| {
+                        match catch_unwind(AssertUnwindSafe(|| load.as_mut().poll(cx))) {
+                            Ok(std::task::Poll::Ready(result)) => std::task::Poll::Ready(Ok(result)),
+                            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                            Err(panic) => std::task::Poll::Ready(Err(panic)),
+                        }
+                    })
+                    .await;
+                    return match polled {
+                        Ok(result) => guard.finish(result),
+                        Err(panic) => {
+                            guard.panicked();
+                            resume_unwind(panic)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// The blocking twin of [`get_or_load`](Self::get_or_load), for threads: waiting callers
+    /// block their thread. Do not call it from an async task; use `get_or_load` there.
+    pub fn get_or_load_blocking<F, E>(&self, key: K, loader: F) -> Result<Arc<V>, LoadError<E>>
+    where
+        F: FnOnce() -> Result<Loaded<V>, E>,
+        E: Send + Sync + 'static,
+    {
+        let mut first = true;
+        loop {
+            let step = self.step(&key, first);
+            first = false;
+            match step {
+                Step::Hit(value) => return Ok(value),
+                Step::Join(flight, clean) => match on_outcome(flight.wait_blocking(), clean) {
+                    Waited::Done(result) => return result,
+                    Waited::Retry => continue,
+                },
+                Step::Lead(guard) => {
+                    return match catch_unwind(AssertUnwindSafe(loader)) {
+                        Ok(result) => guard.finish(result),
+                        Err(panic) => {
+                            guard.panicked();
+                            resume_unwind(panic)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Inserts a value computed now. Returns false, and leaves the cache as it was, when the
+    /// cached entry for `key` has a newer version.
+    pub fn insert(&self, key: K, loaded: Loaded<V>) -> bool {
+        let mut removals = Vec::new();
+        let inserted = {
+            let mut coherence = self.inner.coherence.lock();
+            self.insert_locked(
+                &mut coherence,
+                key,
+                Arc::new(loaded.value),
+                loaded.tags,
+                loaded.version,
+                None,
+                &mut removals,
+            )
+        };
+        self.notify(removals);
+        matches!(inserted, Inserted::Yes)
+    }
+
+    /// Removes `key`. Once this returns, no read that starts afterwards gets a value whose load
+    /// began before this call.
+    pub fn invalidate(&self, key: &K) {
+        let removed = {
+            let mut coherence = self.inner.coherence.lock();
+            let epoch = self.bump_epoch();
+            coherence.record_key(key, epoch);
+            let removed = self.inner.store.remove(key);
+            if let Some((key, entry)) = &removed {
+                coherence.untrack(key, entry.id);
+            }
+            removed
+        };
+        self.inner.stats.incr(Counter::InvalidationsKey);
+        if let Some((key, entry)) = removed {
+            self.inner.stats.incr(Counter::InvalidatedEntries);
+            self.notify(vec![(key, entry.value, RemovalCause::Invalidated)]);
+        }
+    }
+
+    /// Removes every entry tagged `tag`. Once this returns, no read that starts afterwards gets
+    /// a value carrying `tag` whose load began before this call, even when the load learned its
+    /// tags only as it finished.
+    pub fn invalidate_tag(&self, tag: &str) {
+        let mut removals = Vec::new();
+        {
+            let mut coherence = self.inner.coherence.lock();
+            let epoch = self.bump_epoch();
+            for key in coherence.record_tag(tag, epoch) {
+                if let Some((key, entry)) = self.inner.store.remove(&key) {
+                    coherence.untrack(&key, entry.id);
+                    removals.push((key, entry.value, RemovalCause::Invalidated));
+                }
+            }
+        }
+        self.inner.stats.incr(Counter::InvalidationsTag);
+        self.inner
+            .stats
+            .add(Counter::InvalidatedEntries, removals.len() as u64);
+        self.notify(removals);
+    }
+
+    /// Removes every entry. Once this returns, no read that starts afterwards gets a value
+    /// whose load began before this call.
+    pub fn invalidate_all(&self) {
+        let mut removals = Vec::new();
+        let removed = {
+            let mut coherence = self.inner.coherence.lock();
+            let epoch = self.bump_epoch();
+            coherence.record_all(epoch);
+            if self.inner.listener.is_some() {
+                removals.extend(
+                    self.inner
+                        .store
+                        .drain()
+                        .map(|(key, entry)| (key, entry.value, RemovalCause::Invalidated)),
+                );
+                removals.len()
+            } else {
+                let len = self.inner.store.len();
+                self.inner.store.clear();
+                len
+            }
+        };
+        self.inner.stats.incr(Counter::InvalidationsAll);
+        self.inner
+            .stats
+            .add(Counter::InvalidatedEntries, removed as u64);
+        self.notify(removals);
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// The number of entries, including expired ones not yet removed (an expired entry is
+    /// removed when it is next loaded or pushed out by the capacity bound).
+    pub fn len(&self) -> usize {
+        self.inner.store.len()
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.inner.store.is_empty()
+    }
+
+    /// The live entry for `key`, without counting.
+    #[inline]
+    fn lookup(&self, key: &K) -> Option<Arc<V>> {
+        let entry = self.inner.store.get(key)?;
+        if self.inner.time_to_live.is_none() && self.inner.time_to_idle.is_none() {
+            return Some(entry.value);
+        }
+        let now = self.now();
+        if self.expiry(&entry, now).is_some() {
+            return None;
+        }
+        if let (Some(last_read), Some(idle)) = (&entry.last_read, self.inner.time_to_idle) {
+            // Refresh at a coarse grain so hot readers do not all write the same line.
+            if now.saturating_sub(last_read.load(Ordering::Relaxed)) > idle / 64 {
+                last_read.store(now, Ordering::Relaxed);
+            }
+        }
+        Some(entry.value)
+    }
+
+    fn step(&self, key: &K, first: bool) -> Step<K, V> {
+        let count = |counter| {
+            if first {
+                self.inner.stats.incr(counter);
+            }
+        };
+        if let Some(value) = self.lookup(key) {
+            count(Counter::Hits);
+            return Step::Hit(value);
+        }
+        let mut flights = self.inner.flights.lock();
+        if let Some(flight) = flights.get(key) {
+            count(Counter::Misses);
+            self.inner.stats.incr(Counter::Coalesced);
+            let clean = self.inner.epoch.load(Ordering::SeqCst) == flight.start;
+            return Step::Join(Arc::clone(flight), clean);
+        }
+        // A leader inserts its value before it leaves `flights`, so a load that finished
+        // between the lookup above and taking the lock is seen here.
+        if let Some(value) = self.lookup(key) {
+            count(Counter::Hits);
+            return Step::Hit(value);
+        }
+        count(Counter::Misses);
+        self.inner.stats.incr(Counter::Loads);
+        let start = {
+            let mut coherence = self.inner.coherence.lock();
+            // Read under the coherence lock, together with registering the load, so no record
+            // this load could be refused by is pruned before the load is known.
+            let start = self.inner.epoch.load(Ordering::SeqCst);
+            coherence.load_started(start);
+            start
+        };
+        let flight = Arc::new(Flight::new(start));
+        flights.insert(key.clone(), Arc::clone(&flight));
+        Step::Lead(LoadGuard {
+            cache: self.clone(),
+            key: key.clone(),
+            flight,
+            finished: false,
+        })
+    }
+
+    /// Bumps the invalidation epoch. Called only under the coherence lock.
+    fn bump_epoch(&self) -> u64 {
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.inner.clock.now().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Why `entry` is no longer live at `now`, if it is not.
+    fn expiry(&self, entry: &Entry<V>, now: u64) -> Option<RemovalCause> {
+        if now >= entry.expires_at {
+            return Some(RemovalCause::Expired);
+        }
+        match (&entry.last_read, self.inner.time_to_idle) {
+            (Some(last_read), Some(idle))
+                if now.saturating_sub(last_read.load(Ordering::Relaxed)) >= idle =>
+            {
+                Some(RemovalCause::Idle)
+            }
+            _ => None,
+        }
+    }
+
+    fn timed(&self) -> bool {
+        self.inner.time_to_live.is_some() || self.inner.time_to_idle.is_some()
+    }
+
+    /// Inserts under the coherence lock. `start` is the epoch the load began at (`None` for a
+    /// direct insert, which is a value computed now and so cannot predate an invalidation).
+    #[allow(clippy::too_many_arguments)]
+    fn insert_locked(
+        &self,
+        coherence: &mut Coherence<K>,
+        key: K,
+        value: Arc<V>,
+        tags: Vec<Arc<str>>,
+        version: Option<u64>,
+        start: Option<u64>,
+        removals: &mut Removals<K, V>,
+    ) -> Inserted<V> {
+        let inner = &self.inner;
+        if let Some(start) = start {
+            if inner.check_invalidations && coherence.invalidated_since(&key, &tags, start) {
+                inner.stats.incr(Counter::DiscardedLoads);
+                return Inserted::Invalidated;
+            }
+        }
+        let now = if self.timed() { self.now() } else { 0 };
+        let old = inner.store.peek(&key);
+        let old_expiry = old.as_ref().and_then(|old| {
+            if self.timed() {
+                self.expiry(old, now)
+            } else {
+                None
+            }
+        });
+        if let (Some(old), Some(new_version)) = (&old, version) {
+            if old.version.is_some_and(|old_version| new_version < old_version) {
+                inner.stats.incr(Counter::RefusedStale);
+                let live = old_expiry.is_none().then(|| Arc::clone(&old.value));
+                return Inserted::Older(live);
+            }
+        }
+        let id = coherence.next_id();
+        let entry = Entry {
+            value,
+            version,
+            id,
+            expires_at: inner
+                .time_to_live
+                .map_or(u64::MAX, |ttl| now.saturating_add(ttl)),
+            last_read: inner
+                .time_to_idle
+                .map(|_| Arc::new(AtomicU64::new(now))),
+        };
+        let mut evicted = Vec::new();
+        inner
+            .store
+            .insert_with_lifecycle(key.clone(), entry, &mut evicted);
+        if let Some(old) = old {
+            coherence.untrack(&key, old.id);
+            let cause = old_expiry.unwrap_or(RemovalCause::Replaced);
+            self.count_removal(cause);
+            removals.push((key.clone(), old.value, cause));
+        }
+        coherence.track(&key, id, &tags);
+        for (key, entry) in evicted {
+            coherence.untrack(&key, entry.id);
+            let cause = if self.timed() {
+                self.expiry(&entry, now).unwrap_or(RemovalCause::Size)
+            } else {
+                RemovalCause::Size
+            };
+            self.count_removal(cause);
+            removals.push((key, entry.value, cause));
+        }
+        Inserted::Yes
+    }
+
+    fn count_removal(&self, cause: RemovalCause) {
+        let counter = match cause {
+            RemovalCause::Size => Counter::EvictionsSize,
+            RemovalCause::Expired => Counter::EvictionsExpired,
+            RemovalCause::Idle => Counter::EvictionsIdle,
+            RemovalCause::Invalidated => Counter::InvalidatedEntries,
+            RemovalCause::Replaced => return,
+        };
+        self.inner.stats.incr(counter);
+    }
+
+    /// Tells the listener, with no lock held.
+    fn notify(&self, removals: Removals<K, V>) {
+        if let Some(listener) = &self.inner.listener {
+            for (key, value, cause) in removals {
+                listener(&key, &value, cause);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn invalidation_records(&self) -> usize {
+        self.inner.coherence.lock().records()
+    }
+}

@@ -1,0 +1,161 @@
+//! The bookkeeping behind "no resurrection": the invalidation records that a finishing load is
+//! checked against, the start epochs of the loads in flight (which bound how long a record must
+//! be kept), and the tag index that finds the entries a tag invalidation removes.
+//!
+//! Everything here lives behind the cache's single coherence mutex (see `cache.rs`), which is
+//! also held while an entry is inserted or removed, so that "check the records, then insert" and
+//! "write a record, then remove what matches" never interleave.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
+
+use crate::sync::Arc;
+
+/// An indexed entry's id and tags.
+type EntryTags = (u64, Box<[Arc<str>]>);
+
+/// Records below this many entries are never pruned while loads are in flight.
+const MIN_PRUNE_THRESHOLD: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct Coherence<K> {
+    /// The epoch of the last `invalidate_all` (0 if none).
+    all: u64,
+    /// The epoch of the last invalidation of each key, kept only while a load that began before
+    /// it may still be in flight.
+    keys: HashMap<K, u64>,
+    /// The same per tag.
+    tags: HashMap<Arc<str>, u64>,
+    /// Start epochs of the loads in flight, with how many loads began at each.
+    in_flight: BTreeMap<u64, usize>,
+    /// Prune the records when they grow past this.
+    prune_at: usize,
+    /// Source of entry ids (an id tells a current entry from one that has been replaced).
+    next_id: u64,
+    /// The tags of each cached entry that has tags, with the entry's id.
+    tags_by_key: HashMap<K, EntryTags>,
+    /// The cached keys that carry each tag.
+    keys_by_tag: HashMap<Arc<str>, HashSet<K>>,
+}
+
+impl<K: Hash + Eq + Clone> Coherence<K> {
+    pub(crate) fn new() -> Self {
+        Self {
+            all: 0,
+            keys: HashMap::new(),
+            tags: HashMap::new(),
+            in_flight: BTreeMap::new(),
+            prune_at: MIN_PRUNE_THRESHOLD,
+            next_id: 0,
+            tags_by_key: HashMap::new(),
+            keys_by_tag: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Registers a load that began at `epoch`.
+    pub(crate) fn load_started(&mut self, epoch: u64) {
+        *self.in_flight.entry(epoch).or_insert(0) += 1;
+    }
+
+    /// Unregisters a load that began at `epoch`, and forgets the records no load in flight
+    /// can be refused by any more.
+    pub(crate) fn load_ended(&mut self, epoch: u64) {
+        if let Some(count) = self.in_flight.get_mut(&epoch) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.remove(&epoch);
+            }
+        }
+        match self.in_flight.keys().next() {
+            // No load in flight: every later load starts at or after the current epoch, so no
+            // record can refuse it.
+            None => {
+                self.keys.clear();
+                self.tags.clear();
+                self.prune_at = MIN_PRUNE_THRESHOLD;
+            }
+            // A record at or below the oldest start epoch refuses no load in flight.
+            Some(&oldest) if self.keys.len() + self.tags.len() > self.prune_at => {
+                self.keys.retain(|_, epoch| *epoch > oldest);
+                self.tags.retain(|_, epoch| *epoch > oldest);
+                self.prune_at = MIN_PRUNE_THRESHOLD.max(2 * (self.keys.len() + self.tags.len()));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Whether a load that began at `start` must not insert its value for `key` with `tags`:
+    /// some invalidation that matches it came after it began.
+    pub(crate) fn invalidated_since(&self, key: &K, tags: &[Arc<str>], start: u64) -> bool {
+        self.all > start
+            || self.keys.get(key).is_some_and(|&epoch| epoch > start)
+            || tags
+                .iter()
+                .any(|tag| self.tags.get(tag).is_some_and(|&epoch| epoch > start))
+    }
+
+    /// Records an invalidation of `key` at `epoch` (only needed while loads are in flight).
+    pub(crate) fn record_key(&mut self, key: &K, epoch: u64) {
+        if !self.in_flight.is_empty() {
+            self.keys.insert(key.clone(), epoch);
+        }
+    }
+
+    /// Records an invalidation of `tag` at `epoch` and returns the cached keys that carry it.
+    pub(crate) fn record_tag(&mut self, tag: &str, epoch: u64) -> HashSet<K> {
+        if !self.in_flight.is_empty() {
+            self.tags.insert(Arc::from(tag), epoch);
+        }
+        self.keys_by_tag.remove(tag).unwrap_or_default()
+    }
+
+    /// Records an invalidation of everything at `epoch`; it supersedes every other record.
+    pub(crate) fn record_all(&mut self, epoch: u64) {
+        self.all = epoch;
+        self.keys.clear();
+        self.tags.clear();
+        self.tags_by_key.clear();
+        self.keys_by_tag.clear();
+    }
+
+    /// Indexes the tags of the entry `id` just inserted under `key`.
+    pub(crate) fn track(&mut self, key: &K, id: u64, tags: &[Arc<str>]) {
+        if tags.is_empty() {
+            return;
+        }
+        for tag in tags {
+            self.keys_by_tag
+                .entry(Arc::clone(tag))
+                .or_default()
+                .insert(key.clone());
+        }
+        self.tags_by_key.insert(key.clone(), (id, tags.into()));
+    }
+
+    /// Drops the entry `id` of `key` from the tag index, if it is the one indexed.
+    pub(crate) fn untrack(&mut self, key: &K, id: u64) {
+        if self.tags_by_key.get(key).is_some_and(|(known, _)| *known == id) {
+            if let Some((_, tags)) = self.tags_by_key.remove(key) {
+                for tag in tags.iter() {
+                    if let Some(keys) = self.keys_by_tag.get_mut(tag) {
+                        keys.remove(key);
+                        if keys.is_empty() {
+                            self.keys_by_tag.remove(tag);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many invalidation records are kept (for tests of the bound).
+    #[cfg(test)]
+    pub(crate) fn records(&self) -> usize {
+        self.keys.len() + self.tags.len()
+    }
+}
