@@ -17,3 +17,12 @@ pub use rule::{
     RULE_FIELDS,
 };
 pub use validation::{FieldError, ValidationErrors, MAX_ID_LEN};
+
+pub mod examples;
+mod params;
+mod ruleset;
+mod scorecard;
+
+pub use params::Params;
+pub use ruleset::{Evaluation, FiredAction, MatchedRule, Ruleset};
+pub use scorecard::{FactorScore, ScoreRequest, ScoreResult, Scorecard, ESCALATION_PARAM};

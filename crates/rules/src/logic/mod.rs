@@ -377,11 +377,6 @@ impl Budget {
             }
         }
     }
-
-    /// Units spent so far.
-    pub(crate) fn used(&self) -> u64 {
-        self.limit - self.remaining
-    }
 }
 
 pub(crate) fn eval(
