@@ -1,0 +1,336 @@
+//! The change feed: committed rows of the change log, read with a commit-safe cursor.
+//!
+//! Triggers on `rules` write one `change_log` row per changed rule in the writing transaction,
+//! whoever wrote (Rulebook, a bulk import, or plain SQL). A reader must never skip a row, and the
+//! obvious cursor, `seq > last_seen`, does skip rows on PostgreSQL: `seq` comes from a sequence
+//! when the row is written, not when it commits, so transaction A can take `seq` 10, transaction B
+//! take 11 and commit, a reader see 11 and move past 10, and only then A commit.
+//!
+//! - **PostgreSQL.** Each row records its transaction id (`txid`, an `xid8`). A read runs in one
+//!   `REPEATABLE READ` snapshot and takes that snapshot's `xmin`: every transaction with an id
+//!   below `xmin` has finished, so its rows are either visible now or never will be. The cursor
+//!   keeps that `xmin` as its watermark and the next read asks for `txid >= watermark`, which
+//!   includes every transaction that was still running. Rows at or above the watermark that were
+//!   already returned are remembered by `seq` in the cursor and not returned twice. (Returning one
+//!   twice would be harmless, since invalidation is idempotent, but it would cost reloads.)
+//! - **SQLite.** One writer at a time: a write transaction holds the database's write lock from
+//!   its first write to its commit, and the next writer's rows get higher `seq`s. So `seq` order
+//!   is commit order and `seq > last_seen` is commit-safe.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{args, Backend, Conn};
+use crate::error::{db_error, StoreError};
+use crate::Store;
+
+/// What happened to a row of `rules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    /// A rule was created.
+    Insert,
+    /// A rule was changed.
+    Update,
+    /// A rule was deleted.
+    Delete,
+}
+
+impl ChangeOp {
+    fn parse(s: &str) -> Option<ChangeOp> {
+        match s {
+            "insert" => Some(ChangeOp::Insert),
+            "update" => Some(ChangeOp::Update),
+            "delete" => Some(ChangeOp::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One committed change of one rule: a row of the change log. It says what to invalidate (see
+/// [`Change::tags`]), never the new value, which readers load from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The change log's sequence number. Unique and increasing in write order; on PostgreSQL
+    /// not necessarily in commit order.
+    pub seq: i64,
+    /// The rule's tenant.
+    pub tenant: String,
+    /// The rule's id.
+    pub rule_id: String,
+    /// Insert, update or delete.
+    pub op: ChangeOp,
+    /// The entry point before the change.
+    pub old_entry_point: Option<String>,
+    /// The entry point after the change.
+    pub new_entry_point: Option<String>,
+    /// The rule's labels before the change.
+    pub old_tags: Vec<String>,
+    /// The rule's labels after the change.
+    pub new_tags: Vec<String>,
+    /// When the row was written (in the writing transaction, shortly before its commit).
+    pub changed_at: DateTime<Utc>,
+}
+
+impl Change {
+    /// The cache tags this change touches, tenant-prefixed (see [`crate::deps`]).
+    pub fn tags(&self) -> BTreeSet<String> {
+        crate::deps::tags_for_change(self)
+    }
+}
+
+/// Told of every change that a write through this [`Store`] committed, right after the commit
+/// and before the write returns. The [`crate::Registry`] is one; the sync crate may add one that
+/// publishes the changes to other instances. Must not block for long: the writer waits.
+pub trait ChangeListener: Send + Sync + 'static {
+    /// `changes` committed together, in `seq` order.
+    fn committed(&self, changes: &[Change]);
+}
+
+/// A position in the change feed. Opaque: start from [`Cursor::beginning`] (replays the whole
+/// log) or [`Store::current_cursor`] (only what commits from now on), and pass back what
+/// [`Store::changes_since`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The highest `seq` returned so far.
+    last_seq: i64,
+    /// PostgreSQL: every transaction with a lower id had finished when the feed was last read.
+    watermark: Option<u64>,
+    /// PostgreSQL: `seq`s already returned whose transaction id is at or above the watermark.
+    returned: BTreeSet<i64>,
+}
+
+impl Cursor {
+    /// The position before the first change.
+    pub fn beginning() -> Cursor {
+        Cursor::default()
+    }
+
+    /// The highest change sequence number returned so far (for status pages and lag).
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    seq: i64,
+    tenant: String,
+    rule_id: String,
+    op: String,
+    old_entry_point: Option<String>,
+    new_entry_point: Option<String>,
+    old_tags: Option<String>,
+    new_tags: Option<String>,
+    changed_at: DateTime<Utc>,
+    txid: Option<String>,
+}
+
+const CHANGE_COLUMNS: &str = "seq, tenant, rule_id, op, old_entry_point, new_entry_point, \
+     old_tags, new_tags, changed_at";
+
+impl ChangeRow {
+    fn into_change(self) -> Result<(Change, Option<u64>), StoreError> {
+        let corrupt = |reason: String| {
+            tracing::error!(seq = self.seq, %reason, "unreadable change log row");
+            StoreError::Internal(format!("reading change log row {}", self.seq))
+        };
+        let op = ChangeOp::parse(&self.op).ok_or_else(|| corrupt(format!("op `{}`", self.op)))?;
+        let tags = |raw: &Option<String>| -> Result<Vec<String>, StoreError> {
+            match raw {
+                None => Ok(Vec::new()),
+                Some(text) => serde_json::from_str(text).map_err(|e| corrupt(e.to_string())),
+            }
+        };
+        let txid = match &self.txid {
+            None => None,
+            Some(t) => Some(t.parse::<u64>().map_err(|e| corrupt(e.to_string()))?),
+        };
+        Ok((
+            Change {
+                seq: self.seq,
+                old_tags: tags(&self.old_tags)?,
+                new_tags: tags(&self.new_tags)?,
+                tenant: self.tenant,
+                rule_id: self.rule_id,
+                op,
+                old_entry_point: self.old_entry_point,
+                new_entry_point: self.new_entry_point,
+                changed_at: self.changed_at,
+            },
+            txid,
+        ))
+    }
+}
+
+/// Reads the change rows written by the current write transaction, in `seq` order. On SQLite
+/// `after_seq` is the log's highest `seq` when the transaction took the write lock; on
+/// PostgreSQL the transaction's own id finds them.
+pub(crate) async fn own_changes(
+    conn: &mut Conn<'_>,
+    backend: Backend,
+    after_seq: i64,
+) -> Result<Vec<Change>, StoreError> {
+    let rows: Vec<ChangeRow> = match backend {
+        Backend::Sqlite => {
+            conn.fetch_all(
+                &format!(
+                    "SELECT {CHANGE_COLUMNS}, NULL AS txid FROM change_log WHERE seq > $1 ORDER BY seq"
+                ),
+                args![after_seq],
+            )
+            .await
+        }
+        Backend::Postgres => {
+            conn.fetch_all(
+                &format!(
+                    "SELECT {CHANGE_COLUMNS}, txid::text AS txid FROM change_log \
+                     WHERE txid = pg_current_xact_id() ORDER BY seq"
+                ),
+                args![],
+            )
+            .await
+        }
+    }
+    .map_err(|e| db_error("reading the change log", e))?;
+    rows.into_iter()
+        .map(|r| r.into_change().map(|(c, _)| c))
+        .collect()
+}
+
+/// The log's highest `seq` (0 when empty).
+pub(crate) async fn head_seq(conn: &mut Conn<'_>) -> Result<i64, StoreError> {
+    let (seq,): (i64,) = conn
+        .fetch_one("SELECT COALESCE(MAX(seq), 0) FROM change_log", args![])
+        .await
+        .map_err(|e| db_error("reading the change log", e))?;
+    Ok(seq)
+}
+
+impl Store {
+    /// The committed changes after `cursor`, in `seq` order, and the cursor to pass next time.
+    /// Never skips a change that commits late with a lower `seq` (see the module docs).
+    pub async fn changes_since(&self, cursor: &Cursor) -> Result<(Vec<Change>, Cursor), StoreError> {
+        let mut tx = self.pool().begin_snapshot().await?;
+        let mut conn = tx.conn();
+        let result = match self.backend() {
+            Backend::Sqlite => {
+                let rows: Vec<ChangeRow> = conn
+                    .fetch_all(
+                        &format!(
+                            "SELECT {CHANGE_COLUMNS}, NULL AS txid FROM change_log \
+                             WHERE seq > $1 ORDER BY seq"
+                        ),
+                        args![cursor.last_seq],
+                    )
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let mut next = cursor.clone();
+                let mut changes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let (change, _) = row.into_change()?;
+                    next.last_seq = next.last_seq.max(change.seq);
+                    changes.push(change);
+                }
+                (changes, next)
+            }
+            Backend::Postgres => {
+                let (xmin,): (String,) = conn
+                    .fetch_one(
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text",
+                        args![],
+                    )
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let xmin: u64 = xmin.parse().map_err(|_| {
+                    StoreError::Internal("reading the transaction horizon".into())
+                })?;
+                let from = cursor.watermark.unwrap_or(0).to_string();
+                let rows: Vec<ChangeRow> = conn
+                    .fetch_all(
+                        &format!(
+                            "SELECT {CHANGE_COLUMNS}, txid::text AS txid FROM change_log \
+                             WHERE txid >= $1::xid8 ORDER BY seq"
+                        ),
+                        args![from],
+                    )
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let mut next = Cursor {
+                    last_seq: cursor.last_seq,
+                    watermark: Some(xmin),
+                    returned: BTreeSet::new(),
+                };
+                let mut changes = Vec::new();
+                for row in rows {
+                    let (change, txid) = row.into_change()?;
+                    if txid.is_some_and(|t| t >= xmin) {
+                        next.returned.insert(change.seq);
+                    }
+                    if cursor.returned.contains(&change.seq) {
+                        continue;
+                    }
+                    next.last_seq = next.last_seq.max(change.seq);
+                    changes.push(change);
+                }
+                (changes, next)
+            }
+        };
+        drop(conn);
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// A cursor at the current end of the feed: [`Store::changes_since`] with it returns only
+    /// changes that commit after this call.
+    pub async fn current_cursor(&self) -> Result<Cursor, StoreError> {
+        let (_, cursor) = match self.backend() {
+            Backend::Sqlite => {
+                let mut held = self.pool().acquire().await?;
+                let last_seq = head_seq(&mut held.conn()).await?;
+                return Ok(Cursor {
+                    last_seq,
+                    ..Cursor::default()
+                });
+            }
+            Backend::Postgres => {
+                // The whole log is not needed: everything below the current horizon is final and
+                // already in the database a fresh load reads, so start from the horizon.
+                let mut tx = self.pool().begin_snapshot().await?;
+                let mut conn = tx.conn();
+                let (xmin, head): (String, i64) = conn
+                    .fetch_one(
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, \
+                         (SELECT COALESCE(MAX(seq), 0) FROM change_log)",
+                        args![],
+                    )
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                drop(conn);
+                tx.commit().await?;
+                let xmin: u64 = xmin.parse().map_err(|_| {
+                    StoreError::Internal("reading the transaction horizon".into())
+                })?;
+                let start = Cursor {
+                    last_seq: head,
+                    watermark: Some(xmin),
+                    returned: BTreeSet::new(),
+                };
+                // Mark the rows at or above the horizon that are already committed as returned.
+                let (changes, mut next) = self.changes_since(&start).await?;
+                next.last_seq = head.max(changes.iter().map(|c| c.seq).max().unwrap_or(0));
+                (changes, next)
+            }
+        };
+        Ok(cursor)
+    }
+
+    /// The change log's highest sequence number (0 when empty): the source version of a load
+    /// that starts now.
+    pub async fn head_seq(&self) -> Result<i64, StoreError> {
+        let mut held = self.pool().acquire().await?;
+        head_seq(&mut held.conn()).await
+    }
+}

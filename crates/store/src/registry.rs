@@ -1,0 +1,386 @@
+//! The registry: Rulebook's cached read side.
+//!
+//! [`Registry::ruleset`], [`Registry::params`] and [`Registry::scorecard`] are each a
+//! `get_or_load` on one [`rulebook_cache::Cache`]: concurrent misses on one key load once, from
+//! the store, and compile with `rulebook-rules`. Each entry carries the tags the dependency map
+//! ([`crate::deps`]) gives it, computed from the rules the load found, and the change log's head
+//! at the start of the load as its version.
+//!
+//! The registry registers itself with its store, so a write through the store invalidates the
+//! tags of its changes after the commit and before the write returns. Changes that reach the
+//! database some other way (plain SQL, another instance) come in through [`Registry::apply_feed`],
+//! which the [`crate::ChangeWatcher`] (or the sync crate) calls with the change feed; changes this
+//! registry already applied from its own writes are skipped there.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rulebook_cache::{Cache, CacheStats, LoadError, Loaded};
+use rulebook_rules::{EntryPoint, Params, Rule, Ruleset, Scorecard};
+
+use crate::deps::{tags_for_changes, tags_for_entry, tenant_tag, EntryKind, TENANT_TAG};
+use crate::error::StoreError;
+use crate::feed::{Change, ChangeListener};
+use crate::Store;
+
+/// What the registry caches for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RegistryItem {
+    /// The compiled rules of one entry point.
+    Ruleset(EntryPoint),
+    /// The tenant's parameter snapshot.
+    Params,
+    /// A scorecard by name.
+    Scorecard(String),
+}
+
+impl RegistryItem {
+    /// The tag that names the entry (`entry_point:<ep>`, `params`, `scorecard:<name>`).
+    pub fn key_tag(&self) -> String {
+        match self {
+            RegistryItem::Ruleset(ep) => format!("entry_point:{ep}"),
+            RegistryItem::Params => "params".to_owned(),
+            RegistryItem::Scorecard(name) => format!("scorecard:{name}"),
+        }
+    }
+}
+
+/// A registry cache key: the tenant is part of the key, so tenants never share an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegistryKey {
+    /// The tenant.
+    pub tenant: String,
+    /// What is cached.
+    pub item: RegistryItem,
+}
+
+/// A cached, compiled value.
+#[derive(Debug, Clone)]
+pub enum Compiled {
+    /// See [`Registry::ruleset`].
+    Ruleset(Arc<Ruleset>),
+    /// See [`Registry::params`].
+    Params(Arc<Params>),
+    /// See [`Registry::scorecard`].
+    Scorecard(Arc<Scorecard>),
+}
+
+/// How the registry's cache is sized.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// The most entries kept, over all tenants (rulesets, params and scorecards).
+    pub max_capacity: u64,
+    /// A backstop for staleness should an invalidation ever be missed; `None` keeps entries
+    /// until they are invalidated or evicted.
+    pub time_to_live: Option<Duration>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_capacity: 10_000,
+            time_to_live: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// How many times one entry was loaded from the store (for metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadCount {
+    /// The tenant.
+    pub tenant: String,
+    /// The entry's key tag: `entry_point:<ep>`, `params` or `scorecard:<name>`.
+    pub item: String,
+    /// Loads since the registry was made.
+    pub loads: u64,
+}
+
+/// The cached read side. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<RegistryInner>,
+}
+
+struct RegistryInner {
+    store: Store,
+    cache: Cache<RegistryKey, Compiled>,
+    /// Loads per key. A mutex: touched once per load, which is rare next to reads.
+    loads: Mutex<HashMap<RegistryKey, u64>>,
+    /// What has been applied. A mutex: touched once per commit or feed batch.
+    applied: Mutex<Applied>,
+}
+
+#[derive(Default)]
+struct Applied {
+    /// The highest change `seq` applied.
+    max_seq: i64,
+    /// `seq`s applied synchronously by this registry's own writes that the feed has not
+    /// brought back yet; the feed skips them.
+    own: BTreeSet<i64>,
+}
+
+/// How many own `seq`s to remember for the feed to skip; beyond it the oldest are forgotten
+/// (and cost one more invalidation when the feed brings them, nothing worse).
+const OWN_SEQS_KEPT: usize = 100_000;
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("store", &self.inner.store)
+            .field("entries", &self.inner.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeListener for RegistryInner {
+    fn committed(&self, changes: &[Change]) {
+        self.invalidate_changes(changes.iter());
+        let mut applied = self.applied.lock();
+        for change in changes {
+            applied.max_seq = applied.max_seq.max(change.seq);
+            applied.own.insert(change.seq);
+        }
+        while applied.own.len() > OWN_SEQS_KEPT {
+            applied.own.pop_first();
+        }
+    }
+}
+
+impl RegistryInner {
+    /// Invalidates every tag the changes touch, each once; returns how many tags.
+    fn invalidate_changes<'a>(&self, changes: impl IntoIterator<Item = &'a Change>) -> usize {
+        let tags = tags_for_changes(changes);
+        for tag in &tags {
+            self.cache.invalidate_tag(tag);
+        }
+        tags.len()
+    }
+
+    fn count_load(&self, key: &RegistryKey) {
+        *self.loads.lock().entry(key.clone()).or_insert(0) += 1;
+    }
+}
+
+impl Registry {
+    /// A registry over `store` with the default cache size, registered with the store so that
+    /// the store's writes invalidate it.
+    pub fn new(store: Store) -> Registry {
+        Registry::with_config(store, RegistryConfig::default())
+    }
+
+    /// [`Registry::new`] with a cache configuration.
+    pub fn with_config(store: Store, config: RegistryConfig) -> Registry {
+        let mut builder = Cache::builder().max_capacity(config.max_capacity);
+        if let Some(ttl) = config.time_to_live {
+            builder = builder.time_to_live(ttl);
+        }
+        let inner = Arc::new(RegistryInner {
+            store: store.clone(),
+            cache: builder.build(),
+            loads: Mutex::new(HashMap::new()),
+            applied: Mutex::new(Applied::default()),
+        });
+        let listener: Arc<dyn ChangeListener> = inner.clone();
+        store.subscribe(&listener);
+        Registry { inner }
+    }
+
+    /// The store this registry loads from.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The compiled ruleset of `entry_point` in `tenant`.
+    pub async fn ruleset(
+        &self,
+        tenant: &str,
+        entry_point: &EntryPoint,
+    ) -> Result<Arc<Ruleset>, StoreError> {
+        let item = RegistryItem::Ruleset(entry_point.clone());
+        let compiled = self
+            .load(tenant, item, EntryKind::Ruleset, |rules| {
+                Ruleset::compile(entry_point.clone(), rules)
+                    .map(|r| Compiled::Ruleset(Arc::new(r)))
+                    .map_err(|e| StoreError::Compile {
+                        what: format!("entry point `{entry_point}` of tenant `{tenant}`"),
+                        reason: e.to_string(),
+                    })
+            })
+            .await?;
+        match &*compiled {
+            Compiled::Ruleset(r) => Ok(Arc::clone(r)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// The parameter snapshot of `tenant` (every rule's params and enabled flag).
+    pub async fn params(&self, tenant: &str) -> Result<Arc<Params>, StoreError> {
+        let compiled = self
+            .load(tenant, RegistryItem::Params, EntryKind::Params, |rules| {
+                Ok(Compiled::Params(Arc::new(Params::from_rules(rules))))
+            })
+            .await?;
+        match &*compiled {
+            Compiled::Params(p) => Ok(Arc::clone(p)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// The compiled scorecard `name` of `tenant` (the rules tagged `scorecard:<name>`).
+    pub async fn scorecard(&self, tenant: &str, name: &str) -> Result<Arc<Scorecard>, StoreError> {
+        let item = RegistryItem::Scorecard(name.to_owned());
+        let compiled = self
+            .load(tenant, item, EntryKind::Scorecard, |rules| {
+                Scorecard::compile(name, rules)
+                    .map(|s| Compiled::Scorecard(Arc::new(s)))
+                    .map_err(|e| StoreError::Compile {
+                        what: format!("scorecard `{name}` of tenant `{tenant}`"),
+                        reason: e.to_string(),
+                    })
+            })
+            .await?;
+        match &*compiled {
+            Compiled::Scorecard(s) => Ok(Arc::clone(s)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// The one load path: reads the change log's head (the entry's version), then the rules,
+    /// compiles, and tags the entry from what it found.
+    async fn load(
+        &self,
+        tenant: &str,
+        item: RegistryItem,
+        kind: EntryKind,
+        compile: impl FnOnce(Vec<Rule>) -> Result<Compiled, StoreError>,
+    ) -> Result<Arc<Compiled>, StoreError> {
+        let key = RegistryKey {
+            tenant: tenant.to_owned(),
+            item,
+        };
+        let inner = &self.inner;
+        let loader = || async {
+            inner.count_load(&key);
+            let version = inner.store.head_seq().await?;
+            let rules = match &key.item {
+                RegistryItem::Ruleset(ep) => inner.store.entry_point_rules(tenant, ep).await?,
+                RegistryItem::Params => inner.store.parameter_rules(tenant).await?,
+                RegistryItem::Scorecard(name) => inner.store.scorecard_rules(tenant, name).await?,
+            };
+            let tags = tags_for_entry(tenant, kind, &key.item.key_tag(), &rules);
+            let compiled = compile(rules)?;
+            Ok::<_, StoreError>(
+                Loaded::new(compiled)
+                    .with_tags(tags)
+                    .with_version(u64::try_from(version).unwrap_or(0)),
+            )
+        };
+        inner
+            .cache
+            .get_or_load(key.clone(), loader)
+            .await
+            .map_err(|e| match e {
+                LoadError::Failed(error) => (*error).clone(),
+                _ => StoreError::Internal("loading rules panicked".into()),
+            })
+    }
+
+    /// Applies changes read from the change feed: invalidates what they touch, skipping changes
+    /// this registry already applied when its own write committed. Returns how many tags were
+    /// invalidated.
+    pub fn apply_feed(&self, changes: &[Change]) -> usize {
+        let fresh: Vec<&Change> = {
+            let mut applied = self.inner.applied.lock();
+            let fresh: Vec<&Change> = changes
+                .iter()
+                .filter(|c| !applied.own.remove(&c.seq))
+                .collect();
+            if let Some(max) = changes.iter().map(|c| c.seq).max() {
+                applied.max_seq = applied.max_seq.max(max);
+            }
+            fresh
+        };
+        self.inner.invalidate_changes(fresh)
+    }
+
+    /// The highest change `seq` applied, from own writes or the feed.
+    pub fn applied_seq(&self) -> i64 {
+        self.inner.applied.lock().max_seq
+    }
+
+    /// Drops the rulesets of these entry points of `tenant`.
+    pub fn invalidate_entry_points(&self, tenant: &str, entry_points: &[EntryPoint]) {
+        for ep in entry_points {
+            self.inner
+                .cache
+                .invalidate_tag(&tenant_tag(tenant, &format!("entry_point:{ep}")));
+        }
+    }
+
+    /// Drops every entry of `tenant` carrying one of `tags` (unprefixed, such as `currency:USD`,
+    /// `rule:RF-002`, `params` or `scorecard:pad_trade`).
+    pub fn invalidate_tags(&self, tenant: &str, tags: &[String]) {
+        for tag in tags {
+            self.inner.cache.invalidate_tag(&tenant_tag(tenant, tag));
+        }
+    }
+
+    /// Drops every entry of `tenant`.
+    pub fn invalidate_tenant(&self, tenant: &str) {
+        self.inner
+            .cache
+            .invalidate_tag(&tenant_tag(tenant, TENANT_TAG));
+    }
+
+    /// Drops everything.
+    pub fn invalidate_all(&self) {
+        self.inner.cache.invalidate_all();
+    }
+
+    /// The cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// How many entries are cached.
+    pub fn len(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.inner.cache.is_empty()
+    }
+
+    /// Loads per entry since the registry was made, sorted by tenant and entry.
+    pub fn load_counts(&self) -> Vec<LoadCount> {
+        let mut counts: Vec<LoadCount> = self
+            .inner
+            .loads
+            .lock()
+            .iter()
+            .map(|(key, loads)| LoadCount {
+                tenant: key.tenant.clone(),
+                item: key.item.key_tag(),
+                loads: *loads,
+            })
+            .collect();
+        counts.sort_by(|a, b| (&a.tenant, &a.item).cmp(&(&b.tenant, &b.item)));
+        counts
+    }
+
+    /// Loads of one entry point's ruleset since the registry was made.
+    pub fn ruleset_loads(&self, tenant: &str, entry_point: &EntryPoint) -> u64 {
+        let key = RegistryKey {
+            tenant: tenant.to_owned(),
+            item: RegistryItem::Ruleset(entry_point.clone()),
+        };
+        self.inner.loads.lock().get(&key).copied().unwrap_or(0)
+    }
+}
+
+fn mismatch() -> StoreError {
+    StoreError::Internal("a registry entry holds the wrong kind of value".into())
+}

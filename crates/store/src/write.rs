@@ -1,0 +1,547 @@
+//! Writes: create, update, params, enable, disable, delete and bulk import.
+//!
+//! Each write is one transaction: the rule row and its history row are written by Rulebook, the
+//! change-log row by the database's trigger on `rules`, and all three commit together or not at
+//! all. Validation runs before anything is written. An update names the version it read; if the
+//! stored version differs the write is refused with [`StoreError::Conflict`], never applied over
+//! someone else's change. After the commit the changes go to the store's listeners (see
+//! [`Store::subscribe`]); a transaction that does not commit hands nothing to anyone.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+
+use rulebook_rules::Rule;
+use serde_json::{Map, Value};
+
+use crate::db::{args, Backend, Conn, Tx};
+use crate::error::{db_error, is_unique_violation, StoreError};
+use crate::feed::{head_seq, own_changes, Change};
+use crate::model::{content, document, fetch_rule, now, tags_column, Author, ChangeKind};
+use crate::store::{tenant_exists, DEFAULT_TENANT};
+use crate::Store;
+
+/// What a bulk import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Rules that did not exist.
+    pub created: usize,
+    /// Rules that existed and changed.
+    pub updated: usize,
+    /// Rules that existed with the same content, left alone (no new version, no invalidation).
+    pub unchanged: usize,
+    /// Rules deleted (see [`Store::apply_batch`]).
+    pub deleted: usize,
+    /// The committed changes, one per rule written, in `seq` order.
+    pub changes: Vec<Change>,
+}
+
+/// A write transaction in progress.
+struct WriteTx {
+    tx: Tx,
+    /// SQLite: the change log's head when the write lock was taken; the rows after it are ours.
+    before_seq: i64,
+}
+
+impl Store {
+    async fn begin_rule_write(&self, tenant: &str) -> Result<WriteTx, StoreError> {
+        let mut tx = self.pool().begin_write().await?;
+        let mut conn = tx.conn();
+        if !tenant_exists(&mut conn, tenant).await? {
+            return Err(StoreError::UnknownTenant(tenant.to_owned()));
+        }
+        let before_seq = match self.backend() {
+            Backend::Sqlite => head_seq(&mut conn).await?,
+            Backend::Postgres => 0,
+        };
+        drop(conn);
+        Ok(WriteTx { tx, before_seq })
+    }
+
+    /// Reads the transaction's change rows, commits, and then (only then) hands the changes to
+    /// the listeners.
+    async fn finish_rule_write(&self, mut write: WriteTx) -> Result<Vec<Change>, StoreError> {
+        let changes = own_changes(&mut write.tx.conn(), self.backend(), write.before_seq).await?;
+        if self.fail_next_write_flag().swap(false, Ordering::SeqCst) {
+            // Dropping the transaction rolls it back: rule row, history row and change row.
+            drop(write);
+            return Err(StoreError::Internal("injected failure before commit".into()));
+        }
+        write.tx.commit().await?;
+        self.publish(&changes);
+        Ok(changes)
+    }
+
+    /// Test support: makes the next write transaction fail just before its commit, after its
+    /// rule row, history row and change-log row have been written, so that tests can show a
+    /// failed write leaves nothing behind and invalidates nothing.
+    #[doc(hidden)]
+    pub fn fail_next_write(&self) {
+        self.fail_next_write_flag().store(true, Ordering::SeqCst);
+    }
+
+    /// Creates `rule` in `tenant` at the next version its id has had (1 for a new id; a rule
+    /// created again after a delete continues its history). Returns the stored rule.
+    pub async fn create_rule(
+        &self,
+        tenant: &str,
+        rule: Rule,
+        author: &Author,
+    ) -> Result<Rule, StoreError> {
+        let mut rule = prepare(tenant, rule)?;
+        let mut write = self.begin_rule_write(tenant).await?;
+        {
+            let mut conn = write.tx.conn();
+            if fetch_rule(&mut conn, tenant, &rule.id).await?.is_some() {
+                return Err(already_exists(tenant, &rule.id));
+            }
+            let last = last_history_version(&mut conn, tenant, &rule.id).await?;
+            let at = now();
+            rule.version = last + 1;
+            rule.created_at = Some(at);
+            rule.created_by = Some(author.name.clone());
+            rule.updated_at = Some(at);
+            rule.updated_by = Some(author.name.clone());
+            insert_row(&mut conn, &rule).await?;
+            insert_history(
+                &mut conn,
+                &rule,
+                rule.version,
+                ChangeKind::Create,
+                author,
+            )
+            .await?;
+        }
+        self.finish_rule_write(write).await?;
+        Ok(rule)
+    }
+
+    /// Replaces rule `rule.id` with `rule`, if it is still at `expected_version` (the version
+    /// the caller read). The bookkeeping fields of `rule` are ignored.
+    pub async fn update_rule(
+        &self,
+        tenant: &str,
+        rule: Rule,
+        expected_version: i64,
+        author: &Author,
+    ) -> Result<Rule, StoreError> {
+        let rule = prepare(tenant, rule)?;
+        let id = rule.id.clone();
+        self.modify(
+            tenant,
+            &id,
+            Some(expected_version),
+            ChangeKind::Update,
+            author,
+            |_| Ok(rule),
+        )
+        .await
+    }
+
+    /// Replaces the params of a rule, validated against its `param_schema`. With
+    /// `expected_version`, only if the rule is still at that version.
+    pub async fn update_params(
+        &self,
+        tenant: &str,
+        id: &str,
+        params: Map<String, Value>,
+        expected_version: Option<i64>,
+        author: &Author,
+    ) -> Result<Rule, StoreError> {
+        self.modify(
+            tenant,
+            id,
+            expected_version,
+            ChangeKind::Params,
+            author,
+            |mut rule| {
+                rule.params = params;
+                validate(&rule)?;
+                Ok(rule)
+            },
+        )
+        .await
+    }
+
+    /// Enables or disables a rule. With `expected_version`, only if the rule is still at that
+    /// version.
+    pub async fn set_enabled(
+        &self,
+        tenant: &str,
+        id: &str,
+        enabled: bool,
+        expected_version: Option<i64>,
+        author: &Author,
+    ) -> Result<Rule, StoreError> {
+        let kind = if enabled {
+            ChangeKind::Enable
+        } else {
+            ChangeKind::Disable
+        };
+        self.modify(tenant, id, expected_version, kind, author, |mut rule| {
+            rule.enabled = enabled;
+            Ok(rule)
+        })
+        .await
+    }
+
+    /// Deletes a rule and returns it as it was. With `expected_version`, only if the rule is
+    /// still at that version. Its history stays, ending with a `delete` entry.
+    pub async fn delete_rule(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        author: &Author,
+    ) -> Result<Rule, StoreError> {
+        let mut write = self.begin_rule_write(tenant).await?;
+        let current = {
+            let mut conn = write.tx.conn();
+            let current = fetch_rule(&mut conn, tenant, id)
+                .await?
+                .ok_or_else(|| not_found(tenant, id))?;
+            check_version(&current, expected_version)?;
+            delete_row(&mut conn, &current).await?;
+            insert_history(
+                &mut conn,
+                &current,
+                current.version + 1,
+                ChangeKind::Delete,
+                author,
+            )
+            .await?;
+            current
+        };
+        self.finish_rule_write(write).await?;
+        Ok(current)
+    }
+
+    /// Writes every rule of `rules` into `tenant` in one transaction: new ids are created,
+    /// changed rules updated (whatever their version: an import is authoritative), identical
+    /// ones left alone. Every rule is validated before anything is written; one invalid rule
+    /// fails the whole import.
+    pub async fn import_rules(
+        &self,
+        tenant: &str,
+        rules: Vec<Rule>,
+        author: &Author,
+    ) -> Result<ImportReport, StoreError> {
+        self.apply_batch(tenant, rules, &[], author).await
+    }
+
+    /// [`Store::import_rules`], and in the same transaction deletes the rules named in
+    /// `delete_ids` (ids that do not exist are skipped). The rule-files source uses it so that a
+    /// rule removed from a file is removed from the store.
+    pub async fn apply_batch(
+        &self,
+        tenant: &str,
+        rules: Vec<Rule>,
+        delete_ids: &[String],
+        author: &Author,
+    ) -> Result<ImportReport, StoreError> {
+        let mut seen = BTreeSet::new();
+        let mut prepared = Vec::with_capacity(rules.len());
+        for rule in rules {
+            if !seen.insert(rule.id.clone()) {
+                return Err(StoreError::Invalid(format!(
+                    "rule `{}` appears twice in the import: keep one of them",
+                    rule.id
+                )));
+            }
+            prepared.push(prepare(tenant, rule)?);
+        }
+        if let Some(id) = delete_ids.iter().find(|id| seen.contains(*id)) {
+            return Err(StoreError::Invalid(format!(
+                "rule `{id}` is both written and deleted in one batch"
+            )));
+        }
+        let mut report = ImportReport::default();
+        let mut write = self.begin_rule_write(tenant).await?;
+        {
+            let mut conn = write.tx.conn();
+            let existing = all_rules(&mut conn, tenant).await?;
+            let last_versions = last_history_versions(&mut conn, tenant).await?;
+            let at = now();
+            for mut rule in prepared {
+                match existing.get(&rule.id) {
+                    None => {
+                        rule.version = last_versions.get(&rule.id).copied().unwrap_or(0) + 1;
+                        rule.created_at = Some(at);
+                        rule.created_by = Some(author.name.clone());
+                        rule.updated_at = Some(at);
+                        rule.updated_by = Some(author.name.clone());
+                        insert_row(&mut conn, &rule).await?;
+                        report.created += 1;
+                    }
+                    Some(current) if content(current) == content(&rule) => {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    Some(current) => {
+                        stamp_update(&mut rule, current, at, author);
+                        if update_row(&mut conn, &rule, current.version).await? == 0 {
+                            return Err(StoreError::Internal(
+                                "a rule changed during an import".into(),
+                            ));
+                        }
+                        report.updated += 1;
+                    }
+                }
+                insert_history(&mut conn, &rule, rule.version, ChangeKind::Import, author).await?;
+            }
+            for id in delete_ids {
+                if let Some(current) = existing.get(id) {
+                    delete_row(&mut conn, current).await?;
+                    insert_history(
+                        &mut conn,
+                        current,
+                        current.version + 1,
+                        ChangeKind::Delete,
+                        author,
+                    )
+                    .await?;
+                    report.deleted += 1;
+                }
+            }
+        }
+        report.changes = self.finish_rule_write(write).await?;
+        Ok(report)
+    }
+
+    /// Reads the rule, checks the version, applies `change` (which validates), writes the new
+    /// version and its history row.
+    async fn modify(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        kind: ChangeKind,
+        author: &Author,
+        change: impl FnOnce(Rule) -> Result<Rule, StoreError>,
+    ) -> Result<Rule, StoreError> {
+        let mut write = self.begin_rule_write(tenant).await?;
+        let next = {
+            let mut conn = write.tx.conn();
+            let current = fetch_rule(&mut conn, tenant, id)
+                .await?
+                .ok_or_else(|| not_found(tenant, id))?;
+            check_version(&current, expected_version)?;
+            let mut next = change(current.clone())?;
+            stamp_update(&mut next, &current, now(), author);
+            if update_row(&mut conn, &next, current.version).await? == 0 {
+                // Another writer got in between the read and the write (PostgreSQL only: on
+                // SQLite this transaction holds the write lock).
+                let now_at = fetch_rule(&mut conn, tenant, id)
+                    .await?
+                    .ok_or_else(|| not_found(tenant, id))?;
+                return Err(StoreError::Conflict {
+                    id: id.to_owned(),
+                    expected_version: expected_version.unwrap_or(current.version),
+                    current_version: now_at.version,
+                });
+            }
+            insert_history(&mut conn, &next, next.version, kind, author).await?;
+            next
+        };
+        self.finish_rule_write(write).await?;
+        Ok(next)
+    }
+}
+
+/// Sets the tenant and validates, before any write.
+fn prepare(tenant: &str, mut rule: Rule) -> Result<Rule, StoreError> {
+    crate::store::validate_tenant_id(tenant)?;
+    if rule.tenant != tenant && rule.tenant != DEFAULT_TENANT {
+        return Err(StoreError::Invalid(format!(
+            "rule `{}` names tenant `{}` but is written to tenant `{tenant}`: remove its `tenant` field or send it to its own tenant",
+            rule.id, rule.tenant
+        )));
+    }
+    rule.tenant = tenant.to_owned();
+    validate(&rule)?;
+    Ok(rule)
+}
+
+fn validate(rule: &Rule) -> Result<(), StoreError> {
+    rule.validate().map_err(|errors| StoreError::Validation {
+        rule_id: rule.id.clone(),
+        errors,
+    })
+}
+
+fn check_version(current: &Rule, expected: Option<i64>) -> Result<(), StoreError> {
+    match expected {
+        Some(expected) if expected != current.version => Err(StoreError::Conflict {
+            id: current.id.clone(),
+            expected_version: expected,
+            current_version: current.version,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The bookkeeping of an update: next version, creation kept, update stamped.
+fn stamp_update(next: &mut Rule, current: &Rule, at: chrono::DateTime<chrono::Utc>, author: &Author) {
+    next.id = current.id.clone();
+    next.tenant = current.tenant.clone();
+    next.version = current.version + 1;
+    next.created_at = current.created_at;
+    next.created_by = current.created_by.clone();
+    next.updated_at = Some(at);
+    next.updated_by = Some(author.name.clone());
+}
+
+fn not_found(tenant: &str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        tenant: tenant.to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+fn already_exists(tenant: &str, id: &str) -> StoreError {
+    StoreError::AlreadyExists {
+        tenant: tenant.to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+/// Inserts the row of a new rule; a taken id is [`StoreError::AlreadyExists`].
+async fn insert_row(conn: &mut Conn<'_>, rule: &Rule) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO rules (tenant, id, entry_point, enabled, priority, tags, version, document, \
+         created_at, created_by, updated_at, updated_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        args![
+            rule.tenant.clone(),
+            rule.id.clone(),
+            rule.entry_point.as_ref().map(|e| e.as_str().to_owned()),
+            rule.enabled,
+            rule.priority,
+            tags_column(rule)?,
+            rule.version,
+            document(rule)?,
+            rule.created_at.unwrap_or_else(now),
+            rule.created_by.clone().unwrap_or_default(),
+            rule.updated_at.unwrap_or_else(now),
+            rule.updated_by.clone().unwrap_or_default(),
+        ],
+    )
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            already_exists(&rule.tenant, &rule.id)
+        } else {
+            db_error("writing a rule", e)
+        }
+    })?;
+    Ok(())
+}
+
+/// Writes `rule` over the row if the row is still at `expected_version`; returns the rows
+/// changed (0 when someone else wrote first).
+async fn update_row(
+    conn: &mut Conn<'_>,
+    rule: &Rule,
+    expected_version: i64,
+) -> Result<u64, StoreError> {
+    conn.execute(
+        "UPDATE rules SET entry_point = $3, enabled = $4, priority = $5, tags = $6, version = $7, \
+         document = $8, updated_at = $9, updated_by = $10 \
+         WHERE tenant = $1 AND id = $2 AND version = $11",
+        args![
+            rule.tenant.clone(),
+            rule.id.clone(),
+            rule.entry_point.as_ref().map(|e| e.as_str().to_owned()),
+            rule.enabled,
+            rule.priority,
+            tags_column(rule)?,
+            rule.version,
+            document(rule)?,
+            rule.updated_at.unwrap_or_else(now),
+            rule.updated_by.clone().unwrap_or_default(),
+            expected_version,
+        ],
+    )
+    .await
+    .map_err(|e| db_error("writing a rule", e))
+}
+
+async fn delete_row(conn: &mut Conn<'_>, rule: &Rule) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM rules WHERE tenant = $1 AND id = $2",
+        args![rule.tenant.clone(), rule.id.clone()],
+    )
+    .await
+    .map_err(|e| db_error("deleting a rule", e))?;
+    Ok(())
+}
+
+async fn insert_history(
+    conn: &mut Conn<'_>,
+    rule: &Rule,
+    version: i64,
+    kind: ChangeKind,
+    author: &Author,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO rule_history (tenant, rule_id, version, kind, snapshot, changed_by, reason, \
+         changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        args![
+            rule.tenant.clone(),
+            rule.id.clone(),
+            version,
+            kind.as_str(),
+            document(rule)?,
+            author.name.clone(),
+            author.reason.clone(),
+            now(),
+        ],
+    )
+    .await
+    .map_err(|e| db_error("writing a rule's history", e))?;
+    Ok(())
+}
+
+async fn last_history_version(
+    conn: &mut Conn<'_>,
+    tenant: &str,
+    id: &str,
+) -> Result<i64, StoreError> {
+    let (version,): (i64,) = conn
+        .fetch_one(
+            "SELECT COALESCE(MAX(version), 0) FROM rule_history WHERE tenant = $1 AND rule_id = $2",
+            args![tenant, id],
+        )
+        .await
+        .map_err(|e| db_error("reading a rule's history", e))?;
+    Ok(version)
+}
+
+async fn last_history_versions(
+    conn: &mut Conn<'_>,
+    tenant: &str,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let rows: Vec<(String, i64)> = conn
+        .fetch_all(
+            "SELECT rule_id, MAX(version) FROM rule_history WHERE tenant = $1 GROUP BY rule_id",
+            args![tenant],
+        )
+        .await
+        .map_err(|e| db_error("reading rule history", e))?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn all_rules(conn: &mut Conn<'_>, tenant: &str) -> Result<HashMap<String, Rule>, StoreError> {
+    let rows: Vec<crate::model::RuleRow> = conn
+        .fetch_all(
+            &format!(
+                "SELECT {} FROM rules WHERE tenant = $1",
+                crate::model::RULE_COLUMNS
+            ),
+            args![tenant],
+        )
+        .await
+        .map_err(|e| db_error("reading rules", e))?;
+    rows.into_iter()
+        .map(|row| row.into_rule().map(|rule| (rule.id.clone(), rule)))
+        .collect()
+}
