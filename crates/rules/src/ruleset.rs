@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::logic::{Budget, Logic, Scope};
+use crate::logic::{dispose, Budget, Logic, Scope};
 use crate::rule::in_window;
 use crate::{Action, CompileError, EntryPoint, EvalError, EvalLimits, Rule};
 
@@ -41,7 +41,15 @@ pub(crate) struct CompiledAction {
 
 impl CompiledRule {
     /// Validates and compiles one rule.
-    pub(crate) fn compile(rule: Rule) -> Result<CompiledRule, CompileError> {
+    pub(crate) fn compile(mut rule: Rule) -> Result<CompiledRule, CompileError> {
+        let compiled = CompiledRule::compile_ref(&rule);
+        // A condition built by a program may be nested thousands of levels deep (and refused by
+        // the compiler); drop it without recursion.
+        dispose(std::mem::take(&mut rule.condition));
+        compiled
+    }
+
+    fn compile_ref(rule: &Rule) -> Result<CompiledRule, CompileError> {
         rule.validate().map_err(|errors| CompileError::Invalid {
             rule_id: rule.id.clone(),
             errors,
@@ -69,7 +77,7 @@ impl CompiledRule {
             });
         }
         Ok(CompiledRule {
-            id: rule.id,
+            id: rule.id.clone(),
             version: rule.version,
             priority: rule.priority,
             enabled: rule.enabled,
@@ -77,7 +85,7 @@ impl CompiledRule {
             active_from: rule.active_from,
             active_until: rule.active_until,
             condition,
-            params: Value::Object(rule.params),
+            params: Value::Object(rule.params.clone()),
             actions,
         })
     }

@@ -347,18 +347,9 @@ fn expect<T: DeserializeOwned>(
 ) -> Result<(), FieldError> {
     match T::deserialize(value) {
         Ok(_) => Ok(()),
-        Err(e)
-            if e.to_string().starts_with("invalid type")
-                || e.to_string().starts_with("invalid value") =>
-        {
-            Err(FieldError::new(
-                path,
-                format!("must be {expected}, got {}", describe(value)),
-            ))
-        }
-        Err(e) => Err(FieldError::new(
+        Err(_) => Err(FieldError::new(
             path,
-            format!("{}; fix the value", humanise(&e.to_string())),
+            format!("must be {expected}, got {}", describe(value)),
         )),
     }
 }

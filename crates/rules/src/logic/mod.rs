@@ -336,6 +336,19 @@ pub(crate) fn value_depth(value: &Value) -> usize {
     deepest
 }
 
+/// Drops a JSON value without recursion, so a value nested thousands of levels deep (built by a
+/// program; the JSON parser stops at 128) cannot overflow the stack when it goes away.
+pub(crate) fn dispose(value: Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
 /// What `var` sees.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Scope<'a> {

@@ -1,0 +1,290 @@
+//! Rulesets: ordering, stop_processing, schedule windows, expression-valued actions, limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rulebook_rules::examples::seed_rules;
+use rulebook_rules::logic::{Logic, LogicError};
+use rulebook_rules::{Action, CompileError, EntryPoint, EvalError, EvalLimits, Rule, Ruleset};
+use serde_json::{json, Value};
+
+fn ep(name: &str) -> EntryPoint {
+    EntryPoint::parse(name).unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap()
+}
+
+fn rule(id: &str, priority: i32) -> Rule {
+    let mut r = Rule::new(id);
+    r.entry_point = Some(ep("checkout"));
+    r.priority = priority;
+    r.actions = vec![Action::SetValue {
+        field: "last".into(),
+        value: json!(id),
+    }];
+    r
+}
+
+fn ids(rules: Vec<Rule>, input: Value, at: DateTime<Utc>) -> Vec<String> {
+    let set = Ruleset::compile(ep("checkout"), rules).unwrap();
+    let out = set.evaluate(&input, at, &EvalLimits::default()).unwrap();
+    out.matched.iter().map(|m| m.id.clone()).collect()
+}
+
+#[test]
+fn priority_runs_ascending_with_ties_broken_by_id() {
+    let rules = vec![
+        rule("c", 5),
+        rule("b", 5),
+        rule("z", 1),
+        rule("a", 9),
+        rule("a2", 5),
+    ];
+    assert_eq!(ids(rules, json!({}), now()), ["z", "a2", "b", "c", "a"]);
+}
+
+#[test]
+fn stop_processing_stops_after_its_rule_matches() {
+    let mut stopper = rule("b", 2);
+    stopper.stop_processing = true;
+    let mut not_matching_stopper = rule("a", 1);
+    not_matching_stopper.stop_processing = true;
+    not_matching_stopper.condition = json!({"==": [{"var": "x"}, 1]});
+    let set = Ruleset::compile(
+        ep("checkout"),
+        vec![rule("c", 3), stopper, not_matching_stopper],
+    )
+    .unwrap();
+    let out = set
+        .evaluate(&json!({"x": 2}), now(), &EvalLimits::default())
+        .unwrap();
+    assert_eq!(out.matched_ids(), ["b"]);
+    assert_eq!(out.stopped_by.as_deref(), Some("b"));
+    let out = set
+        .evaluate(&json!({"x": 1}), now(), &EvalLimits::default())
+        .unwrap();
+    assert_eq!(out.matched_ids(), ["a"]);
+}
+
+#[test]
+fn schedule_windows_are_checked_at_evaluation_time_not_compile_time() {
+    let mut future = rule("future", 1);
+    future.active_from = Some(now() + Duration::minutes(5));
+    let mut expiring = rule("expiring", 2);
+    expiring.active_until = Some(now() + Duration::minutes(5));
+    let mut disabled = rule("disabled", 3);
+    disabled.enabled = false;
+    // One compiled ruleset, evaluated on both sides of the boundaries, as a cached one would be.
+    let set = Ruleset::compile(ep("checkout"), vec![future, expiring, disabled]).unwrap();
+    let limits = EvalLimits::default();
+    let before = set.evaluate(&json!({}), now(), &limits).unwrap();
+    assert_eq!(before.matched_ids(), ["expiring"]);
+    let at_boundary = set
+        .evaluate(&json!({}), now() + Duration::minutes(5), &limits)
+        .unwrap();
+    assert_eq!(
+        at_boundary.matched_ids(),
+        ["future"],
+        "from is inclusive, until exclusive"
+    );
+    let after = set
+        .evaluate(&json!({}), now() + Duration::hours(1), &limits)
+        .unwrap();
+    assert_eq!(after.matched_ids(), ["future"]);
+}
+
+#[test]
+fn action_values_may_be_expressions_over_the_input_and_params() {
+    let rules: Vec<Rule> = seed_rules("default")
+        .into_iter()
+        .filter(|r| r.entry_point.as_ref().map(EntryPoint::as_str) == Some("vat_calculation"))
+        .collect();
+    let set = Ruleset::compile(ep("VAT Calculation"), rules).unwrap();
+    let out = set
+        .evaluate(
+            &json!({"country": "GB", "net_amount": 150}),
+            now(),
+            &EvalLimits::default(),
+        )
+        .unwrap();
+    assert_eq!(out.value("vat_amount"), Some(&json!(30)));
+    assert_eq!(out.value("vat_rate"), Some(&json!(0.2)));
+    assert_eq!(
+        out.matched,
+        vec![rulebook_rules::MatchedRule {
+            id: "vat_gb_standard".into(),
+            version: 1,
+            priority: 10
+        }]
+    );
+    let out = set
+        .evaluate(
+            &json!({"country": "FR", "net_amount": 150}),
+            now(),
+            &EvalLimits::default(),
+        )
+        .unwrap();
+    assert_eq!(out.value("vat_amount"), Some(&json!(0)));
+    assert_eq!(out.matched_ids(), ["vat_zero_rated"]);
+}
+
+#[test]
+fn messages_are_evaluated_and_the_answer_serialises_with_rule_ids() {
+    let rules: Vec<Rule> = seed_rules("default")
+        .into_iter()
+        .filter(|r| r.entry_point.as_ref().map(EntryPoint::as_str) == Some("home_page_mount"))
+        .collect();
+    let set = Ruleset::compile(ep("Home Page Mount"), rules).unwrap();
+    let out = set
+        .evaluate(
+            &json!({"user": {"first_name": "Ada"}}),
+            now(),
+            &EvalLimits::default(),
+        )
+        .unwrap();
+    let json = serde_json::to_value(&out).unwrap();
+    assert_eq!(json["actions"][0]["rule_id"], "home_welcome_banner");
+    assert_eq!(json["actions"][0]["type"], "display_message");
+    assert_eq!(json["actions"][0]["message"], "Welcome back, Ada!");
+    assert_eq!(json["matched"][0]["version"], 1);
+    let back: rulebook_rules::Evaluation = serde_json::from_value(json).unwrap();
+    assert_eq!(back, out);
+}
+
+#[test]
+fn rules_of_another_entry_point_or_repeated_ids_are_refused() {
+    let mut other = rule("x", 1);
+    other.entry_point = Some(ep("home"));
+    assert!(matches!(
+        Ruleset::compile(ep("checkout"), vec![other]),
+        Err(CompileError::WrongEntryPoint { .. })
+    ));
+    let err = Ruleset::compile(
+        ep("checkout"),
+        vec![rule("x", 1), rule("y", 2), rule("x", 3)],
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        CompileError::DuplicateRule {
+            rule_id: "x".into()
+        }
+    );
+    let mut invalid = rule("bad", 1);
+    invalid.condition = json!({"nope": []});
+    assert!(matches!(
+        Ruleset::compile(ep("checkout"), vec![invalid]),
+        Err(CompileError::Invalid { .. })
+    ));
+}
+
+/// Builds `{"!": {"!": ... true}}` `depth` levels deep without recursion.
+fn deep_not(depth: usize) -> Value {
+    let mut v = json!(true);
+    for _ in 0..depth {
+        let mut m = serde_json::Map::new();
+        m.insert("!".into(), v);
+        v = Value::Object(m);
+    }
+    v
+}
+
+/// Takes a deep list apart level by level so dropping it cannot overflow the stack.
+fn dismantle_arrays(mut v: Value) {
+    while let Value::Array(mut items) = v {
+        v = items.pop().unwrap_or(Value::Null);
+    }
+}
+
+#[test]
+fn a_ten_thousand_deep_condition_is_an_error_not_a_crash() {
+    // Built, compiled and taken apart on this (small) test thread: nothing here recurses.
+    let deep = deep_not(10_000);
+    assert_eq!(
+        Logic::compile(&deep).unwrap_err(),
+        LogicError::TooDeep { limit: 128 }
+    );
+    let mut r = rule("deep", 1);
+    r.condition = deep;
+    let r = r;
+    let errors = r.validate().unwrap_err();
+    assert!(errors.has("condition"));
+    // The ruleset compiler takes the rule and must drop its deep condition without recursion.
+    let err = Ruleset::compile(ep("checkout"), vec![r]).unwrap_err();
+    assert!(matches!(err, CompileError::Invalid { .. }));
+    let deep_array = (0..10_000).fold(json!(1), |v, _| Value::Array(vec![v]));
+    assert!(matches!(
+        Logic::compile(&deep_array),
+        Err(LogicError::TooDeep { .. })
+    ));
+    dismantle_arrays(deep_array);
+}
+
+#[test]
+fn the_same_deep_condition_from_text_is_refused_by_the_parser() {
+    let text = format!(
+        "{{\"id\": \"deep\", \"condition\": {}true{}}}",
+        "{\"!\": ".repeat(10_000),
+        "}".repeat(10_000)
+    );
+    let err = Rule::from_json_str(&text).unwrap_err();
+    assert!(err.errors[0].message.contains("not valid JSON"), "{err}");
+}
+
+#[test]
+fn evaluation_limits_are_errors() {
+    let mut r = rule("nested", 1);
+    r.condition = deep_not(20);
+    let set = Ruleset::compile(ep("checkout"), vec![r]).unwrap();
+    let shallow = EvalLimits {
+        max_depth: 10,
+        ..EvalLimits::default()
+    };
+    assert!(matches!(
+        set.evaluate(&json!({}), now(), &shallow),
+        Err(EvalError::TooDeep {
+            depth: 21,
+            limit: 10,
+            ..
+        })
+    ));
+    let small = EvalLimits {
+        max_nodes: 5,
+        ..EvalLimits::default()
+    };
+    assert!(matches!(
+        set.evaluate(&json!({}), now(), &small),
+        Err(EvalError::TooLarge { .. })
+    ));
+
+    let mut busy = rule("busy", 1);
+    busy.condition = json!({"some": [{"var": "xs"}, {"==": [{"var": ""}, -1]}]});
+    let set = Ruleset::compile(ep("checkout"), vec![busy]).unwrap();
+    let input = json!({"xs": (0..50_000).collect::<Vec<_>>()});
+    let tight = EvalLimits {
+        max_ops: 10_000,
+        ..EvalLimits::default()
+    };
+    assert_eq!(
+        set.evaluate(&input, now(), &tight),
+        Err(EvalError::OutOfBudget { limit: 10_000 })
+    );
+    assert!(set
+        .evaluate(&input, now(), &EvalLimits::default())
+        .unwrap()
+        .matched
+        .is_empty());
+}
+
+#[test]
+fn conditions_see_the_input_directly_and_under_input_and_their_own_params() {
+    let mut r = rule("p", 1);
+    r.params.insert("minimum".into(), json!(10));
+    r.condition = json!({"and": [
+        {">=": [{"var": "total"}, {"var": "params.minimum"}]},
+        {"==": [{"var": "input.total"}, {"var": "total"}]}
+    ]});
+    assert_eq!(ids(vec![r.clone()], json!({"total": 10}), now()), ["p"]);
+    assert!(ids(vec![r], json!({"total": 9}), now()).is_empty());
+}
