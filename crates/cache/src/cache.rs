@@ -22,14 +22,11 @@ const DEFAULT_MAX_CAPACITY: u64 = 10_000;
 type Listener<K, V> = Arc<dyn Fn(&K, &Arc<V>, RemovalCause) + Send + Sync>;
 type WeigherFn<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 
-/// What the store keeps per key. Cloned on every hit, so it holds one `Arc` (the value the
-/// caller gets) and plain numbers; the idle timestamp is only allocated when a time to idle is
-/// configured.
+/// What the store keeps per key. Cloned on every hit, so it is small: the `Arc` the caller
+/// gets, one number, and an idle timestamp allocated only when a time to idle is configured.
+/// Versions and tags, needed only under the coherence lock, live in [`Coherence`].
 struct Entry<V> {
     value: Arc<V>,
-    version: Option<u64>,
-    /// Tells this entry from a later one under the same key (for the tag index).
-    id: u64,
     /// Clock nanoseconds after which the entry is expired (`u64::MAX`: never).
     expires_at: u64,
     /// Clock nanoseconds of the last read, when a time to idle is configured.
@@ -41,8 +38,6 @@ impl<V> Clone for Entry<V> {
     fn clone(&self) -> Self {
         Self {
             value: Arc::clone(&self.value),
-            version: self.version,
-            id: self.id,
             expires_at: self.expires_at,
             last_read: self.last_read.clone(),
         }
@@ -81,13 +76,8 @@ impl<K, V> Lifecycle<K, Entry<V>> for CollectEvictions {
     }
 }
 
-type Store<K, V> = quick_cache::sync::Cache<
-    K,
-    Entry<V>,
-    EntryWeigher<K, V>,
-    DefaultHashBuilder,
-    CollectEvictions,
->;
+type Store<K, V> =
+    quick_cache::sync::Cache<K, Entry<V>, EntryWeigher<K, V>, DefaultHashBuilder, CollectEvictions>;
 
 /// Removals to report to the listener once every lock is released.
 type Removals<K, V> = Vec<(K, Arc<V>, RemovalCause)>;
@@ -345,24 +335,32 @@ where
         mut self,
         result: Result<Loaded<V>, E>,
     ) -> Result<Arc<V>, LoadError<E>> {
-        let inner = &self.cache.inner;
+        let inner = Arc::clone(&self.cache.inner);
         let start = self.flight.start;
         match result {
             Ok(loaded) => {
                 let value = Arc::new(loaded.value);
                 let mut removals = Vec::new();
                 let inserted = {
-                    let mut coherence = inner.coherence.lock();
-                    let inserted = self.cache.insert_locked(
-                        &mut coherence,
-                        self.key.clone(),
-                        Arc::clone(&value),
-                        loaded.tags,
-                        loaded.version,
-                        Some(start),
-                        &mut removals,
-                    );
-                    coherence.load_ended(start);
+                    // Insert and leave `flights` in one critical section of the `flights`
+                    // lock: a caller that finds this load in `flights` finds it unfinished,
+                    // so the freshness verdict below covers every caller that joins it.
+                    let mut flights = inner.flights.lock();
+                    let inserted = {
+                        let mut coherence = inner.coherence.lock();
+                        let inserted = self.cache.insert_locked(
+                            &mut coherence,
+                            self.key.clone(),
+                            Arc::clone(&value),
+                            loaded.tags,
+                            loaded.version,
+                            Some(start),
+                            &mut removals,
+                        );
+                        coherence.load_ended(start);
+                        inserted
+                    };
+                    self.leave(&mut flights);
                     inserted
                 };
                 let (value, fresh) = match inserted {
@@ -371,7 +369,7 @@ where
                     Inserted::Older(Some(newer)) => (newer, true),
                     Inserted::Older(None) => (value, true),
                 };
-                self.complete(Outcome::Value {
+                self.flight.complete(Outcome::Value {
                     value: Arc::clone(&value),
                     fresh,
                 });
@@ -380,7 +378,6 @@ where
             }
             Err(error) => {
                 inner.stats.incr(Counter::LoadErrors);
-                inner.coherence.lock().load_ended(start);
                 let error = Arc::new(error);
                 self.complete(Outcome::Failed(
                     Arc::clone(&error) as Arc<dyn std::any::Any + Send + Sync>
@@ -392,20 +389,24 @@ where
 
     fn panicked(mut self) {
         self.cache.inner.stats.incr(Counter::LoadPanics);
-        self.cache
-            .inner
-            .coherence
-            .lock()
-            .load_ended(self.flight.start);
         self.complete(Outcome::Panicked);
     }
 
-    /// Wakes the waiters and takes the load out of the map of loads in flight, so the next
-    /// caller starts afresh.
+    /// Ends a load that inserts nothing: takes it out of `flights` (so the next caller starts
+    /// afresh), unregisters it, and wakes the waiters with `outcome`.
     fn complete(&mut self, outcome: Outcome<V>) {
-        self.finished = true;
+        let inner = Arc::clone(&self.cache.inner);
+        {
+            let mut flights = inner.flights.lock();
+            inner.coherence.lock().load_ended(self.flight.start);
+            self.leave(&mut flights);
+        }
         self.flight.complete(outcome);
-        let mut flights = self.cache.inner.flights.lock();
+    }
+
+    /// Takes this load out of `flights`. Called with the `flights` lock held.
+    fn leave(&mut self, flights: &mut HashMap<K, Arc<Flight<V>>>) {
+        self.finished = true;
         if flights
             .get(&self.key)
             .is_some_and(|current| Arc::ptr_eq(current, &self.flight))
@@ -424,11 +425,6 @@ where
         if self.finished {
             return;
         }
-        self.cache
-            .inner
-            .coherence
-            .lock()
-            .load_ended(self.flight.start);
         let outcome = if std::thread::panicking() {
             self.cache.inner.stats.incr(Counter::LoadPanics);
             Outcome::Panicked
@@ -503,7 +499,9 @@ where
                     let mut load = std::pin::pin!(loader());
                     let polled = std::future::poll_fn(|cx| {
                         match catch_unwind(AssertUnwindSafe(|| load.as_mut().poll(cx))) {
-                            Ok(std::task::Poll::Ready(result)) => std::task::Poll::Ready(Ok(result)),
+                            Ok(std::task::Poll::Ready(result)) => {
+                                std::task::Poll::Ready(Ok(result))
+                            }
                             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
                             Err(panic) => std::task::Poll::Ready(Err(panic)),
                         }
@@ -579,8 +577,8 @@ where
             let epoch = self.bump_epoch();
             coherence.record_key(key, epoch);
             let removed = self.inner.store.remove(key);
-            if let Some((key, entry)) = &removed {
-                coherence.untrack(key, entry.id);
+            if let Some((key, _)) = &removed {
+                coherence.untrack(key);
             }
             removed
         };
@@ -601,7 +599,7 @@ where
             let epoch = self.bump_epoch();
             for key in coherence.record_tag(tag, epoch) {
                 if let Some((key, entry)) = self.inner.store.remove(&key) {
-                    coherence.untrack(&key, entry.id);
+                    coherence.untrack(&key);
                     removals.push((key, entry.value, RemovalCause::Invalidated));
                 }
             }
@@ -771,52 +769,55 @@ where
         }
         let now = if self.timed() { self.now() } else { 0 };
         let old = inner.store.peek(&key);
-        let old_expiry = old.as_ref().and_then(|old| {
-            if self.timed() {
-                self.expiry(old, now)
-            } else {
-                None
-            }
-        });
+        let old_expiry = match &old {
+            Some(old) if self.timed() => self.expiry(old, now),
+            _ => None,
+        };
         if let (Some(old), Some(new_version)) = (&old, version) {
-            if old.version.is_some_and(|old_version| new_version < old_version) {
+            if coherence
+                .version(&key)
+                .is_some_and(|old_version| new_version < old_version)
+            {
                 inner.stats.incr(Counter::RefusedStale);
                 let live = old_expiry.is_none().then(|| Arc::clone(&old.value));
                 return Inserted::Older(live);
             }
         }
-        let id = coherence.next_id();
         let entry = Entry {
-            value,
-            version,
-            id,
+            value: Arc::clone(&value),
             expires_at: inner
                 .time_to_live
                 .map_or(u64::MAX, |ttl| now.saturating_add(ttl)),
-            last_read: inner
-                .time_to_idle
-                .map(|_| Arc::new(AtomicU64::new(now))),
+            last_read: inner.time_to_idle.map(|_| Arc::new(AtomicU64::new(now))),
         };
         let mut evicted = Vec::new();
         inner
             .store
             .insert_with_lifecycle(key.clone(), entry, &mut evicted);
-        if let Some(old) = old {
-            coherence.untrack(&key, old.id);
-            let cause = old_expiry.unwrap_or(RemovalCause::Replaced);
-            self.count_removal(cause);
-            removals.push((key.clone(), old.value, cause));
-        }
-        coherence.track(&key, id, &tags);
-        for (key, entry) in evicted {
-            coherence.untrack(&key, entry.id);
-            let cause = if self.timed() {
+        // quick_cache reports what the insert pushed out: the replaced entry, any entry evicted
+        // to make room, and the new entry itself when it is too heavy to admit. A value's `Arc`
+        // identifies its entry.
+        let mut admitted = true;
+        for (evicted_key, entry) in evicted {
+            coherence.untrack(&evicted_key);
+            let cause = if Arc::ptr_eq(&entry.value, &value) {
+                admitted = false;
+                RemovalCause::Size
+            } else if old
+                .as_ref()
+                .is_some_and(|old| Arc::ptr_eq(&old.value, &entry.value))
+            {
+                old_expiry.unwrap_or(RemovalCause::Replaced)
+            } else if self.timed() {
                 self.expiry(&entry, now).unwrap_or(RemovalCause::Size)
             } else {
                 RemovalCause::Size
             };
             self.count_removal(cause);
-            removals.push((key, entry.value, cause));
+            removals.push((evicted_key, entry.value, cause));
+        }
+        if admitted {
+            coherence.track(&key, version, tags);
         }
         Inserted::Yes
     }

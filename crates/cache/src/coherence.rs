@@ -11,8 +11,12 @@ use std::hash::Hash;
 
 use crate::sync::Arc;
 
-/// An indexed entry's id and tags.
-type EntryTags = (u64, Box<[Arc<str>]>);
+/// What the cache knows of a cached entry besides its value, when it has tags or a version.
+#[derive(Debug)]
+pub(crate) struct Meta {
+    pub(crate) version: Option<u64>,
+    tags: Box<[Arc<str>]>,
+}
 
 /// Records below this many entries are never pruned while loads are in flight.
 const MIN_PRUNE_THRESHOLD: usize = 64;
@@ -30,10 +34,9 @@ pub(crate) struct Coherence<K> {
     in_flight: BTreeMap<u64, usize>,
     /// Prune the records when they grow past this.
     prune_at: usize,
-    /// Source of entry ids (an id tells a current entry from one that has been replaced).
-    next_id: u64,
-    /// The tags of each cached entry that has tags, with the entry's id.
-    tags_by_key: HashMap<K, EntryTags>,
+    /// The version and tags of each cached entry that has either. Kept in step with the store:
+    /// every insert and removal happens under the coherence lock and updates it.
+    meta: HashMap<K, Meta>,
     /// The cached keys that carry each tag.
     keys_by_tag: HashMap<Arc<str>, HashSet<K>>,
 }
@@ -46,15 +49,9 @@ impl<K: Hash + Eq + Clone> Coherence<K> {
             tags: HashMap::new(),
             in_flight: BTreeMap::new(),
             prune_at: MIN_PRUNE_THRESHOLD,
-            next_id: 0,
-            tags_by_key: HashMap::new(),
+            meta: HashMap::new(),
             keys_by_tag: HashMap::new(),
         }
-    }
-
-    pub(crate) fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
     }
 
     /// Registers a load that began at `epoch`.
@@ -119,34 +116,39 @@ impl<K: Hash + Eq + Clone> Coherence<K> {
         self.all = epoch;
         self.keys.clear();
         self.tags.clear();
-        self.tags_by_key.clear();
+        self.meta.clear();
         self.keys_by_tag.clear();
     }
 
-    /// Indexes the tags of the entry `id` just inserted under `key`.
-    pub(crate) fn track(&mut self, key: &K, id: u64, tags: &[Arc<str>]) {
-        if tags.is_empty() {
+    /// The version of the entry cached under `key`.
+    pub(crate) fn version(&self, key: &K) -> Option<u64> {
+        self.meta.get(key).and_then(|meta| meta.version)
+    }
+
+    /// Indexes the entry just inserted under `key` (replacing what was known of the old one).
+    pub(crate) fn track(&mut self, key: &K, version: Option<u64>, tags: Vec<Arc<str>>) {
+        self.untrack(key);
+        if version.is_none() && tags.is_empty() {
             return;
         }
-        for tag in tags {
+        for tag in &tags {
             self.keys_by_tag
                 .entry(Arc::clone(tag))
                 .or_default()
                 .insert(key.clone());
         }
-        self.tags_by_key.insert(key.clone(), (id, tags.into()));
+        let tags = tags.into_boxed_slice();
+        self.meta.insert(key.clone(), Meta { version, tags });
     }
 
-    /// Drops the entry `id` of `key` from the tag index, if it is the one indexed.
-    pub(crate) fn untrack(&mut self, key: &K, id: u64) {
-        if self.tags_by_key.get(key).is_some_and(|(known, _)| *known == id) {
-            if let Some((_, tags)) = self.tags_by_key.remove(key) {
-                for tag in tags.iter() {
-                    if let Some(keys) = self.keys_by_tag.get_mut(tag) {
-                        keys.remove(key);
-                        if keys.is_empty() {
-                            self.keys_by_tag.remove(tag);
-                        }
+    /// Forgets the entry cached under `key`, which has just left the store.
+    pub(crate) fn untrack(&mut self, key: &K) {
+        if let Some(meta) = self.meta.remove(key) {
+            for tag in meta.tags.iter() {
+                if let Some(keys) = self.keys_by_tag.get_mut(tag) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.keys_by_tag.remove(tag);
                     }
                 }
             }

@@ -1,6 +1,5 @@
-//! Counters. Every counter lives in a set of cache-line-padded stripes; a thread always adds to
-//! the same stripe, so two threads reading different keys never write the same cache line and
-//! the hit path costs one uncontended atomic add.
+//! Counters, cheap enough for the hit path: each thread counts in a cache-line-padded stripe
+//! of its own (see [`Stats`]), and a snapshot sums the stripes.
 
 use std::cell::Cell;
 
@@ -89,51 +88,119 @@ struct Stripe {
     cells: [AtomicU64; COUNTERS],
 }
 
+impl Stripe {
+    fn new() -> Self {
+        Self {
+            cells: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// How many stripes have a single owning thread. Threads beyond these share one more stripe.
+#[cfg(not(feature = "shuttle"))]
+const OWNED_STRIPES: usize = 64;
+
+/// Under shuttle every model thread runs on one OS thread, so no stripe has a single owner.
+#[cfg(feature = "shuttle")]
+const OWNED_STRIPES: usize = 0;
+
 /// Striped counters.
+///
+/// Stripe `i < OWNED_STRIPES` is written only by the thread holding slot `i` (see
+/// [`ThreadSlot`]), so it is incremented with a plain load and store, not a read-modify-write:
+/// the hit path pays for no locked instruction and no shared cache line. Threads without an
+/// owned slot add to the last stripe atomically.
 #[derive(Debug)]
 pub(crate) struct Stats {
     stripes: Box<[Stripe]>,
-    mask: usize,
 }
+
+/// The slot numbers handed to threads: a thread takes the lowest free one on its first count
+/// and gives it back when it exits, so a slot never has two living owners.
+struct SlotPool {
+    next: usize,
+    free: Vec<usize>,
+}
+
+static SLOTS: std::sync::Mutex<SlotPool> = std::sync::Mutex::new(SlotPool {
+    next: 0,
+    free: Vec::new(),
+});
+
+/// This thread's claim on a slot: returns the slot to the pool when the thread exits.
+struct ThreadSlot(usize);
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        // From now on this thread counts in the shared stripe.
+        let _ = SLOT.try_with(|slot| slot.set(EXITED));
+        let mut pool = SLOTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pool.free.push(self.0);
+    }
+}
+
+/// `SLOT` before this thread has claimed a slot.
+const UNCLAIMED: usize = usize::MAX;
+/// `SLOT` after this thread gave its slot back.
+const EXITED: usize = usize::MAX - 1;
 
 thread_local! {
-    /// This thread's stripe number, handed out round robin so the first threads get distinct
-    /// stripes.
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// This thread's slot number: a plain constant-initialised cell, so the hit path reads it
+    /// with one thread-local load and no lazy-initialisation check.
+    static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Owns the slot, so it is given back when the thread exits.
+    static CLAIM: ThreadSlot = {
+        let mut pool = SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = pool.free.pop().unwrap_or_else(|| {
+            pool.next += 1;
+            pool.next - 1
+        });
+        ThreadSlot(slot)
+    };
 }
 
-static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-fn stripe_index() -> usize {
-    STRIPE.with(|stripe| {
-        let mut index = stripe.get();
-        if index == usize::MAX {
-            index = NEXT_STRIPE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            stripe.set(index);
-        }
-        index
-    })
+/// This thread's slot, claiming one on first use.
+#[inline]
+fn slot() -> usize {
+    let slot = SLOT.try_with(Cell::get).unwrap_or(EXITED);
+    if slot != UNCLAIMED {
+        return slot;
+    }
+    let claimed = CLAIM.try_with(|claim| claim.0).unwrap_or(EXITED);
+    let _ = SLOT.try_with(|slot| slot.set(claimed));
+    claimed
 }
 
 impl Stats {
     pub(crate) fn new() -> Self {
-        let threads = std::thread::available_parallelism().map_or(4, usize::from);
-        let count = (threads * 2).next_power_of_two().clamp(4, 64);
-        let stripes = (0..count)
-            .map(|_| Stripe {
-                cells: std::array::from_fn(|_| AtomicU64::new(0)),
-            })
-            .collect();
         Self {
-            stripes,
-            mask: count - 1,
+            stripes: (0..=OWNED_STRIPES).map(|_| Stripe::new()).collect(),
         }
     }
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, by: u64) {
-        let stripe = &self.stripes[stripe_index() & self.mask];
-        stripe.cells[counter as usize].fetch_add(by, Ordering::Relaxed);
+        let owned = if OWNED_STRIPES == 0 {
+            None
+        } else {
+            Some(slot()).filter(|&slot| slot < OWNED_STRIPES)
+        };
+        match owned {
+            Some(slot) => {
+                // Single writer: this thread owns the stripe (see `ThreadSlot`).
+                let cell = &self.stripes[slot].cells[counter as usize];
+                cell.store(
+                    cell.load(Ordering::Relaxed).wrapping_add(by),
+                    Ordering::Relaxed,
+                );
+            }
+            None => {
+                let cell = &self.stripes[OWNED_STRIPES].cells[counter as usize];
+                cell.fetch_add(by, Ordering::Relaxed);
+            }
+        }
     }
 
     #[inline]
