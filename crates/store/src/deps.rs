@@ -52,8 +52,12 @@ pub fn tags_for_change(change: &Change) -> BTreeSet<String> {
     for (fact, prefix) in CHANGE_TOUCHES {
         let values: Vec<&str> = match fact {
             ChangeFact::RuleId => vec![change.rule_id.as_str()],
-            ChangeFact::OldEntryPoint => change.old_entry_point.iter().map(String::as_str).collect(),
-            ChangeFact::NewEntryPoint => change.new_entry_point.iter().map(String::as_str).collect(),
+            ChangeFact::OldEntryPoint => {
+                change.old_entry_point.iter().map(String::as_str).collect()
+            }
+            ChangeFact::NewEntryPoint => {
+                change.new_entry_point.iter().map(String::as_str).collect()
+            }
             ChangeFact::OldTags => change.old_tags.iter().map(String::as_str).collect(),
             ChangeFact::NewTags => change.new_tags.iter().map(String::as_str).collect(),
             ChangeFact::Always => vec![""],

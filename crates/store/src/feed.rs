@@ -212,7 +212,10 @@ pub(crate) async fn head_seq(conn: &mut Conn<'_>) -> Result<i64, StoreError> {
 impl Store {
     /// The committed changes after `cursor`, in `seq` order, and the cursor to pass next time.
     /// Never skips a change that commits late with a lower `seq` (see the module docs).
-    pub async fn changes_since(&self, cursor: &Cursor) -> Result<(Vec<Change>, Cursor), StoreError> {
+    pub async fn changes_since(
+        &self,
+        cursor: &Cursor,
+    ) -> Result<(Vec<Change>, Cursor), StoreError> {
         let mut tx = self.pool().begin_snapshot().await?;
         let mut conn = tx.conn();
         let result = match self.backend() {
@@ -244,9 +247,9 @@ impl Store {
                     )
                     .await
                     .map_err(|e| db_error("reading the change log", e))?;
-                let xmin: u64 = xmin.parse().map_err(|_| {
-                    StoreError::Internal("reading the transaction horizon".into())
-                })?;
+                let xmin: u64 = xmin
+                    .parse()
+                    .map_err(|_| StoreError::Internal("reading the transaction horizon".into()))?;
                 let from = cursor.watermark.unwrap_or(0).to_string();
                 let rows: Vec<ChangeRow> = conn
                     .fetch_all(
@@ -278,7 +281,6 @@ impl Store {
                 (changes, next)
             }
         };
-        drop(conn);
         tx.commit().await?;
         Ok(result)
     }
@@ -286,21 +288,21 @@ impl Store {
     /// A cursor at the current end of the feed: [`Store::changes_since`] with it returns only
     /// changes that commit after this call.
     pub async fn current_cursor(&self) -> Result<Cursor, StoreError> {
-        let (_, cursor) = match self.backend() {
+        match self.backend() {
             Backend::Sqlite => {
                 let mut held = self.pool().acquire().await?;
                 let last_seq = head_seq(&mut held.conn()).await?;
-                return Ok(Cursor {
+                Ok(Cursor {
                     last_seq,
                     ..Cursor::default()
-                });
+                })
             }
             Backend::Postgres => {
                 // The whole log is not needed: everything below the current horizon is final and
-                // already in the database a fresh load reads, so start from the horizon.
+                // already in the database that a fresh load reads, so start from the horizon.
                 let mut tx = self.pool().begin_snapshot().await?;
-                let mut conn = tx.conn();
-                let (xmin, head): (String, i64) = conn
+                let (xmin, head): (String, i64) = tx
+                    .conn()
                     .fetch_one(
                         "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, \
                          (SELECT COALESCE(MAX(seq), 0) FROM change_log)",
@@ -308,23 +310,20 @@ impl Store {
                     )
                     .await
                     .map_err(|e| db_error("reading the change log", e))?;
-                drop(conn);
                 tx.commit().await?;
-                let xmin: u64 = xmin.parse().map_err(|_| {
-                    StoreError::Internal("reading the transaction horizon".into())
-                })?;
+                let xmin: u64 = xmin
+                    .parse()
+                    .map_err(|_| StoreError::Internal("reading the transaction horizon".into()))?;
                 let start = Cursor {
                     last_seq: head,
                     watermark: Some(xmin),
                     returned: BTreeSet::new(),
                 };
-                // Mark the rows at or above the horizon that are already committed as returned.
-                let (changes, mut next) = self.changes_since(&start).await?;
-                next.last_seq = head.max(changes.iter().map(|c| c.seq).max().unwrap_or(0));
-                (changes, next)
+                // Rows at or above the horizon that have committed by now count as returned.
+                let (_, next) = self.changes_since(&start).await?;
+                Ok(next)
             }
-        };
-        Ok(cursor)
+        }
     }
 
     /// The change log's highest sequence number (0 when empty): the source version of a load

@@ -1,5 +1,18 @@
-//! Rulebook's store: rules persisted in SQLite or PostgreSQL, their history, the change log, the
-//! cached read side (the registry) and the rule-files source.
+#![doc = include_str!("../README.md")]
+//!
+//! ## A tour of the modules
+//!
+//! - `db`: the two backends behind one small interface: every query is written once with
+//!   `$1` placeholders and dispatched to sqlx's SQLite or PostgreSQL driver; migrations for each
+//!   backend are embedded from `migrations/`.
+//! - `store` and `write`: [`Store`]: opening, tenants, reads, and the writes with their history
+//!   rows and optimistic concurrency.
+//! - `feed`: [`Change`], the commit-safe [`Cursor`] and [`Store::changes_since`].
+//! - [`deps`]: the dependency map from changes to cache tags.
+//! - `registry`: [`Registry`], the cached read side.
+//! - `watcher`: [`ChangeWatcher`], the poller and PostgreSQL listener.
+//! - `files`: [`RuleFiles`], the rule-files source.
+//! - `tokens`: the server's API tokens.
 #![deny(missing_docs)]
 
 mod db;
@@ -17,10 +30,10 @@ mod write;
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
 pub use feed::{Change, ChangeListener, ChangeOp, Cursor};
+pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
 pub use model::{Author, ChangeKind, HistoryEntry};
 pub use registry::{Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey};
 pub use store::{Store, DEFAULT_TENANT};
-pub use write::ImportReport;
-pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
 pub use tokens::{TokenRecord, TokenRole};
 pub use watcher::{ChangeWatcher, WatcherConfig, WatcherStatus, NOTIFY_CHANNEL};
+pub use write::ImportReport;

@@ -258,9 +258,7 @@ impl Store {
                 id: id.to_owned(),
             });
         }
-        rows.into_iter()
-            .map(|r| r.into_entry(tenant, id))
-            .collect()
+        rows.into_iter().map(|r| r.into_entry(tenant, id)).collect()
     }
 
     // --- seeding ---------------------------------------------------------------------------
@@ -273,14 +271,19 @@ impl Store {
             return Ok(0);
         }
         let rules = rulebook_rules::examples::seed_rules(DEFAULT_TENANT);
-        let report = self
+        let seeded = self
             .import_rules(
                 DEFAULT_TENANT,
                 rules,
                 &Author::new("rulebook:seed").with_reason("example rules seeded on first start"),
             )
-            .await?;
-        Ok(report.created)
+            .await;
+        match seeded {
+            Ok(report) => Ok(report.created),
+            // Another instance seeded at the same moment and committed first.
+            Err(StoreError::AlreadyExists { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 }
 

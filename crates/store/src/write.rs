@@ -53,7 +53,6 @@ impl Store {
             Backend::Sqlite => head_seq(&mut conn).await?,
             Backend::Postgres => 0,
         };
-        drop(conn);
         Ok(WriteTx { tx, before_seq })
     }
 
@@ -64,7 +63,9 @@ impl Store {
         if self.fail_next_write_flag().swap(false, Ordering::SeqCst) {
             // Dropping the transaction rolls it back: rule row, history row and change row.
             drop(write);
-            return Err(StoreError::Internal("injected failure before commit".into()));
+            return Err(StoreError::Internal(
+                "injected failure before commit".into(),
+            ));
         }
         write.tx.commit().await?;
         self.publish(&changes);
@@ -102,14 +103,7 @@ impl Store {
             rule.updated_at = Some(at);
             rule.updated_by = Some(author.name.clone());
             insert_row(&mut conn, &rule).await?;
-            insert_history(
-                &mut conn,
-                &rule,
-                rule.version,
-                ChangeKind::Create,
-                author,
-            )
-            .await?;
+            insert_history(&mut conn, &rule, rule.version, ChangeKind::Create, author).await?;
         }
         self.finish_rule_write(write).await?;
         Ok(rule)
@@ -380,7 +374,12 @@ fn check_version(current: &Rule, expected: Option<i64>) -> Result<(), StoreError
 }
 
 /// The bookkeeping of an update: next version, creation kept, update stamped.
-fn stamp_update(next: &mut Rule, current: &Rule, at: chrono::DateTime<chrono::Utc>, author: &Author) {
+fn stamp_update(
+    next: &mut Rule,
+    current: &Rule,
+    at: chrono::DateTime<chrono::Utc>,
+    author: &Author,
+) {
     next.id = current.id.clone();
     next.tenant = current.tenant.clone();
     next.version = current.version + 1;

@@ -274,7 +274,11 @@ async fn concurrent_updates_from_one_version_one_wins_and_nothing_is_lost(db: &T
     }
     let history = store.history(T, "R1").await.unwrap();
     let numbers: Vec<i64> = history.iter().map(|h| h.version).collect();
-    assert_eq!(numbers, (1..=11).collect::<Vec<_>>(), "one entry per version");
+    assert_eq!(
+        numbers,
+        (1..=11).collect::<Vec<_>>(),
+        "one entry per version"
+    );
 }
 
 async fn plain_sql_update_on_another_connection_reaches_the_cache(db: &TestDb) {
@@ -306,8 +310,7 @@ async fn plain_sql_update_on_another_connection_reaches_the_cache(db: &TestDb) {
     .await;
 
     eventually("the plain-SQL change reaching the cache", || async {
-        versions(&registry.ruleset(T, &ep("checkout")).await.unwrap())
-            == vec![("R1".to_owned(), 2)]
+        versions(&registry.ruleset(T, &ep("checkout")).await.unwrap()) == vec![("R1".to_owned(), 2)]
     })
     .await;
     let stored = store.get_rule(T, "R1").await.unwrap();
@@ -421,18 +424,27 @@ async fn bulk_import_of_1000_rules_is_one_transaction_invalidating_each_entry_po
 
     // One transaction: a failure at the end leaves none of the 1,000 rules.
     store.fail_next_write();
-    assert!(store.import_rules(T, rules.clone(), &importer).await.is_err());
+    assert!(store
+        .import_rules(T, rules.clone(), &importer)
+        .await
+        .is_err());
     assert!(store.list_rules(T, None).await.unwrap().is_empty());
     // Validation runs before anything is written: one bad rule and nothing is written.
     let mut with_bad = rules.clone();
     with_bad[999].id = String::new();
-    let err = store.import_rules(T, with_bad, &importer).await.unwrap_err();
+    let err = store
+        .import_rules(T, with_bad, &importer)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Validation { .. }), "{err:?}");
     assert!(store.list_rules(T, None).await.unwrap().is_empty());
     assert!(recorder.0.lock().is_empty());
 
     let before = registry.cache_stats();
-    let report = store.import_rules(T, rules.clone(), &importer).await.unwrap();
+    let report = store
+        .import_rules(T, rules.clone(), &importer)
+        .await
+        .unwrap();
     assert_eq!((report.created, report.updated), (1000, 0));
     assert_eq!(report.changes.len(), 1000);
 
@@ -527,7 +539,10 @@ async fn malformed_rule_file_keeps_the_last_good_version_and_is_reported(db: &Te
     let fixed = registry.ruleset(T, &ep("files_a")).await.unwrap();
     assert_eq!(versions(&fixed), vec![("F1".to_owned(), 2)]);
     let untouched = registry.ruleset(T, &ep("files_b")).await.unwrap();
-    assert!(Arc::ptr_eq(&b, &untouched), "the other file's entry point stayed cached");
+    assert!(
+        Arc::ptr_eq(&b, &untouched),
+        "the other file's entry point stayed cached"
+    );
     let history = store.history(T, "F1").await.unwrap();
     assert!(history[1].changed_by.starts_with("file:"));
     assert!(history[1].changed_by.ends_with("a.json"));
@@ -535,7 +550,11 @@ async fn malformed_rule_file_keeps_the_last_good_version_and_is_reported(db: &Te
     // A removed file removes its rules.
     std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
     files.scan().await.unwrap();
-    assert!(registry.ruleset(T, &ep("files_b")).await.unwrap().is_empty());
+    assert!(registry
+        .ruleset(T, &ep("files_b"))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(matches!(
         store.get_rule(T, "F2").await,
         Err(StoreError::NotFound { .. })
@@ -592,7 +611,11 @@ async fn rule_lifecycle_with_history_and_clear_errors(db: &TestDb) {
         .unwrap();
     assert_eq!(created.version, 1);
     assert_eq!(created.created_by.as_deref(), Some("dan"));
-    assert_eq!(store.get_rule(T, "R1").await.unwrap(), created, "round trip");
+    assert_eq!(
+        store.get_rule(T, "R1").await.unwrap(),
+        created,
+        "round trip"
+    );
 
     let err = store
         .create_rule(T, rule("R1", "checkout", "x"), &dan)
@@ -695,10 +718,7 @@ async fn params_updates_are_checked_against_the_schema(db: &TestDb) {
     let eve = Author::new("eve");
     store.create_rule(T, rule, &eve).await.unwrap();
     let params = registry.params(T).await.unwrap();
-    assert_eq!(
-        params.value("LIMITS", "rate"),
-        Some(&serde_json::json!(5))
-    );
+    assert_eq!(params.value("LIMITS", "rate"), Some(&serde_json::json!(5)));
 
     let mut too_big = serde_json::Map::new();
     too_big.insert("rate".into(), serde_json::json!(50));
@@ -716,10 +736,7 @@ async fn params_updates_are_checked_against_the_schema(db: &TestDb) {
         .await
         .unwrap();
     let params = registry.params(T).await.unwrap();
-    assert_eq!(
-        params.value("LIMITS", "rate"),
-        Some(&serde_json::json!(7))
-    );
+    assert_eq!(params.value("LIMITS", "rate"), Some(&serde_json::json!(7)));
     let history = store.history(T, "LIMITS").await.unwrap();
     assert_eq!(history[1].kind, ChangeKind::Params);
 }
@@ -766,7 +783,9 @@ async fn tokens_are_stored_hashed_and_can_be_revoked(db: &TestDb) {
     assert_eq!(store.authenticate("rb_wrong").await.unwrap(), None);
     assert!(scoped.covers_tenant(T) && !scoped.covers_tenant("acme"));
     assert!(matches!(
-        store.create_token("x", TokenRole::Read, Some("nobody")).await,
+        store
+            .create_token("x", TokenRole::Read, Some("nobody"))
+            .await,
         Err(StoreError::UnknownTenant(_))
     ));
     assert_eq!(store.list_tokens().await.unwrap().len(), 2);
@@ -778,5 +797,7 @@ async fn tokens_are_stored_hashed_and_can_be_revoked(db: &TestDb) {
         Err(StoreError::TokenNotFound(_))
     ));
     let listed = store.list_tokens().await.unwrap();
-    assert!(listed.iter().any(|t| t.id == admin.id && t.revoked_at.is_some()));
+    assert!(listed
+        .iter()
+        .any(|t| t.id == admin.id && t.revoked_at.is_some()));
 }

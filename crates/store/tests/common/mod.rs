@@ -3,7 +3,12 @@
 //! PostgreSQL comes from `RULEBOOK_TEST_DATABASE_URL` (a superuser URL); each test creates
 //! `rulebook_test_<random>` and drops it afterwards. With `CI=true` a missing or unreachable
 //! PostgreSQL fails the test; elsewhere the test says why it skipped.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,11 +47,9 @@ impl TestDb {
             _ if ci => panic!("CI=true but RULEBOOK_TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI"),
             _ => DEFAULT_PG.to_owned(),
         };
-        let connect = tokio::time::timeout(
-            Duration::from_secs(10),
-            sqlx::PgConnection::connect(&admin),
-        )
-        .await;
+        let connect =
+            tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&admin))
+                .await;
         let mut conn = match connect {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) if !ci => {
@@ -57,7 +60,10 @@ impl TestDb {
                 eprintln!("skipping: PostgreSQL at {admin} did not answer in 10 s");
                 return None;
             }
-            other => panic!("CI=true and PostgreSQL at {admin} is unreachable: {:?}", other.err()),
+            other => panic!(
+                "CI=true and PostgreSQL at {admin} is unreachable: {:?}",
+                other.err()
+            ),
         };
         let name = format!("rulebook_test_{:016x}", rand::random::<u64>());
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -104,9 +110,10 @@ impl Drop for TestDb {
                     .unwrap();
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
                     }
                 });
             })
@@ -122,7 +129,9 @@ pub async fn plain_sql(db: &TestDb, sql: &str) {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
                 .unwrap()
                 .busy_timeout(Duration::from_secs(10));
-            let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .unwrap();
             sqlx::query(sql).execute(&mut conn).await.unwrap();
             conn.close().await.ok();
         }
