@@ -847,3 +847,65 @@ where
         self.inner.coherence.lock().records()
     }
 }
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Starts a blocking load of `key` on a thread of `scope` that finishes when `go` fires.
+    fn hold_load<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        cache: &'scope Cache<u32, u32>,
+        key: u32,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        std::thread::ScopedJoinHandle<'scope, ()>,
+    ) {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let handle = scope.spawn(move || {
+            let loaded = cache.get_or_load_blocking(key, move || {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Ok::<_, ()>(Loaded::new(key))
+            });
+            assert!(loaded.is_ok());
+        });
+        started_rx.recv().unwrap();
+        (go_tx, handle)
+    }
+
+    #[test]
+    fn invalidations_leave_no_record_when_no_load_is_in_flight() {
+        let cache: Cache<u32, u32> = Cache::new(100);
+        for key in 0..1_000 {
+            cache.invalidate(&key);
+            cache.invalidate_tag(&format!("rule:{key}"));
+        }
+        assert_eq!(cache.invalidation_records(), 0);
+    }
+
+    #[test]
+    fn records_are_kept_only_while_a_load_older_than_them_is_in_flight() {
+        let cache: Cache<u32, u32> = Cache::new(100);
+        std::thread::scope(|scope| {
+            let (go_old, old) = hold_load(scope, &cache, 1);
+            for key in 10..1_010 {
+                cache.invalidate(&key);
+            }
+            assert_eq!(cache.invalidation_records(), 1_000);
+            // A load that begins now does not need the records above; once the old load ends
+            // they are pruned, though the new load is still in flight.
+            let (go_new, new) = hold_load(scope, &cache, 2);
+            cache.invalidate_tag("params");
+            go_old.send(()).unwrap();
+            old.join().unwrap();
+            assert_eq!(cache.invalidation_records(), 1, "only the tag record is newer");
+            go_new.send(()).unwrap();
+            new.join().unwrap();
+        });
+        assert_eq!(cache.invalidation_records(), 0);
+    }
+}
