@@ -4,13 +4,17 @@
 use serde_json::Value;
 
 use super::value::{num, to_number};
-use super::{arg, eval, Budget, Node, Scope};
+use super::{with_value, Budget, Node, Scope};
 use crate::EvalError;
 
 fn numbers(args: &[Node], scope: &Scope<'_>, budget: &mut Budget) -> Result<Vec<f64>, EvalError> {
     args.iter()
-        .map(|node| eval(node, scope, budget).map(|v| to_number(&v)))
+        .map(|node| with_value(Some(node), scope, budget, |v, _| Ok(to_number(v))))
         .collect()
+}
+
+fn number(node: Option<&Node>, scope: &Scope<'_>, budget: &mut Budget) -> Result<f64, EvalError> {
+    with_value(node, scope, budget, |v, _| Ok(to_number(v)))
 }
 
 pub(crate) fn add(
@@ -34,11 +38,11 @@ pub(crate) fn sub(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let a = to_number(&arg(args, 0, scope, budget)?);
+    let a = number(args.first(), scope, budget)?;
     if args.len() < 2 {
         return Ok(num(-a));
     }
-    let b = to_number(&arg(args, 1, scope, budget)?);
+    let b = number(args.get(1), scope, budget)?;
     Ok(num(a - b))
 }
 
@@ -47,8 +51,8 @@ pub(crate) fn div(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let a = to_number(&arg(args, 0, scope, budget)?);
-    let b = to_number(&arg(args, 1, scope, budget)?);
+    let a = number(args.first(), scope, budget)?;
+    let b = number(args.get(1), scope, budget)?;
     Ok(num(a / b))
 }
 
@@ -57,8 +61,8 @@ pub(crate) fn rem(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let a = to_number(&arg(args, 0, scope, budget)?);
-    let b = to_number(&arg(args, 1, scope, budget)?);
+    let a = number(args.first(), scope, budget)?;
+    let b = number(args.get(1), scope, budget)?;
     Ok(num(a % b))
 }
 

@@ -5,24 +5,29 @@
 use serde_json::Value;
 
 use super::value::{strict_equals, to_js_string, truthy};
-use super::{arg, eval, Budget, Node, Scope};
+use super::{arg, eval, with_value, Budget, Node, Scope};
 use crate::EvalError;
 
-fn items(args: &[Node], scope: &Scope<'_>, budget: &mut Budget) -> Result<Vec<Value>, EvalError> {
-    match arg(args, 0, scope, budget)? {
+/// Hands `f` the elements of the first argument (borrowed when possible), after charging the
+/// budget for visiting them.
+fn with_items<R>(
+    args: &[Node],
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+    f: impl FnOnce(&[Value], &mut Budget) -> Result<R, EvalError>,
+) -> Result<R, EvalError> {
+    with_value(args.first(), scope, budget, |v, budget| match v {
         Value::Array(items) => {
             budget.spend(items.len() as u64)?;
-            Ok(items)
+            f(items, budget)
         }
-        _ => Ok(Vec::new()),
-    }
+        _ => f(&[], budget),
+    })
 }
 
-fn each(node: Option<&Node>, item: &Value, budget: &mut Budget) -> Result<Value, EvalError> {
-    match node {
-        Some(node) => eval(node, &Scope::Data(item), budget),
-        None => Ok(Value::Null),
-    }
+/// Whether the second argument holds for `item`.
+fn test(node: Option<&Node>, item: &Value, budget: &mut Budget) -> Result<bool, EvalError> {
+    with_value(node, &Scope::Data(item), budget, |v, _| Ok(truthy(v)))
 }
 
 pub(crate) fn map(
@@ -30,12 +35,16 @@ pub(crate) fn map(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let items = items(args, scope, budget)?;
-    items
-        .iter()
-        .map(|item| each(args.get(1), item, budget))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
+    with_items(args, scope, budget, |items, budget| {
+        items
+            .iter()
+            .map(|item| match args.get(1) {
+                Some(node) => eval(node, &Scope::Data(item), budget),
+                None => Ok(Value::Null),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array)
+    })
 }
 
 pub(crate) fn filter(
@@ -43,13 +52,15 @@ pub(crate) fn filter(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let mut kept = Vec::new();
-    for item in items(args, scope, budget)? {
-        if truthy(&each(args.get(1), &item, budget)?) {
-            kept.push(item);
+    with_items(args, scope, budget, |items, budget| {
+        let mut kept = Vec::new();
+        for item in items {
+            if test(args.get(1), item, budget)? {
+                kept.push(item.clone());
+            }
         }
-    }
-    Ok(Value::Array(kept))
+        Ok(Value::Array(kept))
+    })
 }
 
 pub(crate) fn reduce(
@@ -57,19 +68,21 @@ pub(crate) fn reduce(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let items = items(args, scope, budget)?;
-    let mut accumulator = arg(args, 2, scope, budget)?;
-    let Some(step) = args.get(1) else {
-        return Ok(accumulator);
-    };
-    for current in &items {
-        let scope = Scope::Reduce {
-            current,
-            accumulator: &accumulator,
+    let initial = arg(args, 2, scope, budget)?;
+    with_items(args, scope, budget, |items, budget| {
+        let Some(step) = args.get(1) else {
+            return Ok(initial);
         };
-        accumulator = eval(step, &scope, budget)?;
-    }
-    Ok(accumulator)
+        let mut accumulator = initial;
+        for current in items {
+            let scope = Scope::Reduce {
+                current,
+                accumulator: &accumulator,
+            };
+            accumulator = eval(step, &scope, budget)?;
+        }
+        Ok(accumulator)
+    })
 }
 
 pub(crate) fn all(
@@ -77,16 +90,28 @@ pub(crate) fn all(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let items = items(args, scope, budget)?;
-    if items.is_empty() {
-        return Ok(Value::Bool(false));
-    }
-    for item in &items {
-        if !truthy(&each(args.get(1), item, budget)?) {
+    with_items(args, scope, budget, |items, budget| {
+        if items.is_empty() {
             return Ok(Value::Bool(false));
         }
-    }
-    Ok(Value::Bool(true))
+        for item in items {
+            if !test(args.get(1), item, budget)? {
+                return Ok(Value::Bool(false));
+            }
+        }
+        Ok(Value::Bool(true))
+    })
+}
+
+fn any(args: &[Node], scope: &Scope<'_>, budget: &mut Budget) -> Result<bool, EvalError> {
+    with_items(args, scope, budget, |items, budget| {
+        for item in items {
+            if test(args.get(1), item, budget)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
 }
 
 pub(crate) fn some(
@@ -94,12 +119,7 @@ pub(crate) fn some(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    for item in &items(args, scope, budget)? {
-        if truthy(&each(args.get(1), item, budget)?) {
-            return Ok(Value::Bool(true));
-        }
-    }
-    Ok(Value::Bool(false))
+    any(args, scope, budget).map(Value::Bool)
 }
 
 pub(crate) fn none(
@@ -107,7 +127,7 @@ pub(crate) fn none(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    some(args, scope, budget).map(|v| Value::Bool(!truthy(&v)))
+    any(args, scope, budget).map(|found| Value::Bool(!found))
 }
 
 /// Flattens one level: lists are spliced in, anything else is appended.
@@ -135,14 +155,17 @@ pub(crate) fn in_(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let needle = arg(args, 0, scope, budget)?;
-    let found = match arg(args, 1, scope, budget)? {
-        Value::String(hay) => hay.contains(to_js_string(&needle).as_str()),
-        Value::Array(items) => {
-            budget.spend(items.len() as u64)?;
-            items.iter().any(|item| strict_equals(item, &needle))
-        }
-        _ => false,
-    };
-    Ok(Value::Bool(found))
+    with_value(args.first(), scope, budget, |needle, budget| {
+        with_value(args.get(1), scope, budget, |hay, budget| {
+            let found = match hay {
+                Value::String(hay) => hay.contains(to_js_string(needle).as_str()),
+                Value::Array(items) => {
+                    budget.spend(items.len() as u64)?;
+                    items.iter().any(|item| strict_equals(item, needle))
+                }
+                _ => false,
+            };
+            Ok(Value::Bool(found))
+        })
+    })
 }

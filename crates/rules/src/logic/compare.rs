@@ -4,8 +4,20 @@
 use serde_json::Value;
 
 use super::value::{less as js_less, loose_equals, strict_equals};
-use super::{arg, Budget, Node, Scope};
+use super::{with_value, Budget, Node, Scope};
 use crate::EvalError;
+
+/// Applies `test` to the first two arguments, borrowing them where possible.
+fn pair(
+    args: &[Node],
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+    test: impl FnOnce(&Value, &Value) -> bool,
+) -> Result<bool, EvalError> {
+    with_value(args.first(), scope, budget, |a, budget| {
+        with_value(args.get(1), scope, budget, |b, _| Ok(test(a, b)))
+    })
+}
 
 pub(crate) fn loose_eq(
     args: &[Node],
@@ -13,9 +25,7 @@ pub(crate) fn loose_eq(
     budget: &mut Budget,
     negate: bool,
 ) -> Result<Value, EvalError> {
-    let a = arg(args, 0, scope, budget)?;
-    let b = arg(args, 1, scope, budget)?;
-    Ok(Value::Bool(loose_equals(&a, &b) != negate))
+    pair(args, scope, budget, loose_equals).map(|eq| Value::Bool(eq != negate))
 }
 
 pub(crate) fn strict_eq(
@@ -24,9 +34,7 @@ pub(crate) fn strict_eq(
     budget: &mut Budget,
     negate: bool,
 ) -> Result<Value, EvalError> {
-    let a = arg(args, 0, scope, budget)?;
-    let b = arg(args, 1, scope, budget)?;
-    Ok(Value::Bool(strict_equals(&a, &b) != negate))
+    pair(args, scope, budget, strict_equals).map(|eq| Value::Bool(eq != negate))
 }
 
 pub(crate) fn less(
@@ -35,15 +43,12 @@ pub(crate) fn less(
     budget: &mut Budget,
     or_equal: bool,
 ) -> Result<Value, EvalError> {
-    let a = arg(args, 0, scope, budget)?;
-    let b = arg(args, 1, scope, budget)?;
     if args.len() >= 3 {
-        let c = arg(args, 2, scope, budget)?;
-        return Ok(Value::Bool(
-            js_less(&a, &b, or_equal) && js_less(&b, &c, or_equal),
-        ));
+        let first = pair(args, scope, budget, |a, b| js_less(a, b, or_equal))?;
+        let second = pair(&args[1..], scope, budget, |b, c| js_less(b, c, or_equal))?;
+        return Ok(Value::Bool(first && second));
     }
-    Ok(Value::Bool(js_less(&a, &b, or_equal)))
+    pair(args, scope, budget, |a, b| js_less(a, b, or_equal)).map(Value::Bool)
 }
 
 pub(crate) fn greater(
@@ -52,7 +57,5 @@ pub(crate) fn greater(
     budget: &mut Budget,
     or_equal: bool,
 ) -> Result<Value, EvalError> {
-    let a = arg(args, 0, scope, budget)?;
-    let b = arg(args, 1, scope, budget)?;
-    Ok(Value::Bool(js_less(&b, &a, or_equal)))
+    pair(args, scope, budget, |a, b| js_less(b, a, or_equal)).map(Value::Bool)
 }

@@ -33,7 +33,7 @@ fn child<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
 
 /// Looks `path` up in the scope. `None` when it leads nowhere; the empty path is handled by the
 /// caller because some scopes have no single value to hand out.
-fn lookup<'a, S: AsRef<str>>(scope: &Scope<'a>, path: &[S]) -> Option<&'a Value> {
+pub(crate) fn lookup<'a, S: AsRef<str>>(scope: &Scope<'a>, path: &[S]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
     let first = first.as_ref();
     let start = match *scope {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::value::truthy as is_truthy;
-use super::{arg, eval, Budget, Node, Scope};
+use super::{eval, with_value, Budget, Node, Scope};
 use crate::EvalError;
 
 pub(crate) fn if_(
@@ -13,7 +13,7 @@ pub(crate) fn if_(
 ) -> Result<Value, EvalError> {
     let mut pairs = args.chunks_exact(2);
     for pair in pairs.by_ref() {
-        if is_truthy(&eval(&pair[0], scope, budget)?) {
+        if with_value(Some(&pair[0]), scope, budget, |v, _| Ok(is_truthy(v)))? {
             return eval(&pair[1], scope, budget);
         }
     }
@@ -60,7 +60,9 @@ pub(crate) fn not(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    Ok(Value::Bool(!is_truthy(&arg(args, 0, scope, budget)?)))
+    with_value(args.first(), scope, budget, |v, _| {
+        Ok(Value::Bool(!is_truthy(v)))
+    })
 }
 
 pub(crate) fn truthy(
@@ -68,5 +70,7 @@ pub(crate) fn truthy(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    Ok(Value::Bool(is_truthy(&arg(args, 0, scope, budget)?)))
+    with_value(args.first(), scope, budget, |v, _| {
+        Ok(Value::Bool(is_truthy(v)))
+    })
 }

@@ -448,6 +448,38 @@ pub(crate) fn eval(
     }
 }
 
+/// Hands `f` the value of `node` without copying it when it is a constant or a `var` that finds
+/// something: the hot path of comparisons, `in`, arithmetic and iteration.
+pub(crate) fn with_value<R>(
+    node: Option<&Node>,
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+    f: impl FnOnce(&Value, &mut Budget) -> Result<R, EvalError>,
+) -> Result<R, EvalError> {
+    match node {
+        None => f(&Value::Null, budget),
+        Some(Node::Literal(v)) => {
+            budget.spend(1)?;
+            f(v, budget)
+        }
+        Some(Node::Var { path, default }) if !path.is_empty() => {
+            budget.spend(1)?;
+            match (data::lookup(scope, path), default) {
+                (Some(v), _) if !v.is_null() => f(v, budget),
+                (_, None) => f(&Value::Null, budget),
+                (_, Some(default)) => {
+                    let v = eval(default, scope, budget)?;
+                    f(&v, budget)
+                }
+            }
+        }
+        Some(other) => {
+            let v = eval(other, scope, budget)?;
+            f(&v, budget)
+        }
+    }
+}
+
 /// Evaluates the `i`th argument, or gives `null` when there is none.
 pub(crate) fn arg(
     args: &[Node],

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::value::{to_js_string, to_number};
-use super::{arg, eval, Budget, Node, Scope};
+use super::{arg, with_value, Budget, Node, Scope};
 use crate::EvalError;
 
 pub(crate) fn cat(
@@ -13,10 +13,12 @@ pub(crate) fn cat(
 ) -> Result<Value, EvalError> {
     let mut out = String::new();
     for node in args {
-        let v = eval(node, scope, budget)?;
-        if !v.is_null() {
-            out.push_str(&to_js_string(&v));
-        }
+        with_value(Some(node), scope, budget, |v, _| {
+            if !v.is_null() {
+                out.push_str(&to_js_string(v));
+            }
+            Ok(())
+        })?;
     }
     Ok(Value::String(out))
 }
