@@ -1,5 +1,6 @@
 //! The cache: storage (quick_cache), coalesced loads, and the coherence protocol on top.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -131,8 +132,21 @@ struct Inner<K, V> {
     time_to_live: Option<u64>,
     time_to_idle: Option<u64>,
     listener: Option<Listener<K, V>>,
+    /// How long a loader's error is cached, if at all.
+    negative_ttl: Option<u64>,
+    // Cached errors. Taken alone on the miss path, and after `coherence` (never before it)
+    // when an error is cached or an invalidation clears them.
+    negatives: Mutex<HashMap<K, Negative>>,
+    /// The most errors cached at once.
+    negative_capacity: usize,
     /// Test-only: when false, a finished load is inserted even if it was invalidated.
     check_invalidations: bool,
+}
+
+/// A cached error.
+struct Negative {
+    expires_at: u64,
+    error: Arc<dyn Any + Send + Sync>,
 }
 
 /// Configures and builds a [`Cache`].
@@ -143,6 +157,7 @@ pub struct CacheBuilder<K, V> {
     time_to_idle: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
     listener: Option<Listener<K, V>>,
+    negative_ttl: Option<Duration>,
     check_invalidations: bool,
 }
 
@@ -155,6 +170,7 @@ impl<K, V> fmt::Debug for CacheBuilder<K, V> {
             .field("time_to_idle", &self.time_to_idle)
             .field("clock", &self.clock)
             .field("removal_listener", &self.listener.is_some())
+            .field("negative_ttl", &self.negative_ttl)
             .finish()
     }
 }
@@ -168,6 +184,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             time_to_idle: None,
             clock: None,
             listener: None,
+            negative_ttl: None,
             check_invalidations: true,
         }
     }
@@ -221,6 +238,15 @@ where
         self
     }
 
+    /// Caches a loader's error for this long, so a failing source is not asked again by every
+    /// read (default: errors are not cached). A cached error is dropped by `invalidate` of its
+    /// key and by every `invalidate_tag` and `invalidate_all` (an error has no tags, so any tag
+    /// may concern it); an error whose load raced any invalidation is not cached at all.
+    pub fn negative_ttl(mut self, negative_ttl: Duration) -> Self {
+        self.negative_ttl = Some(negative_ttl);
+        self
+    }
+
     /// Test-only: builds a deliberately broken cache that inserts loaded values even when an
     /// invalidation came while they were loading. It exists so the stress test can prove its
     /// checker catches stale reads; never use it elsewhere.
@@ -268,6 +294,9 @@ where
                 time_to_live: self.time_to_live.map(nanos),
                 time_to_idle: self.time_to_idle.map(nanos),
                 listener: self.listener,
+                negative_ttl: self.negative_ttl.map(nanos),
+                negatives: Mutex::new(HashMap::new()),
+                negative_capacity: usize::try_from(self.max_capacity).unwrap_or(usize::MAX),
                 check_invalidations: self.check_invalidations,
             }),
         }
@@ -275,13 +304,15 @@ where
 }
 
 /// What one attempt at `get_or_load` found.
-enum Step<K, V>
+enum Step<K, V, E>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Send + Sync + 'static,
 {
     /// A live entry.
     Hit(Arc<V>),
+    /// A cached error (see `negative_ttl`).
+    Failed(Arc<E>),
     /// Another caller is loading the key. `clean` is true when no invalidation at all happened
     /// since that load began, so its value is good for this caller whatever it turns out to be.
     Join(Arc<Flight<V>>, bool),
@@ -379,9 +410,21 @@ where
             Err(error) => {
                 inner.stats.incr(Counter::LoadErrors);
                 let error = Arc::new(error);
-                self.complete(Outcome::Failed(
-                    Arc::clone(&error) as Arc<dyn std::any::Any + Send + Sync>
-                ));
+                let erased = Arc::clone(&error) as Arc<dyn Any + Send + Sync>;
+                {
+                    let mut flights = inner.flights.lock();
+                    {
+                        let mut coherence = inner.coherence.lock();
+                        // Cached only if no invalidation at all came while loading: an error
+                        // has no tags to check.
+                        if inner.epoch.load(Ordering::SeqCst) == start {
+                            self.cache.remember_error(&self.key, Arc::clone(&erased));
+                        }
+                        coherence.load_ended(start);
+                    }
+                    self.leave(&mut flights);
+                }
+                self.flight.complete(Outcome::Failed(erased));
                 Err(LoadError::Failed(error))
             }
         }
@@ -487,10 +530,11 @@ where
     {
         let mut first = true;
         loop {
-            let step = self.step(&key, first);
+            let step = self.step::<E>(&key, first);
             first = false;
             match step {
                 Step::Hit(value) => return Ok(value),
+                Step::Failed(error) => return Err(LoadError::Failed(error)),
                 Step::Join(flight, clean) => match on_outcome(flight.wait().await, clean) {
                     Waited::Done(result) => return result,
                     Waited::Retry => continue,
@@ -528,10 +572,11 @@ where
     {
         let mut first = true;
         loop {
-            let step = self.step(&key, first);
+            let step = self.step::<E>(&key, first);
             first = false;
             match step {
                 Step::Hit(value) => return Ok(value),
+                Step::Failed(error) => return Err(LoadError::Failed(error)),
                 Step::Join(flight, clean) => match on_outcome(flight.wait_blocking(), clean) {
                     Waited::Done(result) => return result,
                     Waited::Retry => continue,
@@ -576,6 +621,9 @@ where
             let mut coherence = self.inner.coherence.lock();
             let epoch = self.bump_epoch();
             coherence.record_key(key, epoch);
+            if self.inner.negative_ttl.is_some() {
+                self.inner.negatives.lock().remove(key);
+            }
             let removed = self.inner.store.remove(key);
             if let Some((key, _)) = &removed {
                 coherence.untrack(key);
@@ -597,6 +645,7 @@ where
         {
             let mut coherence = self.inner.coherence.lock();
             let epoch = self.bump_epoch();
+            self.forget_errors();
             for key in coherence.record_tag(tag, epoch) {
                 if let Some((key, entry)) = self.inner.store.remove(&key) {
                     coherence.untrack(&key);
@@ -619,6 +668,7 @@ where
             let mut coherence = self.inner.coherence.lock();
             let epoch = self.bump_epoch();
             coherence.record_all(epoch);
+            self.forget_errors();
             if self.inner.listener.is_some() {
                 removals.extend(
                     self.inner
@@ -676,7 +726,7 @@ where
         Some(entry.value)
     }
 
-    fn step(&self, key: &K, first: bool) -> Step<K, V> {
+    fn step<E: Send + Sync + 'static>(&self, key: &K, first: bool) -> Step<K, V, E> {
         let count = |counter| {
             if first {
                 self.inner.stats.incr(counter);
@@ -685,6 +735,10 @@ where
         if let Some(value) = self.lookup(key) {
             count(Counter::Hits);
             return Step::Hit(value);
+        }
+        if let Some(error) = self.cached_error::<E>(key) {
+            count(Counter::NegativeHits);
+            return Step::Failed(error);
         }
         let mut flights = self.inner.flights.lock();
         if let Some(flight) = flights.get(key) {
@@ -717,6 +771,44 @@ where
             flight,
             finished: false,
         })
+    }
+
+    /// The cached error for `key`, if errors are cached, one is live, and it is an `E`.
+    fn cached_error<E: Send + Sync + 'static>(&self, key: &K) -> Option<Arc<E>> {
+        self.inner.negative_ttl?;
+        let now = self.now();
+        let mut negatives = self.inner.negatives.lock();
+        let negative = negatives.get(key)?;
+        if now >= negative.expires_at {
+            negatives.remove(key);
+            return None;
+        }
+        Arc::clone(&negative.error).downcast::<E>().ok()
+    }
+
+    /// Caches a loader's error, if errors are cached and there is room. Called under the
+    /// coherence lock.
+    fn remember_error(&self, key: &K, error: Arc<dyn Any + Send + Sync>) {
+        let Some(ttl) = self.inner.negative_ttl else {
+            return;
+        };
+        let now = self.now();
+        let mut negatives = self.inner.negatives.lock();
+        if negatives.len() >= self.inner.negative_capacity {
+            negatives.retain(|_, negative| now < negative.expires_at);
+            if negatives.len() >= self.inner.negative_capacity {
+                return;
+            }
+        }
+        let expires_at = now.saturating_add(ttl);
+        negatives.insert(key.clone(), Negative { expires_at, error });
+    }
+
+    /// Drops every cached error. Called under the coherence lock.
+    fn forget_errors(&self) {
+        if self.inner.negative_ttl.is_some() {
+            self.inner.negatives.lock().clear();
+        }
     }
 
     /// Bumps the invalidation epoch. Called only under the coherence lock.
@@ -818,6 +910,9 @@ where
         }
         if admitted {
             coherence.track(&key, version, tags);
+        }
+        if inner.negative_ttl.is_some() {
+            inner.negatives.lock().remove(&key);
         }
         Inserted::Yes
     }

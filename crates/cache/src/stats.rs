@@ -13,6 +13,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Reads that found no live entry.
     pub misses: u64,
+    /// Reads answered with a cached error (see `CacheBuilder::negative_ttl`).
+    pub negative_hits: u64,
     /// Loader runs started.
     pub loads: u64,
     /// Loader runs that returned an error.
@@ -66,6 +68,7 @@ macro_rules! counters {
 counters!(
     Hits => hits,
     Misses => misses,
+    NegativeHits => negative_hits,
     Loads => loads,
     LoadErrors => load_errors,
     LoadPanics => load_panics,

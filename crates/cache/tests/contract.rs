@@ -351,7 +351,7 @@ fn load_racing(
     key: &'static str,
     tags: &'static [&'static str],
     during: impl FnOnce(),
-) -> Arc<&'static str> {
+) -> &'static str {
     thread::scope(|scope| {
         let (loading_tx, loading_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
@@ -365,7 +365,7 @@ fn load_racing(
         loading_rx.recv().unwrap();
         during();
         go_tx.send(()).unwrap();
-        reader.join().unwrap().unwrap()
+        *reader.join().unwrap().unwrap()
     })
 }
 
@@ -379,7 +379,7 @@ fn tag_invalidated_during_a_load_whose_tags_are_known_only_at_its_end_stops_the_
         || cache.invalidate_tag("rule:RF-002"),
     );
     assert_eq!(
-        *got, "old rules",
+        got, "old rules",
         "the value still answers the caller that waited"
     );
     assert!(cache.get(&"checkout").is_none(), "but it is not inserted");
@@ -388,7 +388,7 @@ fn tag_invalidated_during_a_load_whose_tags_are_known_only_at_its_end_stops_the_
     let got = load_racing(&cache, "checkout", &["entry_point:checkout"], || {
         cache.invalidate_tag("rule:RF-003")
     });
-    assert_eq!(cache.get(&"checkout"), Some(got));
+    assert_eq!(cache.get(&"checkout").as_deref(), Some(&got));
 }
 
 #[test]
@@ -547,4 +547,56 @@ fn removal_listener_hears_every_cause_and_stats_count_them() {
     );
     assert_eq!(stats.invalidated_entries, 4);
     assert!(cache.is_empty());
+}
+
+#[test]
+fn errors_are_cached_only_when_asked_and_only_until_their_own_ttl() {
+    let clock = Arc::new(ManualClock::new());
+    let cache: Cache<&str, u32> = Cache::builder()
+        .negative_ttl(Duration::from_secs(5))
+        .clock(clock.clone())
+        .build();
+    let loads = AtomicUsize::new(0);
+    let load = |result: Result<u32, SourceDown>| {
+        cache.get_or_load_blocking("params", || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            result.map(Loaded::new)
+        })
+    };
+    assert!(load(Err(SourceDown("timeout"))).is_err());
+    clock.advance(Duration::from_secs(4));
+    match load(Ok(1)) {
+        Err(LoadError::Failed(error)) => assert_eq!(*error, SourceDown("timeout")),
+        other => panic!("expected the cached error, got {other:?}"),
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().negative_hits, 1);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(*load(Ok(2)).unwrap(), 2, "the cached error expired");
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+
+    // Invalidations drop cached errors: by key, and by any tag (an error has no tags).
+    cache.invalidate(&"params");
+    assert!(load(Err(SourceDown("down"))).is_err());
+    cache.invalidate(&"params");
+    assert_eq!(*load(Ok(3)).unwrap(), 3);
+    cache.invalidate(&"params");
+    assert!(load(Err(SourceDown("down"))).is_err());
+    cache.invalidate_tag("rule:RF-002");
+    assert_eq!(*load(Ok(4)).unwrap(), 4);
+    assert_eq!(loads.load(Ordering::SeqCst), 6);
+}
+
+#[test]
+fn errors_are_not_cached_by_default() {
+    let cache: Cache<&str, u32> = Cache::new(100);
+    assert!(cache
+        .get_or_load_blocking("params", || Err::<Loaded<u32>, _>(SourceDown("timeout")))
+        .is_err());
+    assert_eq!(
+        *cache
+            .get_or_load_blocking("params", || Ok::<_, SourceDown>(Loaded::new(1)))
+            .unwrap(),
+        1
+    );
 }

@@ -63,7 +63,7 @@ fn run(cache: &Cache<usize, u64>, ops: u64) -> Report {
             .map(|thread| {
                 let world = Arc::clone(&world);
                 scope.spawn(move || {
-                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (thread as u64 + 1) * 0x1234_5678);
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((thread as u64 + 1) * 0x1234_5678));
                     let (mut reads, mut writes, mut violations) = (0, 0, 0);
                     for _ in 0..per_thread {
                         let key = rng.below(KEYS);
