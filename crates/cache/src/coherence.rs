@@ -156,7 +156,7 @@ impl<K: Hash + Eq + Clone> Coherence<K> {
     }
 
     /// How many invalidation records are kept (for tests of the bound).
-    #[cfg(test)]
+    #[cfg(all(test, not(feature = "shuttle")))]
     pub(crate) fn records(&self) -> usize {
         self.keys.len() + self.tags.len()
     }

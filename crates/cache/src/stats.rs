@@ -1,8 +1,6 @@
 //! Counters, cheap enough for the hit path: each thread counts in a cache-line-padded stripe
 //! of its own (see [`Stats`]), and a snapshot sums the stripes.
 
-use std::cell::Cell;
-
 use crate::sync::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters, all since the cache was built.
@@ -118,62 +116,83 @@ pub(crate) struct Stats {
     stripes: Box<[Stripe]>,
 }
 
-/// The slot numbers handed to threads: a thread takes the lowest free one on its first count
-/// and gives it back when it exits, so a slot never has two living owners.
-struct SlotPool {
-    next: usize,
-    free: Vec<usize>,
-}
+#[cfg(not(feature = "shuttle"))]
+mod slots {
+    //! Which stripe a thread owns.
 
-static SLOTS: std::sync::Mutex<SlotPool> = std::sync::Mutex::new(SlotPool {
-    next: 0,
-    free: Vec::new(),
-});
+    use std::cell::Cell;
 
-/// This thread's claim on a slot: returns the slot to the pool when the thread exits.
-struct ThreadSlot(usize);
+    /// The slot numbers handed to threads: a thread takes the lowest free one on its first count
+    /// and gives it back when it exits, so a slot never has two living owners.
+    struct SlotPool {
+        next: usize,
+        free: Vec<usize>,
+    }
 
-impl Drop for ThreadSlot {
-    fn drop(&mut self) {
-        // From now on this thread counts in the shared stripe.
-        let _ = SLOT.try_with(|slot| slot.set(EXITED));
-        let mut pool = SLOTS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pool.free.push(self.0);
+    static SLOTS: std::sync::Mutex<SlotPool> = std::sync::Mutex::new(SlotPool {
+        next: 0,
+        free: Vec::new(),
+    });
+
+    /// This thread's claim on a slot: returns the slot to the pool when the thread exits.
+    struct ThreadSlot(usize);
+
+    impl Drop for ThreadSlot {
+        fn drop(&mut self) {
+            // From now on this thread counts in the shared stripe.
+            let _ = SLOT.try_with(|slot| slot.set(EXITED));
+            let mut pool = SLOTS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pool.free.push(self.0);
+        }
+    }
+
+    /// `SLOT` before this thread has claimed a slot.
+    const UNCLAIMED: usize = usize::MAX;
+    /// `SLOT` after this thread gave its slot back.
+    const EXITED: usize = usize::MAX - 1;
+
+    thread_local! {
+        /// This thread's slot number: a plain constant-initialised cell, so the hit path reads it
+        /// with one thread-local load and no lazy-initialisation check.
+        static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
+        /// Owns the slot, so it is given back when the thread exits.
+        static CLAIM: ThreadSlot = {
+            let mut pool = SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = pool.free.pop().unwrap_or_else(|| {
+                pool.next += 1;
+                pool.next - 1
+            });
+            ThreadSlot(slot)
+        };
+    }
+
+    /// This thread's slot, claiming one on first use.
+    #[inline]
+    pub(super) fn slot() -> usize {
+        let slot = SLOT.try_with(Cell::get).unwrap_or(EXITED);
+        if slot != UNCLAIMED {
+            return slot;
+        }
+        let claimed = CLAIM.try_with(|claim| claim.0).unwrap_or(EXITED);
+        let _ = SLOT.try_with(|slot| slot.set(claimed));
+        claimed
     }
 }
 
-/// `SLOT` before this thread has claimed a slot.
-const UNCLAIMED: usize = usize::MAX;
-/// `SLOT` after this thread gave its slot back.
-const EXITED: usize = usize::MAX - 1;
-
-thread_local! {
-    /// This thread's slot number: a plain constant-initialised cell, so the hit path reads it
-    /// with one thread-local load and no lazy-initialisation check.
-    static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
-    /// Owns the slot, so it is given back when the thread exits.
-    static CLAIM: ThreadSlot = {
-        let mut pool = SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let slot = pool.free.pop().unwrap_or_else(|| {
-            pool.next += 1;
-            pool.next - 1
-        });
-        ThreadSlot(slot)
-    };
-}
-
-/// This thread's slot, claiming one on first use.
+/// The stripe this thread owns, if any.
+#[cfg(not(feature = "shuttle"))]
 #[inline]
-fn slot() -> usize {
-    let slot = SLOT.try_with(Cell::get).unwrap_or(EXITED);
-    if slot != UNCLAIMED {
-        return slot;
-    }
-    let claimed = CLAIM.try_with(|claim| claim.0).unwrap_or(EXITED);
-    let _ = SLOT.try_with(|slot| slot.set(claimed));
-    claimed
+fn owned_stripe() -> Option<usize> {
+    Some(slots::slot()).filter(|&slot| slot < OWNED_STRIPES)
+}
+
+/// Under shuttle no stripe has a single owner.
+#[cfg(feature = "shuttle")]
+#[inline]
+fn owned_stripe() -> Option<usize> {
+    None
 }
 
 impl Stats {
@@ -185,12 +204,7 @@ impl Stats {
 
     #[inline]
     pub(crate) fn add(&self, counter: Counter, by: u64) {
-        let owned = if OWNED_STRIPES == 0 {
-            None
-        } else {
-            Some(slot()).filter(|&slot| slot < OWNED_STRIPES)
-        };
-        match owned {
+        match owned_stripe() {
             Some(slot) => {
                 // Single writer: this thread owns the stripe (see `ThreadSlot`).
                 let cell = &self.stripes[slot].cells[counter as usize];

@@ -285,7 +285,11 @@ fn capacity_bounds_the_entries_and_counts_evictions() {
     }
     let evicted = evicted.load(Ordering::SeqCst);
     assert_eq!(evicted, 10_000 - cache.len());
-    assert!(cache.len() >= 128, "the bound is used: {} entries", cache.len());
+    assert!(
+        cache.len() >= 128,
+        "the bound is used: {} entries",
+        cache.len()
+    );
     assert_eq!(cache.stats().evictions_size, evicted as u64);
     // An evicted entry's tags are forgotten with it: invalidating them removes nothing.
     let before = cache.stats().invalidated_entries;

@@ -84,7 +84,10 @@ fn load_races_invalidation_in(cache: Cache<u8, u64>, kind: Invalidation) {
     assert!(early == 1 || early == 2);
     writer.join().unwrap();
     if let Some(cached) = cache.get(&KEY) {
-        assert_eq!(*cached, 2, "a stale value was inserted after the invalidation");
+        assert_eq!(
+            *cached, 2,
+            "a stale value was inserted after the invalidation"
+        );
     }
     assert_eq!(load(&cache, &source), 2);
 }
@@ -241,9 +244,7 @@ fn cancelled_leader_never_strands_a_waiter() {
             let cache = cache.clone();
             thread::spawn(move || {
                 let mut load = pin!(cache.get_or_load(KEY, || PendingOnce(false)));
-                let polled = load
-                    .as_mut()
-                    .poll(&mut Context::from_waker(Waker::noop()));
+                let polled = load.as_mut().poll(&mut Context::from_waker(Waker::noop()));
                 // Ready only if the waiter's value was already cached; otherwise the future is
                 // dropped here, abandoning its load (or its wait) mid-way.
                 if let Poll::Ready(got) = polled {
