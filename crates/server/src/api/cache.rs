@@ -1,0 +1,156 @@
+//! The cache by hand: statistics, and invalidation by entry points, tags or all. Nobody needs the
+//! latter (every write invalidates what it touches after its commit); it is there for operators.
+
+use axum::extract::State;
+use axum::Json;
+use rulebook_rules::EntryPoint;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Admin, Reader};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+/// The answer of `GET /v1/cache/stats`.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// The tenant whose loads are listed.
+    pub tenant: String,
+    /// Entries cached now (all tenants).
+    pub entries: usize,
+    /// Tenants whose entries are kept now.
+    pub tenants_cached: usize,
+    /// The cache's counters since start (all tenants).
+    pub counters: Counters,
+    /// Loads from the store per cached item of this tenant, since start.
+    pub loads: Vec<ItemLoads>,
+}
+
+/// The cache's counters (see `/metrics` for what each means).
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct Counters {
+    pub hits: u64,
+    pub misses: u64,
+    pub loads: u64,
+    pub load_errors: u64,
+    pub load_panics: u64,
+    pub coalesced_waiters: u64,
+    pub invalidations_key: u64,
+    pub invalidations_tag: u64,
+    pub invalidations_all: u64,
+    pub invalidated_entries: u64,
+    pub discarded_loads: u64,
+    pub evictions_size: u64,
+    pub evictions_expired: u64,
+    pub evictions_idle: u64,
+    pub refused_stale_inserts: u64,
+}
+
+/// Loads of one cached item.
+#[derive(Debug, Serialize)]
+pub struct ItemLoads {
+    /// `entry_point:<ep>`, `params` or `scorecard:<name>`.
+    pub item: String,
+    /// Loads since start.
+    pub loads: u64,
+}
+
+/// `GET /v1/cache/stats`.
+pub async fn stats(State(state): State<AppState>, Reader(caller): Reader) -> Json<Stats> {
+    let s = state.registry().cache_stats();
+    let loads = state
+        .registry()
+        .load_counts()
+        .into_iter()
+        .filter(|c| c.tenant == caller.tenant)
+        .map(|c| ItemLoads {
+            item: c.item,
+            loads: c.loads,
+        })
+        .collect();
+    Json(Stats {
+        tenant: caller.tenant,
+        entries: state.registry().len(),
+        tenants_cached: state.tenants_cached(),
+        counters: Counters {
+            hits: s.hits,
+            misses: s.misses,
+            loads: s.loads,
+            load_errors: s.load_errors,
+            load_panics: s.load_panics,
+            coalesced_waiters: s.coalesced_waiters,
+            invalidations_key: s.invalidations_key,
+            invalidations_tag: s.invalidations_tag,
+            invalidations_all: s.invalidations_all,
+            invalidated_entries: s.invalidated_entries,
+            discarded_loads: s.discarded_loads,
+            evictions_size: s.evictions_size,
+            evictions_expired: s.evictions_expired,
+            evictions_idle: s.evictions_idle,
+            refused_stale_inserts: s.refused_stale_inserts,
+        },
+        loads,
+    })
+}
+
+/// The body of `POST /v1/cache/invalidate`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invalidate {
+    /// Entry points whose rulesets to drop.
+    #[serde(default)]
+    pub entry_points: Vec<String>,
+    /// Tags (such as `currency:USD`, `rule:RF-002`, `params`) whose entries to drop.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Drop every entry of the tenant.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `POST /v1/cache/invalidate` (admin): drops entries of the request's tenant. Answers what was
+/// invalidated, entry points normalised.
+pub async fn invalidate(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    JsonBody(body): JsonBody<Invalidate>,
+) -> Result<Json<Invalidate>, ApiError> {
+    if body.entry_points.is_empty() && body.tags.is_empty() && !body.all {
+        return Err(ApiError::bad_request(
+            "nothing_to_invalidate",
+            "say what to invalidate: `entry_points`, `tags`, or `\"all\": true`",
+        ));
+    }
+    let entry_points = body
+        .entry_points
+        .iter()
+        .map(|ep| EntryPoint::parse(ep))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(tag) = body.tags.iter().find(|t| t.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "bad_tag",
+            format!("tag `{tag}` is empty: name a tag such as `currency:USD`"),
+        ));
+    }
+    state
+        .registry()
+        .invalidate_entry_points(&caller.tenant, &entry_points);
+    state.registry().invalidate_tags(&caller.tenant, &body.tags);
+    if body.all {
+        state.invalidate_tenant(&caller.tenant);
+    }
+    tracing::info!(
+        tenant = %caller.tenant,
+        by = %caller.name,
+        entry_points = ?entry_points,
+        tags = ?body.tags,
+        all = body.all,
+        "cache invalidated by hand"
+    );
+    Ok(Json(Invalidate {
+        entry_points: entry_points.iter().map(|e| e.as_str().to_owned()).collect(),
+        tags: body.tags,
+        all: body.all,
+    }))
+}

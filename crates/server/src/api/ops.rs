@@ -1,0 +1,137 @@
+//! Operations: health, metrics and the web admin page.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use rulebook_store::FilesStatus;
+use serde::Serialize;
+
+use crate::feed::FeedStatus;
+use crate::state::AppState;
+
+/// The answer of `GET /health`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`, `starting` (the first load has not finished) or `degraded`.
+    pub status: &'static str,
+    /// The process answers (always true when this is sent).
+    pub live: bool,
+    /// Ready for traffic: the first load from the store has finished, the store answers and the
+    /// change feed is reading the change log.
+    pub ready: bool,
+    /// The store.
+    pub store: StoreHealth,
+    /// The change feed.
+    pub feed: FeedStatus,
+    /// The highest change-log sequence applied to the cache.
+    pub applied_seq: i64,
+    /// The rules folder, with `--rules-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_dir: Option<RulesDirHealth>,
+}
+
+/// The store's part of `/health`.
+#[derive(Debug, Serialize)]
+pub struct StoreHealth {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Whether it answered just now.
+    pub ok: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The rules folder's part of `/health`.
+#[derive(Debug, Serialize)]
+pub struct RulesDirHealth {
+    /// The folder.
+    pub dir: String,
+    /// Files loaded.
+    pub files: usize,
+    /// Rules loaded.
+    pub rules: usize,
+    /// Files that cannot be used now (their last good version keeps serving).
+    pub problems: Vec<FileProblemHealth>,
+}
+
+/// One unusable rule file.
+#[derive(Debug, Serialize)]
+pub struct FileProblemHealth {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub error: String,
+}
+
+impl From<FilesStatus> for RulesDirHealth {
+    fn from(status: FilesStatus) -> Self {
+        RulesDirHealth {
+            dir: status.dir,
+            files: status.files,
+            rules: status.rules,
+            problems: status
+                .problems
+                .into_iter()
+                .map(|p| FileProblemHealth {
+                    path: p.path,
+                    error: p.error,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /health`: 200 when ready, 503 otherwise; the body says why.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let ping = state.store().ping().await;
+    let feed = state.feed_status();
+    let loaded = state.is_ready();
+    let ready = loaded && ping.is_ok() && feed.healthy;
+    let status = if ready {
+        "ok"
+    } else if !loaded {
+        "starting"
+    } else {
+        "degraded"
+    };
+    let body = Health {
+        status,
+        live: true,
+        ready,
+        store: StoreHealth {
+            backend: state.store().backend().name(),
+            ok: ping.is_ok(),
+            error: ping.err().map(|e| e.to_string()),
+        },
+        feed,
+        applied_seq: state.registry().applied_seq(),
+        rules_dir: state.files().map(|f| f.status().into()),
+    };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// `GET /health/live`: 200 while the process answers.
+pub async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "live": true }))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&state),
+    )
+        .into_response()
+}
+
+/// `GET /admin`: the web admin page.
+pub async fn admin_page() -> Html<&'static str> {
+    Html(include_str!("../admin.html"))
+}

@@ -1,0 +1,404 @@
+//! Rules: list, read (with `ETag` = version), create, update (with `If-Match`), params, enable,
+//! disable, delete and history.
+//!
+//! What `GET /v1/rules/{id}` returns, `PUT` accepts back after editing: the read-only fields
+//! (`version`, `created_*`, `updated_*`) are accepted and ignored, except that a `version` that
+//! disagrees with `If-Match` is a conflict. Unknown fields are rejected. Every write body may
+//! carry `reason`, recorded in the history with the token's name as the author.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rulebook_rules::{EntryPoint, FieldError, Rule};
+use rulebook_store::{Author, HistoryEntry};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::api::evaluate::rule_not_found;
+use crate::auth::{Caller, Reader, Writer};
+use crate::error::{plural, ApiError};
+use crate::extract::{parse_json, JsonBody, PathParams, QueryParams};
+use crate::state::AppState;
+
+/// The query of `GET /v1/rules`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Only the rules of this entry point.
+    pub entry_point: Option<String>,
+}
+
+/// The answer of `GET /v1/rules`.
+#[derive(Debug, Serialize)]
+pub struct RuleList {
+    /// The rules, by priority then id.
+    pub rules: Vec<Rule>,
+}
+
+/// `GET /v1/rules[?entry_point=EP]`.
+pub async fn list(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<RuleList>, ApiError> {
+    let entry_point = query
+        .entry_point
+        .as_deref()
+        .map(EntryPoint::parse)
+        .transpose()?;
+    let rules = state.rules(&caller.tenant).await?;
+    let rules = rules
+        .iter()
+        .filter(|r| entry_point.is_none() || r.entry_point == entry_point)
+        .cloned()
+        .collect();
+    Ok(Json(RuleList { rules }))
+}
+
+/// `GET /v1/rules/{id}`, with `ETag` = the version.
+pub async fn get(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    let rule = cached_rule(&state, &caller.tenant, &id).await?;
+    Ok(with_etag(StatusCode::OK, rule))
+}
+
+async fn cached_rule(state: &AppState, tenant: &str, id: &str) -> Result<Rule, ApiError> {
+    state
+        .rules(tenant)
+        .await?
+        .iter()
+        .find(|r| r.id == id)
+        .cloned()
+        .ok_or_else(|| rule_not_found(tenant, id))
+}
+
+fn with_etag(status: StatusCode, rule: Rule) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", rule.version))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+    (status, [(header::ETAG, etag)], Json(rule)).into_response()
+}
+
+/// `POST /v1/rules`: creates a rule (201, with `ETag` and `Location`).
+pub async fn create(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (document, reason) = rule_document(&body)?;
+    let rule = parse_rule(document)?;
+    let created = state
+        .store()
+        .create_rule(&caller.tenant, rule, &author(&caller, reason))
+        .await?;
+    let location = HeaderValue::from_str(&format!("/v1/rules/{}", created.id)).ok();
+    let mut response = with_etag(StatusCode::CREATED, created);
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `PUT /v1/rules/{id}`: replaces a rule, if it is still at the version named by `If-Match`
+/// (or by the body's `version` when there is no `If-Match`).
+pub async fn update(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let if_match = if_match(&headers)?;
+    let (mut document, reason) = rule_document(&body)?;
+    match document.get("id") {
+        None => {
+            document.insert("id".to_owned(), Value::String(id.clone()));
+        }
+        Some(Value::String(body_id)) if *body_id == id => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "id_mismatch",
+                format!(
+                    "the body's `id` is {other} but the URL names rule `{id}`: an id cannot be changed; create a new rule instead"
+                ),
+            ))
+        }
+    }
+    let body_version = match document.get("version") {
+        None => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            ApiError::validation(
+                "the rule is not valid: fix the 1 problem listed in `errors`",
+                vec![FieldError::new(
+                    "version",
+                    "must be a whole number: the version you read",
+                )],
+            )
+        })?),
+    };
+    let expected = match (if_match, body_version) {
+        (Some(header), Some(body)) if header != body => {
+            let current = cached_rule(&state, &caller.tenant, &id).await?.version;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!(
+                    "the body's `version` {body} disagrees with `If-Match` {header}; rule `{id}` is at version {current}: read it again and send one version"
+                ),
+            ));
+        }
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "missing_version",
+                format!(
+                    "an update must name the version it replaces: send `If-Match: \"<version>\"` with the `ETag` of `GET /v1/rules/{id}`"
+                ),
+            ))
+        }
+    };
+    let rule = parse_rule(document)?;
+    let updated = state
+        .store()
+        .update_rule(&caller.tenant, rule, expected, &author(&caller, reason))
+        .await?;
+    Ok(with_etag(StatusCode::OK, updated))
+}
+
+/// The body of `PATCH /v1/rules/{id}/params`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamsPatch {
+    /// A JSON merge patch of the params: each key replaces that param, `null` removes it.
+    pub params: Map<String, Value>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The version read, if no `If-Match` is sent.
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// `PATCH /v1/rules/{id}/params`: changes some params, validated against the rule's schema.
+pub async fn patch_params(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    JsonBody(patch): JsonBody<ParamsPatch>,
+) -> Result<Response, ApiError> {
+    let expected = one_version(if_match(&headers)?, patch.version, &id)?;
+    let current = state.store().get_rule(&caller.tenant, &id).await?;
+    let mut params = current.params.clone();
+    for (name, value) in patch.params {
+        if value.is_null() {
+            params.remove(&name);
+        } else {
+            params.insert(name, value);
+        }
+    }
+    let updated = state
+        .store()
+        .update_params(
+            &caller.tenant,
+            &id,
+            params,
+            Some(expected.unwrap_or(current.version)),
+            &author(&caller, patch.reason),
+        )
+        .await?;
+    Ok(with_etag(StatusCode::OK, updated))
+}
+
+/// The body of enable, disable and delete: all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBody {
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The version read, if no `If-Match` is sent.
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// `POST /v1/rules/{id}/enable`.
+pub async fn enable(
+    state: State<AppState>,
+    writer: Writer,
+    id: PathParams<String>,
+    headers: HeaderMap,
+    body: JsonBody<WriteBody>,
+) -> Result<Response, ApiError> {
+    set_enabled(state, writer, id, headers, body, true).await
+}
+
+/// `POST /v1/rules/{id}/disable`.
+pub async fn disable(
+    state: State<AppState>,
+    writer: Writer,
+    id: PathParams<String>,
+    headers: HeaderMap,
+    body: JsonBody<WriteBody>,
+) -> Result<Response, ApiError> {
+    set_enabled(state, writer, id, headers, body, false).await
+}
+
+async fn set_enabled(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<WriteBody>,
+    enabled: bool,
+) -> Result<Response, ApiError> {
+    let expected = one_version(if_match(&headers)?, body.version, &id)?;
+    let rule = state
+        .store()
+        .set_enabled(
+            &caller.tenant,
+            &id,
+            enabled,
+            expected,
+            &author(&caller, body.reason),
+        )
+        .await?;
+    Ok(with_etag(StatusCode::OK, rule))
+}
+
+/// The answer of `DELETE /v1/rules/{id}`.
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    /// The rule as it was.
+    pub deleted: Rule,
+}
+
+/// `DELETE /v1/rules/{id}`: its history stays, ending with a `delete` entry.
+pub async fn delete(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<WriteBody>,
+) -> Result<Json<Deleted>, ApiError> {
+    let expected = one_version(if_match(&headers)?, body.version, &id)?;
+    let deleted = state
+        .store()
+        .delete_rule(&caller.tenant, &id, expected, &author(&caller, body.reason))
+        .await?;
+    Ok(Json(Deleted { deleted }))
+}
+
+/// The answer of `GET /v1/rules/{id}/history`.
+#[derive(Debug, Serialize)]
+pub struct History {
+    /// The rule.
+    pub rule_id: String,
+    /// Every version, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// `GET /v1/rules/{id}/history`: the audit trail (also for a deleted rule).
+pub async fn history(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<History>, ApiError> {
+    let history = state.store().history(&caller.tenant, &id).await?;
+    Ok(Json(History {
+        rule_id: id,
+        history,
+    }))
+}
+
+fn author(caller: &Caller, reason: Option<String>) -> Author {
+    let author = Author::new(caller.name.clone());
+    match reason {
+        Some(reason) if !reason.trim().is_empty() => author.with_reason(reason),
+        _ => author,
+    }
+}
+
+/// A rule body as a JSON object, with `reason` taken out.
+fn rule_document(body: &[u8]) -> Result<(Map<String, Value>, Option<String>), ApiError> {
+    let value: Value = parse_json(body)?;
+    let Value::Object(mut document) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the request body must be a rule: a JSON object with at least an `id`",
+        ));
+    };
+    let reason = match document.remove("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(reason)) => Some(reason),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "field `reason` must be a string saying why the rule changes",
+            ))
+        }
+    };
+    Ok((document, reason))
+}
+
+fn parse_rule(document: Map<String, Value>) -> Result<Rule, ApiError> {
+    let id = document
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Rule::from_json_value(Value::Object(document)).map_err(|errors| {
+        let n = errors.errors.len();
+        ApiError::validation(
+            if id.is_empty() {
+                format!(
+                    "the rule is not valid: fix the {} listed in `errors`",
+                    plural(n, "problem")
+                )
+            } else {
+                format!(
+                    "rule `{id}` is not valid: fix the {} listed in `errors`",
+                    plural(n, "problem")
+                )
+            },
+            errors.errors,
+        )
+    })
+}
+
+/// The version named by `If-Match` (`"3"`, `W/"3"` or `3`); `*` and no header name none.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "bad_if_match",
+            "the `If-Match` header is not a rule version: send the `ETag` you read, such as `\"3\"`",
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse().map(Some).map_err(|_| bad())
+}
+
+/// One expected version from `If-Match` and the body; they must agree.
+fn one_version(header: Option<i64>, body: Option<i64>, id: &str) -> Result<Option<i64>, ApiError> {
+    match (header, body) {
+        (Some(h), Some(b)) if h != b => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "version_conflict",
+            format!(
+                "the body's `version` {b} disagrees with `If-Match` {h} for rule `{id}`: send one version"
+            ),
+        )),
+        (h, b) => Ok(h.or(b)),
+    }
+}

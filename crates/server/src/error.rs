@@ -1,0 +1,249 @@
+//! [`ApiError`]: the one error type of the HTTP API.
+//!
+//! Every failure a client can see is `{"error": {"code": "...", "message": "..."}}` with the
+//! right status. The `code` is stable and meant for programs; the `message` is for the person
+//! who sent the request and says what to fix. Validation failures add `errors`, one entry per
+//! field path; version conflicts add `current_version`. Internal causes are logged here and never
+//! sent: a database error reaches the client only as "the database is unavailable" or "the rule
+//! store failed".
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rulebook_rules::{EntryPointError, EvalError, FieldError};
+use rulebook_store::StoreError;
+use serde::Serialize;
+
+/// An error answer of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    errors: Vec<FieldError>,
+    current_version: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_version: Option<i64>,
+}
+
+impl ApiError {
+    /// An error with `status`, a stable `code` and a `message` saying what to fix.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+            current_version: None,
+        }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 with `code`.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 422 listing every problem with its field path.
+    pub fn validation(message: impl Into<String>, errors: Vec<FieldError>) -> ApiError {
+        ApiError {
+            errors,
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            )
+        }
+    }
+
+    /// 409: the rule is at `current`, not at the version the client named.
+    pub fn conflict(id: &str, expected: i64, current: i64) -> ApiError {
+        ApiError {
+            current_version: Some(current),
+            ..ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!(
+                    "rule `{id}` is at version {current}, not {expected}: read it again and reapply your change"
+                ),
+            )
+        }
+    }
+
+    /// 500 for a failure inside the server; `cause` is logged, not sent.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to answer; the server log has the detail",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let envelope = Envelope {
+            error: Body {
+                code: self.code,
+                message: &self.message,
+                errors: &self.errors,
+                current_version: self.current_version,
+            },
+        };
+        let body = serde_json::to_vec(&envelope).unwrap_or_else(|_| {
+            br#"{"error":{"code":"internal","message":"the error could not be encoded"}}"#.to_vec()
+        });
+        (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::NotFound { .. } => ApiError::not_found("rule_not_found", error.to_string()),
+            StoreError::AlreadyExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "rule_exists", error.to_string())
+            }
+            StoreError::Conflict {
+                id,
+                expected_version,
+                current_version,
+            } => ApiError::conflict(&id, expected_version, current_version),
+            StoreError::Validation { rule_id, errors } => ApiError::validation(
+                format!(
+                    "rule `{rule_id}` is not valid: fix the {} listed in `errors`",
+                    plural(errors.errors.len(), "problem")
+                ),
+                errors.errors,
+            ),
+            StoreError::Invalid(_) => ApiError::bad_request("invalid_request", error.to_string()),
+            StoreError::UnknownTenant(_) => {
+                ApiError::bad_request("unknown_tenant", error.to_string())
+            }
+            StoreError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                error.to_string(),
+            ),
+            StoreError::TokenNotFound(_) => {
+                ApiError::not_found("token_not_found", error.to_string())
+            }
+            // The stored rules themselves are at fault: the message names the rule and is safe.
+            StoreError::Corrupt { .. } | StoreError::Compile { .. } => {
+                tracing::error!(error = %error, "stored rules cannot be used");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "stored_rules_unusable",
+                    error.to_string(),
+                )
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<EntryPointError> for ApiError {
+    fn from(error: EntryPointError) -> ApiError {
+        ApiError::bad_request("bad_entry_point", error.to_string())
+    }
+}
+
+impl From<EvalError> for ApiError {
+    fn from(error: EvalError) -> ApiError {
+        match error {
+            EvalError::InvalidOverride { rule_id, errors } => ApiError::validation(
+                format!(
+                    "overrides for rule `{rule_id}` are invalid: fix the {} listed in `errors`",
+                    plural(errors.errors.len(), "problem")
+                ),
+                errors
+                    .errors
+                    .into_iter()
+                    .map(|e| FieldError::new(format!("overrides.{rule_id}.{}", e.path), e.message))
+                    .collect(),
+            ),
+            other => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "evaluation_failed",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+/// `1 problem`, `2 problems`.
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn store_errors_never_leak_database_detail() {
+        let error: ApiError = StoreError::Internal("SELECT * FROM rules".into()).into();
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!error.message().contains("SELECT"));
+    }
+
+    #[test]
+    fn conflicts_name_the_current_version() {
+        let error: ApiError = StoreError::Conflict {
+            id: "RF-1".into(),
+            expected_version: 2,
+            current_version: 5,
+        }
+        .into();
+        assert_eq!(error.status(), StatusCode::CONFLICT);
+        assert!(error.message().contains("version 5"));
+    }
+}

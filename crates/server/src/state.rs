@@ -1,0 +1,242 @@
+//! [`AppState`]: what every handler shares.
+//!
+//! Reads are answered from the store's [`Registry`], the coherent cache that the store
+//! invalidates after each commit and the change feed invalidates for changes made elsewhere.
+//! The server adds two things on top:
+//!
+//! - **Tenants in a bounded cache.** A tenant is looked up in the store once and then kept in a
+//!   cache of at most `--tenant-cache` tenants. When a tenant falls out of it (least recently
+//!   used), every registry entry of that tenant is dropped with it, so memory stays flat however
+//!   many tenants send requests. An unknown tenant is an error and is not cached.
+//! - **Rule lists validated by the parameter snapshot.** `GET /v1/rules` answers full rules,
+//!   which the registry does not hold. The tenant's parameter snapshot (a registry entry) is
+//!   invalidated by every change of any of the tenant's rules, so a rule list is kept together
+//!   with the snapshot it was read under, and served only while the registry still returns that
+//!   very snapshot (`Arc::ptr_eq`). The list is read after the snapshot, so it is never older
+//!   than what the cache says.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rulebook_cache::{Cache, LoadError, Loaded, RemovalCause};
+use rulebook_rules::{EvalLimits, Params, Rule};
+use rulebook_store::{Registry, RuleFiles, Store, StoreError};
+use sha2::{Digest, Sha256};
+
+use crate::feed::{ChangeFeed, FeedStatus};
+use crate::metrics::Metrics;
+
+/// Shared state of the HTTP API. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.inner.store)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The limits and switches handlers need.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest request body, in bytes.
+    pub body_limit: usize,
+    /// How long one request may take.
+    pub request_timeout: std::time::Duration,
+    /// Whether reads need a read token.
+    pub reads_need_token: bool,
+    /// Bounds on one evaluation.
+    pub eval: EvalLimits,
+}
+
+struct Inner {
+    store: Store,
+    registry: Registry,
+    /// Known tenants (see the module docs).
+    tenants: Cache<String, ()>,
+    /// Rule lists per tenant with the snapshot they were read under. A mutex: held only to
+    /// look up or replace one map entry, never across an await.
+    rule_lists: Arc<Mutex<HashMap<String, RuleList>>>,
+    limits: Limits,
+    /// SHA-256 of the configured admin token, compared in constant time.
+    admin_digest: Option<[u8; 32]>,
+    metrics: Metrics,
+    ready: AtomicBool,
+    /// The running feed. A read-write lock: read by every `/health`, written at start and stop.
+    feed: RwLock<Option<Box<dyn ChangeFeed>>>,
+    files: Option<RuleFiles>,
+}
+
+#[derive(Clone)]
+struct RuleList {
+    snapshot: Arc<Params>,
+    rules: Arc<Vec<Rule>>,
+}
+
+impl AppState {
+    /// State over `registry` (and its store).
+    pub fn new(
+        registry: Registry,
+        tenant_capacity: u64,
+        limits: Limits,
+        admin_token: Option<&str>,
+        files: Option<RuleFiles>,
+    ) -> AppState {
+        let rule_lists: Arc<Mutex<HashMap<String, RuleList>>> = Arc::default();
+        let evicted_registry = registry.clone();
+        let evicted_lists = Arc::clone(&rule_lists);
+        let tenants = Cache::builder()
+            .max_capacity(tenant_capacity)
+            .removal_listener(move |tenant: &String, _: &Arc<()>, cause| {
+                if matches!(
+                    cause,
+                    RemovalCause::Size | RemovalCause::Expired | RemovalCause::Idle
+                ) {
+                    evicted_registry.invalidate_tenant(tenant);
+                    evicted_lists.lock().remove(tenant);
+                }
+            })
+            .build();
+        AppState {
+            inner: Arc::new(Inner {
+                store: registry.store().clone(),
+                registry,
+                tenants,
+                rule_lists,
+                limits,
+                admin_digest: admin_token.map(digest),
+                metrics: Metrics::default(),
+                ready: AtomicBool::new(false),
+                feed: RwLock::new(None),
+                files,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The coherent cache.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Limits and switches.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The request metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The rule-files source, if `--rules-dir` was given.
+    pub fn files(&self) -> Option<&RuleFiles> {
+        self.inner.files.as_ref()
+    }
+
+    /// Whether the first load from the store has finished.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.inner.ready.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn set_feed(&self, feed: Box<dyn ChangeFeed>) {
+        *self.inner.feed.write() = Some(feed);
+    }
+
+    pub(crate) fn take_feed(&self) -> Option<Box<dyn ChangeFeed>> {
+        self.inner.feed.write().take()
+    }
+
+    /// The feed's state; a default (not started) status when no feed runs.
+    pub fn feed_status(&self) -> FeedStatus {
+        self.inner
+            .feed
+            .read()
+            .as_ref()
+            .map(|f| f.status())
+            .unwrap_or_default()
+    }
+
+    /// Whether `secret` is the configured admin token (constant time).
+    pub fn is_admin_token(&self, secret: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.inner
+            .admin_digest
+            .is_some_and(|expected| bool::from(digest(secret).ct_eq(&expected)))
+    }
+
+    /// Checks that `tenant` exists, from the tenant cache or else the store.
+    pub async fn check_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        self.inner
+            .tenants
+            .get_or_load(tenant.to_owned(), || async {
+                if store.tenant_exists(tenant).await? {
+                    Ok(Loaded::new(()))
+                } else {
+                    Err(StoreError::UnknownTenant(tenant.to_owned()))
+                }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                LoadError::Failed(error) => (*error).clone(),
+                other => StoreError::Internal(format!("checking tenant `{tenant}`: {other}")),
+            })
+    }
+
+    /// How many tenants are cached now.
+    pub fn tenants_cached(&self) -> usize {
+        self.inner.tenants.len()
+    }
+
+    /// Every rule of `tenant`, as current as the coherent cache (see the module docs).
+    pub async fn rules(&self, tenant: &str) -> Result<Arc<Vec<Rule>>, StoreError> {
+        let snapshot = self.inner.registry.params(tenant).await?;
+        if let Some(list) = self.inner.rule_lists.lock().get(tenant) {
+            if Arc::ptr_eq(&list.snapshot, &snapshot) {
+                return Ok(Arc::clone(&list.rules));
+            }
+        }
+        let rules = Arc::new(self.inner.store.list_rules(tenant, None).await?);
+        let mut lists = self.inner.rule_lists.lock();
+        // A change that came while reading replaced the registry's snapshot, so this list (kept
+        // under the old one) will not be served again. Kept only for tenants the tenant cache
+        // holds, so the map stays bounded.
+        if self.inner.tenants.get(&tenant.to_owned()).is_some() {
+            lists.insert(
+                tenant.to_owned(),
+                RuleList {
+                    snapshot,
+                    rules: Arc::clone(&rules),
+                },
+            );
+        }
+        Ok(rules)
+    }
+
+    /// Drops every cached entry of `tenant`, rule lists included.
+    pub fn invalidate_tenant(&self, tenant: &str) {
+        self.inner.registry.invalidate_tenant(tenant);
+        self.inner.rule_lists.lock().remove(tenant);
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
