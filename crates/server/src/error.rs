@@ -86,6 +86,12 @@ impl ApiError {
         }
     }
 
+    /// The same error, naming the rule's current version in `current_version`.
+    pub fn with_current_version(mut self, version: i64) -> ApiError {
+        self.current_version = Some(version);
+        self
+    }
+
     /// 500 for a failure inside the server; `cause` is logged, not sent.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "internal error");

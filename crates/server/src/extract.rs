@@ -1,5 +1,5 @@
 //! Extractors whose rejections are [`ApiError`]s, so axum's plain-text rejections never reach a
-//! client: a JSON body ([`JsonBody`]), path parameters ([`PathParams`]) and the query string
+//! client: a JSON body ([`JsonBody`]), a raw body ([`RawBody`]), path parameters ([`PathParams`]) and the query string
 //! ([`QueryParams`]).
 
 use axum::body::Bytes;
@@ -28,6 +28,18 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = read_body(request, state).await?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The raw request body, read within the configured limit (413 `body_too_large` beyond it).
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        read_body(request, state).await.map(RawBody)
     }
 }
 

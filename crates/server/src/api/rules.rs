@@ -6,7 +6,6 @@
 //! disagrees with `If-Match` is a conflict. Unknown fields are rejected. Every write body may
 //! carry `reason`, recorded in the history with the token's name as the author.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::api::evaluate::rule_not_found;
 use crate::auth::{Caller, Reader, Writer};
 use crate::error::{plural, ApiError};
-use crate::extract::{parse_json, JsonBody, PathParams, QueryParams};
+use crate::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
 use crate::state::AppState;
 
 /// The query of `GET /v1/rules`.
@@ -86,7 +85,7 @@ fn with_etag(status: StatusCode, rule: Rule) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (document, reason) = rule_document(&body)?;
     let rule = parse_rule(document)?;
@@ -109,7 +108,7 @@ pub async fn update(
     Writer(caller): Writer,
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let if_match = if_match(&headers)?;
     let (mut document, reason) = rule_document(&body)?;
@@ -148,7 +147,8 @@ pub async fn update(
                 format!(
                     "the body's `version` {body} disagrees with `If-Match` {header}; rule `{id}` is at version {current}: read it again and send one version"
                 ),
-            ));
+            )
+            .with_current_version(current));
         }
         (Some(v), _) | (None, Some(v)) => v,
         (None, None) => {

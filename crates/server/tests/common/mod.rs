@@ -1,0 +1,404 @@
+//! Helpers shared by the server's tests: fresh databases, the router called without a socket,
+//! and the real `rulebook` binary started on port 0.
+//!
+//! PostgreSQL comes from `RULEBOOK_TEST_DATABASE_URL` (a superuser URL); each test creates
+//! `rulebook_test_<random>` and drops it afterwards. With `CI=true` a missing PostgreSQL fails the
+//! test; elsewhere the test says why it skipped.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    missing_debug_implementations
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use rulebook::{app, AppState, Config, Server};
+use rulebook_store::{Store, TokenRole};
+use serde_json::Value;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The admin token the in-process tests configure.
+pub const ADMIN: &str = "test-admin-token";
+
+/// A fresh database for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("rulebook.db").display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    /// `None` when PostgreSQL is not available outside CI.
+    pub async fn postgres() -> Option<TestDb> {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let admin = match std::env::var("RULEBOOK_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ if ci => panic!(
+                "CI=true but RULEBOOK_TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI"
+            ),
+            _ => DEFAULT_PG.to_owned(),
+        };
+        let connect =
+            tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&admin))
+                .await;
+        let mut conn = match connect {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) if !ci => {
+                eprintln!("skipping: PostgreSQL at {admin} is not answering ({e})");
+                return None;
+            }
+            Err(_) if !ci => {
+                eprintln!("skipping: PostgreSQL at {admin} did not answer in 10 s");
+                return None;
+            }
+            other => panic!(
+                "CI=true and PostgreSQL at {admin} is unreachable: {:?}",
+                other.err()
+            ),
+        };
+        let name = format!("rulebook_test_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.ok();
+        let url = with_database(&admin, &name);
+        Some(TestDb {
+            url,
+            _dir: None,
+            pg: Some((admin, name)),
+        })
+    }
+}
+
+/// `admin` with its database replaced by `name`.
+fn with_database(admin: &str, name: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin, String::new()),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map(|i| i + after_scheme)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+// --- the router without a socket -------------------------------------------------------------
+
+/// A started server's router, called with `oneshot`.
+pub struct Api {
+    pub router: Router,
+    pub state: AppState,
+    pub db: TestDb,
+    _server: Server,
+}
+
+impl Api {
+    /// A server on a fresh SQLite file, `configure`d, ready (first load done).
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> Api {
+        let db = TestDb::sqlite();
+        let mut config = Config::with_database(db.url.clone()).unwrap();
+        config.admin_token = Some(ADMIN.to_owned());
+        config.poll_interval = Duration::from_millis(50);
+        configure(&mut config);
+        let server = Server::start(&config).await.unwrap();
+        let state = server.state().clone();
+        for _ in 0..500 {
+            if state.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(state.is_ready(), "the server did not become ready");
+        Api {
+            router: app(state.clone()),
+            state,
+            db,
+            _server: server,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.state.store()
+    }
+
+    /// A token with `role`, for `tenant` or all.
+    pub async fn token(&self, role: TokenRole, tenant: Option<&str>) -> String {
+        self.store()
+            .create_token(&format!("{}-{}", role.as_str(), tenant.unwrap_or("all")), role, tenant)
+            .await
+            .unwrap()
+            .1
+    }
+
+    pub async fn call(&self, request: Req) -> Resp {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.build())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Every rule of `tenant` as the store has it (not the cache): for "nothing changed".
+    pub async fn snapshot(&self, tenant: &str) -> Vec<rulebook_rules::Rule> {
+        self.store().list_rules(tenant, None).await.unwrap()
+    }
+}
+
+/// A request under construction.
+pub struct Req {
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+pub fn req(method: Method, path: &str) -> Req {
+    Req {
+        method,
+        path: path.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+impl Req {
+    pub fn token(self, token: &str) -> Req {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+    pub fn tenant(self, tenant: &str) -> Req {
+        self.header("x-tenant-id", tenant)
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+    pub fn json(mut self, value: Value) -> Req {
+        self.body = serde_json::to_vec(&value).unwrap();
+        self.header("content-type", "application/json")
+    }
+    pub fn raw(mut self, body: &[u8]) -> Req {
+        self.body = body.to_vec();
+        self
+    }
+    fn build(self) -> Request<Body> {
+        let mut builder = Request::builder().method(self.method).uri(self.path);
+        for (name, value) in self.headers {
+            builder = builder.header(name, value);
+        }
+        builder.body(Body::from(self.body)).unwrap()
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
+    pub fn etag(&self) -> Option<String> {
+        self.headers
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+}
+
+/// A valid rule of `entry_point` that shows `message`.
+pub fn banner(id: &str, entry_point: &str, message: &str) -> Value {
+    serde_json::json!({
+        "id": id,
+        "entry_point": entry_point,
+        "name": "test banner",
+        "priority": 5,
+        "condition": {"==": [{"var": "country"}, "FR"]},
+        "actions": [{"type": "display_message", "message": message}]
+    })
+}
+
+// --- the real binary -------------------------------------------------------------------------
+
+/// The `rulebook` binary serving on port 0, stopped (SIGTERM) when dropped.
+pub struct Running {
+    pub base: String,
+    /// The admin token from the start line, when one was generated.
+    pub token: Option<String>,
+    pub line: String,
+    child: Child,
+    pub client: reqwest::Client,
+}
+
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rulebook"))
+}
+
+impl Running {
+    pub fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Running {
+        let mut command = binary();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            .env("RULEBOOK_LOG", "warn")
+            .env("RULEBOOK_POLL_INTERVAL", "50ms")
+            .env_remove("RULEBOOK_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(line.starts_with("rulebook serving http://"), "start line: {line}");
+        let base = line
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        let token = line
+            .split("admin token ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .filter(|t| t.starts_with("rb_"))
+            .map(str::to_owned);
+        Running {
+            base,
+            token,
+            line,
+            child,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits until `/health` says ready.
+    pub async fn ready(&self) {
+        for _ in 0..500 {
+            if let Ok(r) = self.client.get(self.url("/health")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never became ready", self.base);
+    }
+
+    /// Sends SIGTERM and waits for the process; returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// Sends one request to a running server: JSON in, status and JSON out.
+pub async fn http(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, HeaderMap, Value) {
+    let mut request = client.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let mut map = HeaderMap::new();
+    for (k, v) in response.headers() {
+        map.insert(k.clone(), v.clone());
+    }
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, map, body)
+}
+
+/// Which roles exist, for role tests.
+pub const ROLES: [TokenRole; 3] = [TokenRole::Read, TokenRole::Write, TokenRole::Admin];
