@@ -99,6 +99,10 @@ pub enum StoreError {
     /// An API token id that does not exist.
     #[error("token `{0}` does not exist")]
     TokenNotFound(String),
+    /// The change log was pruned past a reader's cursor, so the changes after it cannot all be
+    /// replayed.
+    #[error("the change log was pruned past this position: invalidate everything and read again from the current position")]
+    CursorPruned,
     /// A failure inside the store; the detail is in the log.
     #[error("the rule store failed ({0}); the server log has the detail")]
     Internal(String),

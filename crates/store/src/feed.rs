@@ -16,6 +16,15 @@
 //! - **SQLite.** One writer at a time: a write transaction holds the database's write lock from
 //!   its first write to its commit, and the next writer's rows get higher `seq`s. So `seq` order
 //!   is commit order and `seq > last_seen` is commit-safe.
+//!
+//! **Pruning.** [`Store::prune_changes`] deletes old rows and records in `change_log_pruned` the
+//! highest `seq` (and on PostgreSQL the highest transaction id) it removed. A read whose cursor
+//! still needs a row at or below that mark (on PostgreSQL: whose watermark is not above the
+//! highest pruned transaction id) cannot replay from the log; [`Store::read_feed`] says so with
+//! [`FeedRead::Pruned`], and the reader invalidates everything and starts again from
+//! [`Store::current_cursor`]. PostgreSQL prunes only rows of transactions below the current
+//! horizon, so every pruned row was final, and a cursor taken after the prune is never told it
+//! was pruned.
 
 use std::collections::BTreeSet;
 
@@ -200,24 +209,99 @@ pub(crate) async fn own_changes(
         .collect()
 }
 
-/// The log's highest `seq` (0 when empty).
+/// The log's highest `seq`, counting pruned rows (0 when nothing was ever logged), so that it
+/// never goes backwards when the log is pruned.
 pub(crate) async fn head_seq(conn: &mut Conn<'_>) -> Result<i64, StoreError> {
     let (seq,): (i64,) = conn
-        .fetch_one("SELECT COALESCE(MAX(seq), 0) FROM change_log", args![])
+        .fetch_one(
+            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM (\
+                 SELECT MAX(seq) AS seq FROM change_log \
+                 UNION ALL SELECT max_seq AS seq FROM change_log_pruned) AS heads",
+            args![],
+        )
         .await
         .map_err(|e| db_error("reading the change log", e))?;
     Ok(seq)
 }
 
+/// What [`Store::read_feed`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedRead {
+    /// The committed changes after the cursor, in `seq` order, and the cursor to pass next time.
+    Changes {
+        /// The changes.
+        changes: Vec<Change>,
+        /// Where to read from next.
+        next: Cursor,
+    },
+    /// The log was pruned past the cursor: changes after it may be gone. Invalidate everything
+    /// and start again from [`Store::current_cursor`].
+    Pruned,
+}
+
+/// The pruning mark as one snapshot sees it: the highest `seq` and (PostgreSQL) transaction id
+/// removed so far.
+async fn pruned_mark(
+    conn: &mut Conn<'_>,
+    backend: Backend,
+) -> Result<Option<(i64, Option<u64>)>, StoreError> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT max_seq, NULL AS max_txid FROM change_log_pruned WHERE id = 1",
+        Backend::Postgres => {
+            "SELECT max_seq, max_txid::text AS max_txid FROM change_log_pruned WHERE id = 1"
+        }
+    };
+    let row: Option<(i64, Option<String>)> = conn
+        .fetch_optional(sql, args![])
+        .await
+        .map_err(|e| db_error("reading the change log", e))?;
+    match row {
+        None => Ok(None),
+        Some((seq, None)) => Ok(Some((seq, None))),
+        Some((seq, Some(txid))) => {
+            let txid = txid
+                .parse::<u64>()
+                .map_err(|_| StoreError::Internal("reading the change log's pruning mark".into()))?;
+            Ok(Some((seq, Some(txid))))
+        }
+    }
+}
+
 impl Store {
     /// The committed changes after `cursor`, in `seq` order, and the cursor to pass next time.
-    /// Never skips a change that commits late with a lower `seq` (see the module docs).
+    /// Never skips a change that commits late with a lower `seq` (see the module docs). When the
+    /// log was pruned past `cursor` this is [`StoreError::CursorPruned`]; [`Store::read_feed`]
+    /// tells the same without an error.
     pub async fn changes_since(
         &self,
         cursor: &Cursor,
     ) -> Result<(Vec<Change>, Cursor), StoreError> {
+        match self.read_feed(cursor).await? {
+            FeedRead::Changes { changes, next } => Ok((changes, next)),
+            FeedRead::Pruned => Err(StoreError::CursorPruned),
+        }
+    }
+
+    /// Reads the committed changes after `cursor` (see [`Store::changes_since`]), or finds that
+    /// the log was pruned past it. The pruning mark and the rows are read in one snapshot.
+    pub async fn read_feed(&self, cursor: &Cursor) -> Result<FeedRead, StoreError> {
         let mut tx = self.pool().begin_snapshot().await?;
         let mut conn = tx.conn();
+        let mark = pruned_mark(&mut conn, self.backend()).await?;
+        let pruned = match (self.backend(), mark) {
+            (_, None) => false,
+            // Rows up to `seq` are gone; the cursor has read up to `last_seq`.
+            (Backend::Sqlite, Some((seq, _))) => seq > cursor.last_seq,
+            // Every row below the watermark was read; a pruned row at or above it may not have
+            // been (counting it as missed costs at most one needless flush).
+            (Backend::Postgres, Some((_, txid))) => {
+                txid.unwrap_or(0) >= cursor.watermark.unwrap_or(0)
+            }
+        };
+        if pruned {
+            tx.commit().await?;
+            return Ok(FeedRead::Pruned);
+        }
         let result = match self.backend() {
             Backend::Sqlite => {
                 let rows: Vec<ChangeRow> = conn
@@ -282,7 +366,8 @@ impl Store {
             }
         };
         tx.commit().await?;
-        Ok(result)
+        let (changes, next) = result;
+        Ok(FeedRead::Changes { changes, next })
     }
 
     /// A cursor at the current end of the feed: [`Store::changes_since`] with it returns only
@@ -320,8 +405,11 @@ impl Store {
                     returned: BTreeSet::new(),
                 };
                 // Rows at or above the horizon that have committed by now count as returned.
-                let (_, next) = self.changes_since(&start).await?;
-                Ok(next)
+                match self.read_feed(&start).await? {
+                    FeedRead::Changes { next, .. } => Ok(next),
+                    // A prune committed between the two reads: take the position again.
+                    FeedRead::Pruned => Box::pin(self.current_cursor()).await,
+                }
             }
         }
     }
@@ -331,5 +419,80 @@ impl Store {
     pub async fn head_seq(&self) -> Result<i64, StoreError> {
         let mut held = self.pool().acquire().await?;
         head_seq(&mut held.conn()).await
+    }
+
+    /// Deletes the change-log rows written more than `keep` ago (by the database's clock) and
+    /// records what was removed, so that a reader whose cursor is older learns that it must
+    /// invalidate everything (see [`FeedRead::Pruned`]). Keep at least as long as an instance may
+    /// be cut off from the database and still be expected to catch up by replaying. Returns how
+    /// many rows were deleted. Safe to run from several instances at once.
+    pub async fn prune_changes(&self, keep: std::time::Duration) -> Result<u64, StoreError> {
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let doing = "pruning the change log";
+        let mut tx = self.pool().begin_write().await?;
+        let mut conn = tx.conn();
+        let deleted = match self.backend() {
+            Backend::Postgres => {
+                // Only rows of transactions below the horizon: final, so a cursor taken after
+                // the prune has a watermark above every pruned transaction id.
+                let (deleted,): (i64,) = conn
+                    .fetch_one(
+                        "WITH gone AS (\
+                             DELETE FROM change_log \
+                             WHERE changed_at < clock_timestamp() - ($1::bigint * interval '1 millisecond') \
+                               AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                             RETURNING seq, txid), \
+                         mark AS (\
+                             INSERT INTO change_log_pruned (id, max_seq, max_txid, pruned_at) \
+                             SELECT 1, MAX(seq), MAX(txid), clock_timestamp() FROM gone \
+                             HAVING COUNT(*) > 0 \
+                             ON CONFLICT (id) DO UPDATE SET \
+                                 max_seq = GREATEST(change_log_pruned.max_seq, EXCLUDED.max_seq), \
+                                 max_txid = GREATEST(change_log_pruned.max_txid, EXCLUDED.max_txid), \
+                                 pruned_at = EXCLUDED.pruned_at \
+                             RETURNING 1) \
+                         SELECT COUNT(*) FROM gone",
+                        args![keep_ms],
+                    )
+                    .await
+                    .map_err(|e| db_error(doing, e))?;
+                u64::try_from(deleted).unwrap_or(0)
+            }
+            Backend::Sqlite => {
+                // One writer at a time: `seq` order is commit order, so everything up to the
+                // newest row old enough goes.
+                let modifier = format!("-{}.{:03} seconds", keep_ms / 1000, keep_ms % 1000);
+                let (upto,): (Option<i64>,) = conn
+                    .fetch_one(
+                        "SELECT MAX(seq) FROM change_log \
+                         WHERE changed_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', $1)",
+                        args![modifier],
+                    )
+                    .await
+                    .map_err(|e| db_error(doing, e))?;
+                match upto {
+                    None => 0,
+                    Some(upto) => {
+                        let deleted = conn
+                            .execute("DELETE FROM change_log WHERE seq <= $1", args![upto])
+                            .await
+                            .map_err(|e| db_error(doing, e))?;
+                        conn.execute(
+                            "INSERT INTO change_log_pruned (id, max_seq, pruned_at) \
+                             VALUES (1, $1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+                             ON CONFLICT (id) DO UPDATE SET \
+                                 max_seq = MAX(max_seq, excluded.max_seq), \
+                                 pruned_at = excluded.pruned_at",
+                            args![upto],
+                        )
+                        .await
+                        .map_err(|e| db_error(doing, e))?;
+                        deleted
+                    }
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(deleted)
     }
 }

@@ -7,10 +7,12 @@
 //!   backend are embedded from `migrations/`.
 //! - `store` and `write`: [`Store`]: opening, tenants, reads, and the writes with their history
 //!   rows and optimistic concurrency.
-//! - `feed`: [`Change`], the commit-safe [`Cursor`] and [`Store::changes_since`].
+//! - `feed`: [`Change`], the commit-safe [`Cursor`], [`Store::changes_since`] /
+//!   [`Store::read_feed`] and the log's pruning, [`Store::prune_changes`].
 //! - [`deps`]: the dependency map from changes to cache tags.
 //! - `registry`: [`Registry`], the cached read side.
-//! - `watcher`: [`ChangeWatcher`], the poller and PostgreSQL listener.
+//! - `watcher`: [`ChangeWatcher`], the poller and PostgreSQL listener, and
+//!   [`Store::listen_for_changes`] for feeds of their own (the sync crate's).
 //! - `files`: [`RuleFiles`], the rule-files source.
 //! - `tokens`: the server's API tokens.
 #![deny(missing_docs)]
@@ -29,11 +31,13 @@ mod write;
 
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
-pub use feed::{Change, ChangeListener, ChangeOp, Cursor};
+pub use feed::{Change, ChangeListener, ChangeOp, Cursor, FeedRead};
 pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
 pub use model::{Author, ChangeKind, HistoryEntry};
 pub use registry::{Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey};
 pub use store::{Store, DEFAULT_TENANT};
 pub use tokens::{TokenRecord, TokenRole};
-pub use watcher::{ChangeWatcher, WatcherConfig, WatcherStatus, NOTIFY_CHANNEL};
+pub use watcher::{
+    ChangeNotifications, ChangeWatcher, WatcherConfig, WatcherStatus, NOTIFY_CHANNEL,
+};
 pub use write::ImportReport;

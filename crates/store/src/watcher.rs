@@ -16,11 +16,57 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::db::Pool;
+use crate::error::db_error;
 use crate::feed::Cursor;
-use crate::{Registry, StoreError};
+use crate::{Registry, Store, StoreError};
 
 /// The notification channel the PostgreSQL triggers send on.
 pub const NOTIFY_CHANNEL: &str = "rulebook_changes";
+
+/// A PostgreSQL connection LISTENing for the change log's wake-ups (see [`Store::listen_for_changes`]).
+/// A wake-up carries nothing: on each one, read the change log.
+pub struct ChangeNotifications {
+    listener: PgListener,
+}
+
+impl std::fmt::Debug for ChangeNotifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeNotifications").finish_non_exhaustive()
+    }
+}
+
+impl ChangeNotifications {
+    /// Waits for the next wake-up. An error means the connection dropped: wake-ups sent since
+    /// are lost, so read the change log and open a new listener (this one does not reconnect).
+    pub async fn next(&mut self) -> Result<(), StoreError> {
+        match self.listener.try_recv().await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(StoreError::Unavailable(
+                "the LISTEN connection was closed".into(),
+            )),
+            Err(e) => Err(db_error("waiting for change notifications", e)),
+        }
+    }
+}
+
+impl Store {
+    /// On PostgreSQL, opens a connection of its own that LISTENs on [`NOTIFY_CHANNEL`], where
+    /// the change log's triggers send a wake-up per writing statement; `None` on SQLite, which
+    /// has no notifications (poll the log instead).
+    pub async fn listen_for_changes(&self) -> Result<Option<ChangeNotifications>, StoreError> {
+        let Pool::Postgres(pool) = self.pool() else {
+            return Ok(None);
+        };
+        let mut listener = PgListener::connect_with(pool)
+            .await
+            .map_err(|e| db_error("opening the LISTEN connection", e))?;
+        listener
+            .listen(NOTIFY_CHANNEL)
+            .await
+            .map_err(|e| db_error("listening for change notifications", e))?;
+        Ok(Some(ChangeNotifications { listener }))
+    }
+}
 
 /// How a [`ChangeWatcher`] runs.
 #[derive(Debug, Clone)]
@@ -151,6 +197,12 @@ async fn poll_loop(
                     status.changes_read += read;
                     status.cursor_seq = next.last_seq();
                     cursor = Some(next);
+                }
+                // The log no longer reaches back to the cursor: start again, which empties the
+                // registry.
+                Err(StoreError::CursorPruned) => {
+                    tracing::warn!("the change log was pruned past the watcher's cursor; invalidating everything");
+                    cursor = None;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the change log failed; retrying");

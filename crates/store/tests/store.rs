@@ -13,7 +13,8 @@ use parking_lot::Mutex;
 use rulebook_rules::{Action, Rule, Ruleset};
 use rulebook_store::{
     deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeWatcher, Registry,
-    RegistryConfig, RuleFiles, Store, StoreError, TokenRole, WatcherConfig, DEFAULT_TENANT,
+    FeedRead, RegistryConfig, RuleFiles, Store, StoreError, TokenRole, WatcherConfig,
+    DEFAULT_TENANT,
 };
 use sqlx::Connection;
 
@@ -33,6 +34,7 @@ on_both_backends!(
     params_updates_are_checked_against_the_schema,
     seeding_is_idempotent_and_the_examples_compile,
     tokens_are_stored_hashed_and_can_be_revoked,
+    pruning_keeps_recent_changes_and_tells_an_older_cursor_it_was_pruned,
 );
 
 /// A registry without a time to live, so nothing in these tests is explained by expiry.
@@ -800,4 +802,52 @@ async fn tokens_are_stored_hashed_and_can_be_revoked(db: &TestDb) {
     assert!(listed
         .iter()
         .any(|t| t.id == admin.id && t.revoked_at.is_some()));
+}
+
+async fn pruning_keeps_recent_changes_and_tells_an_older_cursor_it_was_pruned(db: &TestDb) {
+    let store = db.open().await;
+    let setup = Author::new("setup");
+    let old_cursor = store.current_cursor().await.unwrap();
+    for id in ["P1", "P2"] {
+        store
+            .create_rule(T, rule(id, "checkout", "x"), &setup)
+            .await
+            .unwrap();
+    }
+    let head_before = store.head_seq().await.unwrap();
+
+    // A long retention keeps everything and changes nothing for any cursor.
+    assert_eq!(store.prune_changes(Duration::from_secs(3600)).await.unwrap(), 0);
+    let (kept, after_writes) = store.changes_since(&old_cursor).await.unwrap();
+    assert_eq!(ids(&kept), vec!["P1", "P2"]);
+
+    // Pruning everything: the cursor that had not read P1 and P2 is told so; the cursor that had
+    // read them goes on, and so does one taken after the prune.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.prune_changes(Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(store.read_feed(&old_cursor).await.unwrap(), FeedRead::Pruned);
+    assert_eq!(
+        store.changes_since(&old_cursor).await.unwrap_err(),
+        StoreError::CursorPruned
+    );
+    assert!(matches!(
+        store.read_feed(&after_writes).await.unwrap(),
+        FeedRead::Changes { ref changes, .. } if changes.is_empty()
+    ));
+    let fresh = store.current_cursor().await.unwrap();
+    assert_eq!(
+        store.head_seq().await.unwrap(),
+        head_before,
+        "the head never goes backwards, also when the log is empty"
+    );
+
+    store
+        .create_rule(T, rule("P3", "checkout", "x"), &setup)
+        .await
+        .unwrap();
+    let (after_prune, _) = store.changes_since(&fresh).await.unwrap();
+    assert_eq!(ids(&after_prune), vec!["P3"]);
+    assert!(after_prune[0].seq > head_before, "seq keeps increasing");
+    let (p3, _) = store.changes_since(&after_writes).await.unwrap();
+    assert_eq!(ids(&p3), vec!["P3"]);
 }
