@@ -1,0 +1,359 @@
+//! End to end: the real `rulebook` binary on port 0 with a fresh database, driven over HTTP and
+//! through its own CLI. The lifecycle suite runs once on SQLite and once on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{banner, binary, http, Running, TestDb};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Create, evaluate, update with If-Match, see the change in the very next request, disable, move
+/// to another entry point, delete, read the history: each step checked.
+async fn lifecycle(db: &TestDb) {
+    let server = Running::start(&db.url, &[]);
+    let token = server
+        .token
+        .clone()
+        .expect("a first start generates and prints an admin token");
+    server.ready().await;
+    let c = &server.client;
+    let t = Some(token.as_str());
+    let eval = |ep: &str| {
+        let url = server.url(&format!("/v1/evaluate/{ep}"));
+        async move {
+            http(
+                c,
+                Method::POST,
+                &url,
+                None,
+                &[],
+                Some(json!({"context": {"country": "FR"}})),
+            )
+            .await
+        }
+    };
+    let matched = |body: &Value| -> Vec<(String, i64)> {
+        body["matched"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["id"].as_str().unwrap().to_owned(), m["version"].as_i64().unwrap()))
+            .collect()
+    };
+
+    // Create.
+    let (status, headers, body) = http(
+        c,
+        Method::POST,
+        &server.url("/v1/rules"),
+        t,
+        &[],
+        Some(banner("E2E-1", "landing", "hello")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(headers["etag"], "\"1\"");
+
+    // Evaluate.
+    let (status, _, body) = eval("landing").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(matched(&body), [("E2E-1".to_owned(), 1)]);
+    assert_eq!(body["actions"][0]["message"], "hello");
+
+    // Update with If-Match; the very next request sees it.
+    let (_, headers, mut rule) =
+        http(c, Method::GET, &server.url("/v1/rules/E2E-1"), None, &[], None).await;
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    rule["actions"][0]["message"] = json!("bonjour");
+    rule["reason"] = json!("translate");
+    let (status, _, body) = http(
+        c,
+        Method::PUT,
+        &server.url("/v1/rules/E2E-1"),
+        t,
+        &[("if-match", &etag)],
+        Some(rule.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = eval("landing").await;
+    assert_eq!(matched(&body), [("E2E-1".to_owned(), 2)]);
+    assert_eq!(body["actions"][0]["message"], "bonjour");
+
+    // The same stale If-Match again is a conflict naming the current version.
+    let (status, _, body) = http(
+        c,
+        Method::PUT,
+        &server.url("/v1/rules/E2E-1"),
+        t,
+        &[("if-match", &etag)],
+        Some({
+            let mut r = rule.clone();
+            r.as_object_mut().unwrap().remove("version");
+            r
+        }),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["current_version"], 2);
+
+    // Disable: the next evaluation no longer matches it.
+    let (status, _, body) = http(
+        c,
+        Method::POST,
+        &server.url("/v1/rules/E2E-1/disable"),
+        t,
+        &[],
+        Some(json!({"reason": "campaign over"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = eval("landing").await;
+    assert!(matched(&body).is_empty(), "{body}");
+    let (_, _, body) = http(c, Method::GET, &server.url("/v1/rules/E2E-1/enabled"), None, &[], None).await;
+    assert_eq!(body["enabled"], false);
+
+    // Enable and move to another entry point: it leaves the first and joins the second.
+    let (status, _, _) =
+        http(c, Method::POST, &server.url("/v1/rules/E2E-1/enable"), t, &[], None).await;
+    assert_eq!(status, 200);
+    let (_, headers, mut rule) =
+        http(c, Method::GET, &server.url("/v1/rules/E2E-1"), None, &[], None).await;
+    rule["entry_point"] = json!("Checkout Page");
+    let (status, _, body) = http(
+        c,
+        Method::PUT,
+        &server.url("/v1/rules/E2E-1"),
+        t,
+        &[("if-match", headers["etag"].to_str().unwrap())],
+        Some(rule),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = eval("landing").await;
+    assert!(matched(&body).is_empty(), "{body}");
+    let (_, _, body) = eval("checkout_page").await;
+    assert_eq!(matched(&body), [("E2E-1".to_owned(), 5)]);
+
+    // Delete: gone from evaluation and reads.
+    let (status, _, body) = http(
+        c,
+        Method::DELETE,
+        &server.url("/v1/rules/E2E-1"),
+        t,
+        &[],
+        Some(json!({"reason": "cleanup"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = eval("checkout_page").await;
+    assert!(matched(&body).is_empty(), "{body}");
+    let (status, _, _) = http(c, Method::GET, &server.url("/v1/rules/E2E-1"), None, &[], None).await;
+    assert_eq!(status, 404);
+
+    // History: every step, with the author and reasons.
+    let (status, _, body) =
+        http(c, Method::GET, &server.url("/v1/rules/E2E-1/history"), None, &[], None).await;
+    assert_eq!(status, 200, "{body}");
+    let kinds: Vec<&str> = body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["create", "update", "disable", "enable", "update", "delete"]);
+    assert_eq!(body["history"][1]["reason"], "translate");
+    assert_eq!(body["history"][2]["reason"], "campaign over");
+    assert_eq!(body["history"][0]["changed_by"], "admin");
+
+    // A graceful stop exits 0.
+    let mut server = server;
+    assert!(server.stop().success());
+}
+
+#[tokio::test]
+async fn lifecycle_on_sqlite() {
+    lifecycle(&TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn lifecycle_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    lifecycle(&db).await;
+}
+
+/// Restart on a cold cache, send 500 concurrent evaluations of one entry point: it loads once.
+#[tokio::test]
+async fn a_stampede_on_a_cold_cache_loads_the_entry_point_once() {
+    let db = TestDb::sqlite();
+    // First start: seed, then stop, so the second start begins with a cold cache.
+    let mut first = Running::start(&db.url, &[]);
+    first.ready().await;
+    first.stop();
+
+    let server = Running::start(&db.url, &[]);
+    server.ready().await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(600)
+        .build()
+        .unwrap();
+    let url = server.url("/v1/evaluate/checkout_terms");
+    let requests = (0..500).map(|_| {
+        let client = client.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"context": {"country": "FR"}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    });
+    let statuses: Vec<u16> = futures_join(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    let (_, _, stats) =
+        http(&client, Method::GET, &server.url("/v1/cache/stats"), None, &[], None).await;
+    let loads: Vec<&Value> = stats["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["item"] == "entry_point:checkout_terms")
+        .collect();
+    assert_eq!(loads.len(), 1, "{stats}");
+    assert_eq!(loads[0]["loads"], 1, "{stats}");
+}
+
+async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<u16>>) -> Vec<u16> {
+    let mut out = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+/// The CLI against a running server: readable output, `--json`, import and export, exit codes.
+#[tokio::test]
+async fn the_cli_drives_a_running_server() {
+    let db = TestDb::sqlite();
+    let server = Running::start(&db.url, &[]);
+    server.ready().await;
+    let token = server.token.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let output = binary()
+            .args(args)
+            .env("RULEBOOK_SERVER", &server.base)
+            .env("RULEBOOK_TOKEN", &token)
+            .env("RULEBOOK_DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, _) = cli(&["rules", "list", "--entry-point", "checkout terms"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("checkout_terms_banner"), "{out}");
+
+    // Import a folder of YAML and JSON, then again: the second time nothing changes.
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "- id: CLI-1\n  entry_point: cli\n  actions: [{type: block, reason: no}]\n- id: CLI-2\n  entry_point: cli\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.json"), banner("CLI-3", "cli", "hi").to_string()).unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let (code, out, err) = cli(&["rules", "import", folder, "--reason", "bulk"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 created"), "{out}");
+    let (code, out, _) = cli(&["rules", "import", folder]);
+    assert_eq!(code, 0);
+    assert!(out.contains("3 unchanged"), "{out}");
+
+    // Evaluate, as people and as scripts read it.
+    let (code, out, _) = cli(&["evaluate", "cli", "--context", "{\"country\": \"FR\"}"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("3 rules matched"), "{out}");
+    let (code, out, _) = cli(&["evaluate", "cli", "--context", "{}", "--json"]);
+    assert_eq!(code, 0);
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["matched"].as_array().unwrap().len(), 2);
+
+    // get -> edit -> update round trip; then a stale update is a conflict (exit 4).
+    let (_, out, _) = cli(&["rules", "get", "CLI-2"]);
+    let file = dir.path().join("edit.json");
+    let mut rule: Value = serde_json::from_str(&out).unwrap();
+    rule["priority"] = json!(3);
+    std::fs::write(&file, rule.to_string()).unwrap();
+    let edited = file.to_str().unwrap();
+    let (code, out, err) = cli(&["rules", "update", "CLI-2", "--file", edited]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("version 2"), "{out}");
+    let (code, _, err) = cli(&["rules", "update", "CLI-2", "--file", edited]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("version 2"), "{err}");
+
+    // Exit codes: not found 3, refused 1, usage 2, not allowed 5, server unreachable 6.
+    assert_eq!(cli(&["rules", "get", "NOPE"]).0, 3);
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"id\": \"B\", \"colour\": 1}").unwrap();
+    let (code, _, err) = cli(&["rules", "create", "--file", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`colour`"), "{err}");
+    assert_eq!(cli(&["rules", "frobnicate"]).0, 2);
+    assert_eq!(cli(&["cache", "clear"]).0, 2);
+    let (code, _, _) = cli(&["rules", "disable", "CLI-1", "--token", "rb_wrong"]);
+    assert_eq!(code, 5);
+    let (code, _, _) = cli(&["rules", "list", "--server", "http://127.0.0.1:9"]);
+    assert_eq!(code, 6);
+
+    // Cache stats and clear; export; history.
+    let (code, out, _) = cli(&["cache", "stats"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("entry_point:cli"), "{out}");
+    let (code, _, err) = cli(&["cache", "clear", "--entry-point", "cli", "--tag", "params"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = cli(&["rules", "export", "--entry-point", "cli", "--format", "yaml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("id: CLI-3"), "{out}");
+    let (code, out, _) = cli(&["rules", "history", "CLI-2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("bulk") && out.contains("update"), "{out}");
+
+    // Tokens and tenants work on the database directly.
+    let (code, out, _) = cli(&["tenants", "create", "acme"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = cli(&["tokens", "create", "--name", "acme-ci", "--role", "write", "--tenant", "acme", "--json"]);
+    assert_eq!(code, 0);
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let acme = created["secret"].as_str().unwrap();
+    let (code, _, _) = cli(&["rules", "disable", "CLI-1", "--token", acme]);
+    assert_eq!(code, 5, "a token for acme cannot write to default");
+    let (code, out, _) = cli(&["tokens", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("acme-ci"), "{out}");
+    let id = created["token"]["id"].as_str().unwrap();
+    assert_eq!(cli(&["tokens", "revoke", id]).0, 0);
+    let (code, _, _) = cli(&["rules", "list", "--tenant", "acme", "--token", acme]);
+    assert_eq!(code, 0, "reads need no token on loopback");
+    let r = http(
+        &server.client,
+        Method::POST,
+        &server.url("/v1/rules"),
+        Some(acme),
+        &[("x-tenant-id", "acme")],
+        Some(banner("R", "x", "y")),
+    )
+    .await;
+    assert_eq!(r.0, 401, "a revoked token no longer works");
+}
