@@ -1,1 +1,272 @@
-fn main() {}
+//! The HTTP load driver: requests per second and p50/p99 latency of evaluation over loopback.
+//!
+//! Run it with `cargo bench -p rulebook --bench load` (release build). It starts, in this
+//! process and on port 0 with a temporary SQLite file:
+//!
+//! 1. **ceiling**: a bare axum handler that parses the same JSON body and answers a fixed JSON;
+//! 2. **warm**: Rulebook evaluating a 50-rule entry point from a warm cache;
+//! 3. **updating**: the same while one of the 50 rules is updated ten times a second through the
+//!    API, so every update invalidates the entry point and the next request reloads it.
+//!
+//! Each phase runs for `RULEBOOK_LOAD_SECONDS` (default 5) after a one-second warm-up, with
+//! `RULEBOOK_LOAD_CONNECTIONS` (default 32) concurrent connections, and the ratio of Rulebook's
+//! throughput to the ceiling's is printed (the target is at least 0.7). Traffic goes to
+//! 127.0.0.1 only, and every loop stops at its deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::{Json, Router};
+use rulebook::{Config, Server};
+use rulebook_rules::{Action, EntryPoint, Rule};
+use rulebook_store::Author;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "load-admin";
+const ENTRY_POINT: &str = "load_test";
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Phase {
+    name: &'static str,
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn rules() -> Vec<Rule> {
+    let entry_point = EntryPoint::parse(ENTRY_POINT).unwrap();
+    (0..50)
+        .map(|i| {
+            let mut rule = Rule::new(format!("LOAD-{i:02}"));
+            rule.entry_point = Some(entry_point.clone());
+            rule.priority = i;
+            rule.condition = json!({"and": [
+                {"==": [{"var": "country"}, if i % 2 == 0 { "FR" } else { "DE" }]},
+                {">": [{"var": "total"}, {"var": "params.threshold"}]}
+            ]});
+            rule.params = json!({"threshold": i * 10}).as_object().unwrap().clone();
+            rule.actions = vec![Action::SetValue {
+                field: format!("flag_{i}"),
+                value: json!({"*": [{"var": "total"}, 0.2]}),
+            }];
+            rule
+        })
+        .collect()
+}
+
+async fn drive(
+    name: &'static str,
+    url: String,
+    connections: usize,
+    seconds: u64,
+) -> Phase {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+    let body = serde_json::to_vec(&json!({"context": {"country": "FR", "total": 260, "customer": {"tier": "gold", "since": 2019}}})).unwrap();
+    let warmup_until = Instant::now() + Duration::from_secs(1);
+    let start = warmup_until;
+    let end = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(100_000);
+                let mut errors = 0usize;
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        break;
+                    }
+                    let ok = match client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(response) => {
+                            let status = response.status();
+                            response.bytes().await.is_ok() && status.is_success()
+                        }
+                        Err(_) => false,
+                    };
+                    if sent >= start {
+                        if ok {
+                            latencies.push(sent.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.unwrap();
+        all.extend(latencies);
+        errors += e;
+    }
+    all.sort_unstable();
+    let at = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    Phase {
+        name,
+        requests: all.len(),
+        errors,
+        elapsed: Duration::from_secs(seconds),
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+fn report(phase: &Phase, ceiling: Option<&Phase>) {
+    let ratio = ceiling.map_or(String::new(), |c| format!("  {:.2}x of the ceiling", phase.rps() / c.rps()));
+    println!(
+        "{:<10} {:>9.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us  ({} requests, {} errors){ratio}",
+        phase.name,
+        phase.rps(),
+        phase.p50.as_secs_f64() * 1e6,
+        phase.p99.as_secs_f64() * 1e6,
+        phase.requests,
+        phase.errors
+    );
+}
+
+fn main() {
+    let seconds = env_number("RULEBOOK_LOAD_SECONDS", 5);
+    let connections = env_number("RULEBOOK_LOAD_CONNECTIONS", 32) as usize;
+    let dir = tempfile::tempdir().unwrap();
+
+    // The servers get a runtime of their own, and the load its own, as two processes would.
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (rulebook_addr, ceiling_addr, store) = servers.block_on(async {
+        let mut config =
+            Config::with_database(format!("sqlite://{}", dir.path().join("load.db").display()))
+                .unwrap();
+        config.admin_token = Some(ADMIN.to_owned());
+        config.log = "warn".to_owned();
+        let server = Server::start(&config).await.unwrap();
+        let store = server.state().store().clone();
+        store
+            .import_rules("default", rules(), &Author::new("load"))
+            .await
+            .unwrap();
+        while !server.state().is_ready() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let rulebook_addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(server.serve(listener, std::future::pending()));
+
+        // The ceiling: parse the same body, answer a fixed JSON.
+        let ceiling = Router::new().route(
+            "/v1/evaluate/{entry_point}",
+            post(|Json(body): Json<Value>| async move {
+                std::hint::black_box(&body);
+                Json(json!({"entry_point": ENTRY_POINT, "matched": [], "actions": []}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ceiling_addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, ceiling).await });
+        (rulebook_addr, ceiling_addr, store)
+    });
+
+    // The rules really match: 25 rules for FR with a total over their threshold.
+    let check = load.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{rulebook_addr}/v1/evaluate/{ENTRY_POINT}"))
+            .json(&json!({"context": {"country": "FR", "total": 260}}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    let matched = check["matched"].as_array().map_or(0, Vec::len);
+    assert!(matched > 10, "the load rules do not match: {check}");
+
+    println!(
+        "HTTP evaluation of a 50-rule entry point ({matched} match), {connections} connections, {seconds} s per phase, loopback"
+    );
+    let ceiling = load.block_on(drive(
+        "ceiling",
+        format!("http://{ceiling_addr}/v1/evaluate/{ENTRY_POINT}"),
+        connections,
+        seconds,
+    ));
+    report(&ceiling, None);
+    let url = format!("http://{rulebook_addr}/v1/evaluate/{ENTRY_POINT}");
+    let warm = load.block_on(drive("warm", url.clone(), connections, seconds));
+    report(&warm, Some(&ceiling));
+
+    // Ten updates a second through the API while the load runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let updates = {
+        let stop = Arc::clone(&stop);
+        load.spawn(async move {
+            let client = reqwest::Client::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                n += 1;
+                let response = client
+                    .patch(format!("http://{rulebook_addr}/v1/rules/LOAD-07/params"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"params": {"threshold": 70 + (n % 2)}, "reason": "load test"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "update failed: {}", response.status());
+            }
+            n
+        })
+    };
+    let updating = load.block_on(drive("updating", url, connections, seconds));
+    stop.store(true, Ordering::Relaxed);
+    let updates = load.block_on(updates).unwrap();
+    report(&updating, Some(&ceiling));
+    let loads = servers.block_on(async { store.head_seq().await.unwrap() });
+    println!(
+        "{updates} updates during the last phase (change log head {loads}); ratio target >= 0.70: warm {:.2}, updating {:.2}",
+        warm.rps() / ceiling.rps(),
+        updating.rps() / ceiling.rps()
+    );
+    drop(servers);
+}

@@ -161,12 +161,14 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    state.metrics().record(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state.metrics().record(&method, &route, status, elapsed);
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, ?elapsed, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status, ?elapsed, "request");
+    }
     response
 }
 
