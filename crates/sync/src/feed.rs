@@ -1,0 +1,422 @@
+//! [`Feed`]: the running feed, its reader of the change log, and its shared state.
+//!
+//! One task, the reader, owns the cursor and is the only one that reads the change log. It reads
+//! every poll interval, and at once when something wakes it: a NOTIFY (see `listen`), a Redis
+//! message too large to carry its changes, a transport that reconnected, or [`Feed::read_now`].
+//! Wake-ups go through one [`Notify`], so a burst of them costs one read.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::Mutex;
+use rulebook_store::{Backend, Change, ChangeListener, Cursor, FeedRead, Registry, StoreError};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::{redact, FeedConfig};
+use crate::status::{
+    FeedMetrics, FeedStatus, LagRecorder, ListenStatus, PruneStatus, RedisStatus,
+};
+
+/// How many sequence numbers of own writes, and of changes applied from Redis messages, are
+/// remembered so that the log read does not count (or, for Redis, apply) them twice. Beyond it
+/// the oldest are forgotten, which costs one more invalidation, nothing worse.
+const SEQS_KEPT: usize = 10_000;
+
+/// A running change feed for one registry: keeps the registry's cache coherent with changes
+/// committed by other instances and by plain SQL. Stops when [`Feed::stop`] is called or the
+/// feed is dropped.
+pub struct Feed {
+    shared: Arc<Shared>,
+    /// Kept so that the store keeps telling us of own commits while the feed runs (the store
+    /// holds listeners weakly).
+    _own_commits: Arc<dyn ChangeListener>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every task of one feed shares.
+pub(crate) struct Shared {
+    pub(crate) registry: Registry,
+    pub(crate) config: FeedConfig,
+    /// This instance's id on Redis, so that it ignores its own messages.
+    pub(crate) instance: String,
+    /// Wakes the reader.
+    pub(crate) wake: Notify,
+    /// Set by a transport that (re)connected after having been down: the next read is a replay.
+    pub(crate) replay_pending: AtomicBool,
+    /// Changes from elsewhere applied, by either path (an atomic so benches can wait on it
+    /// cheaply).
+    pub(crate) changes_applied: AtomicU64,
+    /// The rest of the state. A mutex: touched a few times per read or message, never held
+    /// across an await.
+    pub(crate) state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) started: bool,
+    pub(crate) healthy: bool,
+    pub(crate) last_ok: Option<Instant>,
+    pub(crate) cursor_seq: i64,
+    pub(crate) reads: u64,
+    pub(crate) changes_read: u64,
+    pub(crate) replays: u64,
+    pub(crate) full_flushes: u64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) listen: Option<ListenStatus>,
+    pub(crate) redis: Option<RedisStatus>,
+    pub(crate) pruning: Option<PruneStatus>,
+    pub(crate) lag: LagRecorder,
+    /// `seq`s this instance's own writes committed (applied synchronously by the registry).
+    pub(crate) own: BTreeSet<i64>,
+    /// `seq`s applied straight from Redis messages, not yet seen in the log.
+    pub(crate) by_message: BTreeSet<i64>,
+}
+
+fn remember(set: &mut BTreeSet<i64>, seq: i64) {
+    set.insert(seq);
+    while set.len() > SEQS_KEPT {
+        set.pop_first();
+    }
+}
+
+impl State {
+    pub(crate) fn remember_own(&mut self, seq: i64) {
+        remember(&mut self.own, seq);
+    }
+
+    pub(crate) fn remember_by_message(&mut self, seq: i64) {
+        remember(&mut self.by_message, seq);
+    }
+}
+
+impl Shared {
+    /// Records the lag of a change from elsewhere applied now.
+    pub(crate) fn applied(&self, state: &mut State, change: &Change) {
+        let lag = (Utc::now() - change.changed_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        state.lag.record(lag);
+        self.changes_applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Asks for a read of the log now; `replay` when a transport reconnected and wake-ups may
+    /// have been lost.
+    pub(crate) fn wake(&self, replay: bool) {
+        if replay {
+            self.replay_pending.store(true, Ordering::SeqCst);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Told of this instance's own commits (after the registry has applied them): remembers their
+/// `seq`s, and publishes them to Redis when configured.
+pub(crate) struct OwnCommits {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) publish: Option<tokio::sync::mpsc::Sender<Vec<Change>>>,
+}
+
+impl ChangeListener for OwnCommits {
+    fn committed(&self, changes: &[Change]) {
+        {
+            let mut state = self.shared.state.lock();
+            for change in changes {
+                state.remember_own(change.seq);
+            }
+        }
+        if let Some(publish) = &self.publish {
+            // Never make the writer wait: when the publisher is behind or Redis is down, the
+            // other instances get these changes from the log.
+            if publish.try_send(changes.to_vec()).is_err() {
+                if let Some(redis) = self.shared.state.lock().redis.as_mut() {
+                    redis.publish_dropped += 1;
+                }
+            }
+        }
+    }
+}
+
+impl Feed {
+    /// Starts the feed for `registry` (and its store): reads the change log's current position,
+    /// empties the registry once (it cannot know what changed before), then applies every
+    /// change committed elsewhere. Must be called inside a tokio runtime. Settings are used as
+    /// given; check them first with [`FeedConfig::validate`].
+    pub fn spawn(registry: Registry, config: FeedConfig) -> Feed {
+        let postgres = registry.store().backend() == Backend::Postgres;
+        let listen = config.listen && postgres;
+        let state = State {
+            listen: listen.then(ListenStatus::default),
+            redis: config.redis.as_ref().map(|r| RedisStatus {
+                url: redact(&r.url),
+                channel: r.channel.clone(),
+                ..RedisStatus::default()
+            }),
+            pruning: config.prune.as_ref().map(|p| PruneStatus {
+                keep_secs: p.keep.as_secs(),
+                ..PruneStatus::default()
+            }),
+            ..State::default()
+        };
+        let shared = Arc::new(Shared {
+            registry,
+            instance: format!("{:016x}", rand::random::<u64>()),
+            wake: Notify::new(),
+            replay_pending: AtomicBool::new(false),
+            changes_applied: AtomicU64::new(0),
+            state: Mutex::new(state),
+            config,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let mut publish = None;
+        if let Some(redis) = shared.config.redis.clone() {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            publish = Some(tx);
+            tasks.push(tokio::spawn(crate::redis::publish_loop(
+                Arc::clone(&shared),
+                redis.clone(),
+                rx,
+                stopped.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::redis::subscribe_loop(
+                Arc::clone(&shared),
+                redis,
+                stopped.clone(),
+            )));
+        }
+        let own_commits: Arc<dyn ChangeListener> = Arc::new(OwnCommits {
+            shared: Arc::clone(&shared),
+            publish,
+        });
+        shared.registry.store().subscribe(&own_commits);
+        if listen {
+            tasks.push(tokio::spawn(crate::listen::listen_loop(
+                Arc::clone(&shared),
+                stopped.clone(),
+            )));
+        }
+        if let Some(prune) = shared.config.prune.clone() {
+            tasks.push(tokio::spawn(crate::prune::prune_loop(
+                Arc::clone(&shared),
+                prune,
+                stopped.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(read_loop(Arc::clone(&shared), stopped)));
+        Feed {
+            shared,
+            _own_commits: own_commits,
+            stop,
+            tasks,
+        }
+    }
+
+    /// The feed's state now.
+    pub fn status(&self) -> FeedStatus {
+        let config = &self.shared.config;
+        let state = self.shared.state.lock();
+        let since_ok = state.last_ok.map(|t| t.elapsed());
+        let listen_up = state.listen.as_ref().is_some_and(|l| l.connected);
+        let redis_up = state.redis.as_ref().is_some_and(|r| r.up);
+        let backend = self.shared.registry.store().backend();
+        FeedStatus {
+            backend: backend.name(),
+            transport: config.transport(backend == Backend::Postgres),
+            ready: state.started && since_ok.is_some_and(|d| d <= config.stale_after),
+            started: state.started,
+            healthy: state.healthy,
+            connected: listen_up || redis_up,
+            listen: state.listen.clone(),
+            redis: state.redis.clone(),
+            cursor_seq: state.cursor_seq,
+            applied_seq: self.shared.registry.applied_seq(),
+            reads: state.reads,
+            changes_read: state.changes_read,
+            changes_applied: self.shared.changes_applied.load(Ordering::Relaxed),
+            replays: state.replays,
+            full_flushes: state.full_flushes,
+            last_read_ms_ago: since_ok.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            last_lag_ms: state.lag.last().map(millis),
+            max_lag_ms: state.lag.max().map(millis),
+            pruning: state.pruning.clone(),
+            last_error: state.last_error.clone(),
+        }
+    }
+
+    /// Whether the feed can tell that the cache is current (see [`FeedStatus::ready`]).
+    pub fn is_ready(&self) -> bool {
+        self.status().ready
+    }
+
+    /// Counters and the lag histogram for `/metrics`; see [`FeedMetrics::write_prometheus`].
+    pub fn metrics(&self) -> FeedMetrics {
+        let state = self.shared.state.lock();
+        let since_ok = state.last_ok.map(|t| t.elapsed());
+        FeedMetrics {
+            lag: state.lag.histogram(),
+            replays: state.replays,
+            full_flushes: state.full_flushes,
+            changes_applied: self.shared.changes_applied.load(Ordering::Relaxed),
+            ready: state.started
+                && since_ok.is_some_and(|d| d <= self.shared.config.stale_after),
+            redis_up: state.redis.as_ref().map(|r| r.up),
+            listen_up: state.listen.as_ref().map(|l| l.connected),
+            rows_pruned: state.pruning.as_ref().map_or(0, |p| p.rows_pruned),
+        }
+    }
+
+    /// The lags of the most recent changes applied from elsewhere (up to 4096), oldest first:
+    /// for benches and diagnostics.
+    pub fn recent_lags(&self) -> Vec<Duration> {
+        self.shared.state.lock().lag.recent()
+    }
+
+    /// How many changes made elsewhere have been applied: a cheap counter to wait on.
+    pub fn changes_applied(&self) -> u64 {
+        self.shared.changes_applied.load(Ordering::Relaxed)
+    }
+
+    /// Reads the change log now instead of at the next wake-up or poll (for example after an
+    /// operator typed a change into `psql`).
+    pub fn read_now(&self) {
+        self.shared.wake(false);
+    }
+
+    /// Stops the feed and waits until its tasks have ended.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The reader: owns the cursor, reads the log on every tick or wake-up, applies what it finds.
+async fn read_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let registry = shared.registry.clone();
+    let store = registry.store().clone();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let replay = shared.replay_pending.swap(false, Ordering::SeqCst);
+        let outcome = match &cursor {
+            None => start(&shared, &registry).await.map(|c| (c, 0, false)),
+            Some(current) => match store.read_feed(current).await {
+                Ok(FeedRead::Changes { changes, next }) => {
+                    let read = changes.len() as u64;
+                    apply(&shared, &registry, changes);
+                    Ok((next, read, false))
+                }
+                Ok(FeedRead::Pruned) => {
+                    tracing::warn!(
+                        "the change log was pruned past this instance's cursor; invalidating everything"
+                    );
+                    start(&shared, &registry).await.map(|c| (c, 0, true))
+                }
+                Err(e) => Err(e),
+            },
+        };
+        {
+            let mut state = shared.state.lock();
+            state.reads += 1;
+            match outcome {
+                Ok((next, read, flushed)) => {
+                    state.started = true;
+                    state.healthy = true;
+                    state.last_ok = Some(Instant::now());
+                    state.last_error = None;
+                    state.changes_read += read;
+                    state.cursor_seq = next.last_seq();
+                    if flushed {
+                        state.full_flushes += 1;
+                    }
+                    if replay {
+                        state.replays += 1;
+                    }
+                    cursor = Some(next);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the change log failed; retrying");
+                    state.healthy = false;
+                    state.last_error = Some(e.to_string());
+                    if replay {
+                        // Still owed once the database answers again.
+                        shared.replay_pending.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.poll_interval) => {}
+            _ = shared.wake.notified() => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Takes the log's current position, then empties the registry: whatever committed before the
+/// position is in the database that a fresh load reads, whatever commits after is read from the
+/// log. (Taking the position first means nothing falls between the two.)
+async fn start(shared: &Shared, registry: &Registry) -> Result<Cursor, StoreError> {
+    let cursor = registry.store().current_cursor().await?;
+    registry.invalidate_all();
+    // Whatever came by Redis before this point is covered by the flush.
+    shared.state.lock().by_message.clear();
+    Ok(cursor)
+}
+
+/// Applies changes read from the log: those already applied from a Redis message are skipped;
+/// own writes go to the registry too (it skips them and forgets them) but count for nothing.
+fn apply(shared: &Shared, registry: &Registry, changes: Vec<Change>) {
+    if changes.is_empty() {
+        return;
+    }
+    let fresh: Vec<Change> = {
+        let mut state = shared.state.lock();
+        changes
+            .into_iter()
+            .filter(|c| !state.by_message.remove(&c.seq))
+            .collect()
+    };
+    registry.apply_feed(&fresh);
+    let mut state = shared.state.lock();
+    for change in &fresh {
+        if !state.own.remove(&change.seq) {
+            shared.applied(&mut state, change);
+        }
+    }
+}
