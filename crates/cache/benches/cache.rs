@@ -55,11 +55,17 @@ impl Read for RwLock<HashMap<u64, Arc<u64>>> {
 
 fn peers() -> Vec<(&'static str, Arc<dyn Read>)> {
     let rulebook: Cache<u64, u64> = Cache::builder().max_capacity(2 * KEYS).build();
+    // The service's configuration: a five-minute time to live, so every hit reads the clock.
+    let rulebook_ttl: Cache<u64, u64> = Cache::builder()
+        .max_capacity(2 * KEYS)
+        .time_to_live(Duration::from_secs(300))
+        .build();
     let quick = quick_cache::sync::Cache::<u64, Arc<u64>>::new(2 * KEYS as usize);
     let moka = moka::sync::Cache::<u64, Arc<u64>>::new(2 * KEYS);
     let mut map = HashMap::new();
     for key in 0..KEYS {
         rulebook.insert(key, Loaded::new(key).with_version(1).with_tags(["bench"]));
+        rulebook_ttl.insert(key, Loaded::new(key).with_version(1).with_tags(["bench"]));
         quick.insert(key, Arc::new(key));
         moka.insert(key, Arc::new(key));
         map.insert(key, Arc::new(key));
@@ -67,6 +73,7 @@ fn peers() -> Vec<(&'static str, Arc<dyn Read>)> {
     moka.run_pending_tasks();
     vec![
         ("rulebook_cache", Arc::new(rulebook)),
+        ("rulebook_cache_ttl", Arc::new(rulebook_ttl)),
         ("quick_cache", Arc::new(quick)),
         ("moka", Arc::new(moka)),
         ("rwlock_hashmap", Arc::new(RwLock::new(map))),

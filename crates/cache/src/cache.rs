@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
-use crate::clock::{Clock, MonotonicClock};
+use crate::clock::{Clock, CoarseClock};
 use crate::coherence::Coherence;
 use crate::flight::{Flight, Outcome};
 use crate::stats::{CacheStats, Counter, Stats};
@@ -131,6 +131,8 @@ struct Inner<K, V> {
     clock: Arc<dyn Clock>,
     time_to_live: Option<u64>,
     time_to_idle: Option<u64>,
+    /// Whether either expiry is configured (read on every hit, so kept as one flag).
+    timed: bool,
     listener: Option<Listener<K, V>>,
     /// How long a loader's error is cached, if at all.
     negative_ttl: Option<u64>,
@@ -222,7 +224,8 @@ where
         self
     }
 
-    /// The clock expiry is measured with (default: the system's monotonic clock).
+    /// The clock expiry is measured with (default: the process's monotonic clock, read at a
+    /// 5 ms resolution so a hit never pays for a system call; see [`Clock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -288,11 +291,10 @@ where
                 coherence: Mutex::new(Coherence::new()),
                 flights: Mutex::new(HashMap::new()),
                 stats: Stats::new(),
-                clock: self
-                    .clock
-                    .unwrap_or_else(|| Arc::new(MonotonicClock::new())),
+                clock: self.clock.unwrap_or_else(|| Arc::new(CoarseClock)),
                 time_to_live: self.time_to_live.map(nanos),
                 time_to_idle: self.time_to_idle.map(nanos),
+                timed: self.time_to_live.is_some() || self.time_to_idle.is_some(),
                 listener: self.listener,
                 negative_ttl: self.negative_ttl.map(nanos),
                 negatives: Mutex::new(HashMap::new()),
@@ -710,7 +712,7 @@ where
     #[inline]
     fn lookup(&self, key: &K) -> Option<Arc<V>> {
         let entry = self.inner.store.get(key)?;
-        if self.inner.time_to_live.is_none() && self.inner.time_to_idle.is_none() {
+        if !self.inner.timed {
             return Some(entry.value);
         }
         let now = self.now();
@@ -836,7 +838,7 @@ where
     }
 
     fn timed(&self) -> bool {
-        self.inner.time_to_live.is_some() || self.inner.time_to_idle.is_some()
+        self.inner.timed
     }
 
     /// Inserts under the coherence lock. `start` is the epoch the load began at (`None` for a

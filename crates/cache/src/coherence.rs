@@ -6,10 +6,17 @@
 //! also held while an entry is inserted or removed, so that "check the records, then insert" and
 //! "write a record, then remove what matches" never interleave.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use quick_cache::DefaultHashBuilder;
+
 use crate::sync::Arc;
+
+/// The maps here hash with quick_cache's fast hasher (its keys come from the cache's users, the
+/// same as the store's keys).
+type HashMap<K, V> = std::collections::HashMap<K, V, DefaultHashBuilder>;
+type HashSet<K> = std::collections::HashSet<K, DefaultHashBuilder>;
 
 /// What the cache knows of a cached entry besides its value, when it has tags or a version.
 #[derive(Debug)]
@@ -45,12 +52,12 @@ impl<K: Hash + Eq + Clone> Coherence<K> {
     pub(crate) fn new() -> Self {
         Self {
             all: 0,
-            keys: HashMap::new(),
-            tags: HashMap::new(),
+            keys: HashMap::default(),
+            tags: HashMap::default(),
             in_flight: BTreeMap::new(),
             prune_at: MIN_PRUNE_THRESHOLD,
-            meta: HashMap::new(),
-            keys_by_tag: HashMap::new(),
+            meta: HashMap::default(),
+            keys_by_tag: HashMap::default(),
         }
     }
 

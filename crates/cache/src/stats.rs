@@ -113,7 +113,8 @@ const OWNED_STRIPES: usize = 0;
 /// owned slot add to the last stripe atomically.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    stripes: Box<[Stripe]>,
+    /// A fixed-size array, so indexing with an owned stripe number needs no bounds check.
+    stripes: Box<[Stripe; OWNED_STRIPES + 1]>,
 }
 
 #[cfg(not(feature = "shuttle"))]
@@ -198,7 +199,7 @@ fn owned_stripe() -> Option<usize> {
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
-            stripes: (0..=OWNED_STRIPES).map(|_| Stripe::new()).collect(),
+            stripes: Box::new(std::array::from_fn(|_| Stripe::new())),
         }
     }
 
