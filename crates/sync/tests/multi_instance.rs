@@ -1,0 +1,609 @@
+//! Several Rulebook instances in one process (each its own store, pool, registry and feed) on
+//! one fresh PostgreSQL database, with the machine's Redis or a private `redis-server`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{
+    bump, converge, eventually, rule, shared_redis_url, unique_channel, Event, History, Instance,
+    PrivateRedis, TestDb, TENANT,
+};
+use rulebook_store::{Cursor, FeedRead, StoreError};
+use rulebook_sync::{FeedConfig, PruneConfig, RedisConfig};
+use sqlx::Connection;
+
+/// Generous: convergence is expected in milliseconds, but CI machines are small and shared.
+const CONVERGE: Duration = Duration::from_secs(15);
+
+fn listen_only() -> FeedConfig {
+    FeedConfig {
+        poll_interval: Duration::from_secs(1),
+        prune: None,
+        ..FeedConfig::default()
+    }
+}
+
+/// A poll so slow that within a test only the wake-ups (and replays) can deliver changes.
+fn no_poll(mut config: FeedConfig) -> FeedConfig {
+    config.poll_interval = Duration::from_secs(3600);
+    config.stale_after = Duration::from_secs(7200);
+    config
+}
+
+async fn start_three(db: &TestDb, configs: [FeedConfig; 3]) -> Vec<Instance> {
+    let mut instances = Vec::new();
+    for (name, config) in ["a", "b", "c"].into_iter().zip(configs) {
+        // One after the other: the first one migrates the fresh database.
+        instances.push(Instance::start(name, &db.url, config).await);
+    }
+    for instance in &instances {
+        instance.wait_ready(true).await;
+    }
+    instances
+}
+
+async fn a_write_reaches_every_instance(transport: &str, configs: [FeedConfig; 3], db: TestDb) {
+    let instances = start_three(&db, configs).await;
+    let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
+    a.store
+        .create_rule(TENANT, rule("R1", "checkout"), &common::author())
+        .await
+        .unwrap();
+    converge(&[a, b, c], "checkout", "R1", 1).await;
+
+    // Each instance has the ruleset cached at v1; a write through A must reach B and C.
+    let v2 = bump(&a.store, "R1", false).await;
+    assert_eq!(a.version("checkout", "R1").await, Some(v2), "the writer reads its own write");
+    let took = converge(&[b, c], "checkout", "R1", v2).await;
+
+    // A change typed into psql reaches all three.
+    db.plain_sql("UPDATE rules SET priority = 9 WHERE tenant = 'default' AND id = 'R1'")
+        .await;
+    let took_sql = converge(&[a, b, c], "checkout", "R1", v2 + 1).await;
+
+    for instance in [b, c] {
+        let status = instance.feed.status();
+        assert_eq!(status.transport, transport);
+        assert!(status.changes_applied >= 2, "{status:?}");
+        assert!(status.ready && status.healthy, "{status:?}");
+        assert_eq!(status.full_flushes, 0);
+    }
+    eprintln!(
+        "{transport}: write through A visible on B and C after {took:?}, plain SQL on all after {took_sql:?}; feed lags (ms) b={:?} c={:?}",
+        b.feed.status().max_lag_ms,
+        c.feed.status().max_lag_ms
+    );
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_and_one_typed_into_psql_reach_b_and_c_over_notify() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let config = no_poll(listen_only());
+    a_write_reaches_every_instance("listen+poll", [config.clone(), config.clone(), config], db)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_reaches_b_and_c_over_redis_and_psql_over_polling() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Some(url) = shared_redis_url().await else { return };
+    // No LISTEN: a write through A can only travel by Redis within the test; a change typed
+    // into psql publishes nothing and travels by the poll.
+    let config = FeedConfig {
+        listen: false,
+        redis: Some(RedisConfig::new(url).with_channel(unique_channel())),
+        poll_interval: Duration::from_millis(200),
+        prune: None,
+        ..FeedConfig::default()
+    };
+    a_write_reaches_every_instance("redis+poll", [config.clone(), config.clone(), config], db)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_reaches_every_instance_by_polling_alone() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let config = FeedConfig {
+        listen: false,
+        poll_interval: Duration::from_millis(100),
+        prune: None,
+        ..FeedConfig::default()
+    };
+    a_write_reaches_every_instance("poll", [config.clone(), config.clone(), config], db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_two_instances_on_one_file_converge_by_polling() {
+    let db = TestDb::sqlite();
+    let config = FeedConfig {
+        poll_interval: Duration::from_millis(50),
+        prune: None,
+        ..FeedConfig::default()
+    };
+    let a = Instance::start("a", &db.url, config.clone()).await;
+    let b = Instance::start("b", &db.url, config).await;
+    a.wait_ready(true).await;
+    b.wait_ready(true).await;
+    assert_eq!(b.feed.status().transport, "poll");
+    assert!(b.feed.status().listen.is_none());
+    a.store
+        .create_rule(TENANT, rule("S1", "checkout"), &common::author())
+        .await
+        .unwrap();
+    converge(&[&a, &b], "checkout", "S1", 1).await;
+    let v2 = bump(&a.store, "S1", false).await;
+    converge(&[&b], "checkout", "S1", v2).await;
+    db.plain_sql("UPDATE rules SET priority = 3 WHERE id = 'S1'").await;
+    converge(&[&a, &b], "checkout", "S1", v2 + 1).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Writes through `writer` to `rules` (round robin) until `stop`; returns the final versions.
+fn keep_writing(
+    writer: rulebook_store::Store,
+    rules: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(String, i64)>> {
+    tokio::spawn(async move {
+        let mut last = std::collections::BTreeMap::new();
+        let mut n = 0usize;
+        while !stop.load(Ordering::SeqCst) {
+            let id = &rules[n % rules.len()];
+            let version = bump(&writer, id, n % 2 == 0).await;
+            last.insert(id.clone(), version);
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        last.into_iter().collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_listen_connections_from_the_database_side_misses_no_change() {
+    let Some(db) = TestDb::postgres().await else { return };
+    // No poll within the test: what the LISTEN connection missed can only come back through
+    // the replay that follows its reconnection.
+    let config = no_poll(listen_only());
+    let instances = start_three(&db, [config.clone(), config.clone(), config]).await;
+    let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
+    let ids: Vec<String> = (0..4).map(|i| format!("K{i}")).collect();
+    for id in &ids {
+        a.store
+            .create_rule(TENANT, rule(id, &format!("ep_{id}")), &common::author())
+            .await
+            .unwrap();
+    }
+    for id in &ids {
+        converge(&[b, c], &format!("ep_{id}"), id, 1).await;
+    }
+    for instance in [b, c] {
+        instance.caught_up().await;
+    }
+    let read_before = [b, c].map(|i| i.feed.status().changes_read);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(a.store.clone(), ids.clone(), Arc::clone(&stop));
+    let mut killed = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        killed += db.terminate_listeners().await;
+        // Let them come back before the next round, while the writes go on.
+        for instance in &instances {
+            eventually("LISTEN to reconnect", CONVERGE, || async {
+                instance.feed.status().listen.is_some_and(|l| l.connected)
+            })
+            .await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let last = writer.await.unwrap();
+    assert!(killed >= 3, "the LISTEN backends were found and killed ({killed})");
+
+    let written: u64 = last.iter().map(|(_, v)| (*v - 1) as u64).sum();
+    for (id, version) in &last {
+        converge(&[b, c], &format!("ep_{id}"), id, *version).await;
+    }
+    for (instance, before) in [b, c].into_iter().zip(read_before) {
+        instance.caught_up().await;
+        let status = instance.feed.status();
+        let listen = status.listen.clone().unwrap();
+        assert!(listen.reconnects >= 3, "{status:?}");
+        assert!(status.replays >= 1, "{status:?}");
+        assert_eq!(
+            status.changes_read - before,
+            written,
+            "every one of the {written} changes was read exactly once: {status:?}"
+        );
+        assert_eq!(status.full_flushes, 0);
+    }
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_instances_converge_and_say_so_and_use_it_again_once_back() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let Some(mut redis) = PrivateRedis::start().await else { return };
+    let config = FeedConfig {
+        listen: false,
+        redis: Some(RedisConfig::new(redis.url()).with_channel(unique_channel())),
+        poll_interval: Duration::from_millis(250),
+        max_backoff: Duration::from_millis(200),
+        prune: None,
+        ..FeedConfig::default()
+    };
+    let instances = start_three(&db, [config.clone(), config.clone(), config]).await;
+    let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
+    a.store
+        .create_rule(TENANT, rule("R1", "checkout"), &common::author())
+        .await
+        .unwrap();
+    converge(&[a, b, c], "checkout", "R1", 1).await;
+    for instance in [b, c] {
+        eventually("the create to arrive by Redis", CONVERGE, || async {
+            instance.feed.status().redis.unwrap().changes_applied >= 1
+        })
+        .await;
+    }
+
+    redis.stop();
+    for instance in &instances {
+        eventually("the status to show Redis down", CONVERGE, || async {
+            !instance.feed.status().redis.unwrap().up
+        })
+        .await;
+    }
+    let mut version = 1;
+    for i in 0..5 {
+        version = bump(&a.store, "R1", i % 2 == 0).await;
+    }
+    converge(&[b, c], "checkout", "R1", version).await;
+    for instance in &instances {
+        let status = instance.feed.status();
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["redis"]["up"], false, "{json}");
+        assert!(json["redis"]["last_error"].is_string(), "{json}");
+        assert!(status.ready, "PostgreSQL keeps the instance current: {status:?}");
+    }
+    let by_redis_before = [b, c].map(|i| i.feed.status().redis.unwrap().changes_applied);
+
+    redis.restart().await;
+    for instance in &instances {
+        eventually("Redis to be picked up again", CONVERGE, || async {
+            instance.feed.status().redis.unwrap().up
+        })
+        .await;
+    }
+    let version = bump(&a.store, "R1", true).await;
+    converge(&[b, c], "checkout", "R1", version).await;
+    for (instance, before) in [b, c].into_iter().zip(by_redis_before) {
+        eventually("a change to arrive by Redis again", CONVERGE, || async {
+            instance.feed.status().redis.unwrap().changes_applied > before
+        })
+        .await;
+        let redis = instance.feed.status().redis.unwrap();
+        assert!(redis.reconnects >= 1, "{redis:?}");
+    }
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_writers_committing_out_of_seq_order_are_both_seen_everywhere() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let config = no_poll(listen_only());
+    let instances = start_three(&db, [config.clone(), config.clone(), config]).await;
+    let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
+    for (id, entry_point) in [("X", "ep_x"), ("Y", "ep_y")] {
+        a.store
+            .create_rule(TENANT, rule(id, entry_point), &common::author())
+            .await
+            .unwrap();
+        converge(&[a, b, c], entry_point, id, 1).await;
+    }
+    for instance in &instances {
+        instance.caught_up().await;
+    }
+    let read_before: Vec<u64> = instances.iter().map(|i| i.feed.status().changes_read).collect();
+
+    let mut first = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut second = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    // The first takes the lower seq and stays open; the second takes the higher and commits.
+    sqlx::query("BEGIN").execute(&mut first).await.unwrap();
+    sqlx::query("UPDATE rules SET priority = 1 WHERE id = 'X'")
+        .execute(&mut first)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut second).await.unwrap();
+    sqlx::query("UPDATE rules SET priority = 2 WHERE id = 'Y'")
+        .execute(&mut second)
+        .await
+        .unwrap();
+    sqlx::query("COMMIT").execute(&mut second).await.unwrap();
+    // Every instance reads past Y (whose seq is higher than X's) before X commits.
+    converge(&[a, b, c], "ep_y", "Y", 2).await;
+    for instance in &instances {
+        assert_eq!(instance.version("ep_x", "X").await, Some(1));
+    }
+    sqlx::query("COMMIT").execute(&mut first).await.unwrap();
+    converge(&[a, b, c], "ep_x", "X", 2).await;
+    for (instance, before) in instances.iter().zip(read_before) {
+        instance.caught_up().await;
+        assert_eq!(
+            instance.feed.status().changes_read - before,
+            2,
+            "both changes read, each once"
+        );
+    }
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_older_than_the_pruned_log_flushes_everything() {
+    let Some(db) = TestDb::postgres().await else { return };
+    // A prunes everything on a short schedule; B never polls nor listens, so its cursor falls
+    // behind what is left.
+    let pruning = FeedConfig {
+        prune: Some(PruneConfig {
+            every: Duration::from_millis(100),
+            keep: Duration::ZERO,
+        }),
+        ..listen_only()
+    };
+    let behind = FeedConfig {
+        listen: false,
+        ..no_poll(listen_only())
+    };
+    let a = Instance::start("a", &db.url, pruning).await;
+    let b = Instance::start("b", &db.url, behind).await;
+    a.wait_ready(true).await;
+    b.wait_ready(true).await;
+    a.store
+        .create_rule(TENANT, rule("P1", "checkout"), &common::author())
+        .await
+        .unwrap();
+    b.feed.read_now();
+    b.caught_up().await;
+    converge(&[&b], "checkout", "P1", 1).await;
+    let v2 = bump(&a.store, "P1", false).await;
+    eventually("the log to be pruned past B's cursor", CONVERGE, || async {
+        let status = a.feed.status().pruning.unwrap();
+        status.rows_pruned >= 2
+            && matches!(
+                a.store.read_feed(&Cursor::beginning()).await,
+                Ok(FeedRead::Pruned)
+            )
+            && a.store.changes_since(&Cursor::beginning()).await == Err(StoreError::CursorPruned)
+    })
+    .await;
+    assert_eq!(b.version("checkout", "P1").await, Some(1), "B has not read the log yet");
+
+    b.feed.read_now();
+    converge(&[&b], "checkout", "P1", v2).await;
+    let status = b.feed.status();
+    assert_eq!(status.full_flushes, 1, "{status:?}");
+    assert!(status.ready, "{status:?}");
+    let metrics = b.feed.metrics();
+    assert_eq!(metrics.full_flushes, 1);
+
+    // After the flush B follows the log again from the current position.
+    let v3 = bump(&a.store, "P1", true).await;
+    b.feed.read_now();
+    converge(&[&b], "checkout", "P1", v3).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_first_read_and_lapses_while_the_log_cannot_be_read() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let config = FeedConfig {
+        poll_interval: Duration::from_millis(50),
+        stale_after: Duration::from_millis(300),
+        max_backoff: Duration::from_millis(100),
+        prune: None,
+        ..FeedConfig::default()
+    };
+    // Open (and migrate), then shut the database's door before the feed starts.
+    let store = rulebook_store::Store::open_with(
+        &db.url,
+        rulebook_store::StoreOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_millis(500),
+            migrate: true,
+        },
+    )
+    .await
+    .unwrap();
+    let registry = rulebook_store::Registry::new(store.clone());
+    db.allow_connections(false).await;
+    let feed = rulebook_sync::Feed::spawn(registry, config);
+    eventually("a failed first read", CONVERGE, || async {
+        feed.status().last_error.is_some()
+    })
+    .await;
+    let status = feed.status();
+    assert!(!status.started && !status.ready, "{status:?}");
+    assert!(!feed.metrics().ready);
+
+    db.allow_connections(true).await;
+    eventually("readiness once the database answers", CONVERGE, || async {
+        feed.is_ready()
+    })
+    .await;
+    let status = feed.status();
+    assert!(status.started && status.healthy && status.last_error.is_none(), "{status:?}");
+
+    db.allow_connections(false).await;
+    eventually("readiness to lapse", CONVERGE, || async { !feed.is_ready() }).await;
+    let status = feed.status();
+    assert!(!status.healthy, "{status:?}");
+    assert!(!status.connected, "{status:?}");
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["ready"], false);
+
+    db.allow_connections(true).await;
+    eventually("readiness once the database is back", CONVERGE, || async {
+        feed.is_ready()
+    })
+    .await;
+    eventually("LISTEN back", CONVERGE, || async { feed.status().connected }).await;
+    feed.stop().await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_soak_no_read_is_older_than_the_last_acknowledged_write_plus_the_bound() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let redis = shared_redis_url().await;
+    let secs: u64 = std::env::var("RULEBOOK_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let poll = Duration::from_millis(250);
+    // Three instances, three ways: LISTEN; Redis and LISTEN; polling alone.
+    let listen = FeedConfig {
+        poll_interval: poll,
+        prune: None,
+        ..FeedConfig::default()
+    };
+    let with_redis = FeedConfig {
+        redis: redis.map(|url| RedisConfig::new(url).with_channel(unique_channel())),
+        ..listen.clone()
+    };
+    let polling = FeedConfig {
+        listen: false,
+        ..listen.clone()
+    };
+    let instances = Arc::new(start_three(&db, [listen, with_redis, polling]).await);
+    let ids: Vec<String> = (0..3).map(|i| format!("S{i}")).collect();
+    for id in &ids {
+        instances[0]
+            .store
+            .create_rule(TENANT, rule(id, "soak"), &common::author())
+            .await
+            .unwrap();
+    }
+    for id in &ids {
+        converge(&[&instances[0], &instances[1], &instances[2]], "soak", id, 1).await;
+    }
+
+    // The stated bound: one poll interval, plus room for a small shared machine.
+    let bound = poll + Duration::from_millis(1750);
+    let history = Arc::new(History::default());
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for w in 0..3u64 {
+        let (instances, history, ids) = (Arc::clone(&instances), Arc::clone(&history), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seed = w;
+            while Instant::now() < deadline {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let at = (seed >> 33) as usize % 3;
+                let id = &ids[(seed >> 40) as usize % ids.len()];
+                let version = bump(&instances[at].store, id, seed & 1 == 0).await;
+                history.record(Event::Write {
+                    instance: at,
+                    rule: id.clone(),
+                    version,
+                    acked: Instant::now(),
+                });
+                tokio::time::sleep(Duration::from_millis(5 + (seed >> 50) % 20)).await;
+            }
+        }));
+    }
+    for r in 0..4u64 {
+        let (instances, history, ids) = (Arc::clone(&instances), Arc::clone(&history), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seed = 1000 + r;
+            while Instant::now() < deadline {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let at = (seed >> 33) as usize % 3;
+                let id = &ids[(seed >> 40) as usize % ids.len()];
+                let started = Instant::now();
+                let version = instances[at].version("soak", id).await.unwrap();
+                history.record(Event::Read {
+                    instance: at,
+                    rule: id.clone(),
+                    version,
+                    started,
+                });
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let report = history.check(bound).unwrap_or_else(|e| panic!("{e}"));
+    let worst_lag = instances
+        .iter()
+        .filter_map(|i| i.feed.status().max_lag_ms)
+        .fold(0.0f64, f64::max);
+    eprintln!(
+        "soak {secs} s: {} writes, {} reads, {} stale within the {bound:?} bound, worst staleness {:?}, worst feed lag {worst_lag:.1} ms",
+        report.writes, report.reads, report.stale_reads, report.worst_staleness
+    );
+    assert!(report.writes > 10 && report.reads > 100, "{report:?}");
+    for instance in instances.iter() {
+        assert!(instance.feed.status().ready);
+    }
+    match Arc::try_unwrap(instances) {
+        Ok(instances) => {
+            for instance in instances {
+                instance.stop().await;
+            }
+        }
+        Err(_) => panic!("tasks still hold the instances"),
+    }
+}
+
+#[test]
+fn the_history_checker_catches_a_read_older_than_the_bound_and_a_lost_own_write() {
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let write = |instance, version, at| Event::Write {
+        instance,
+        rule: "R".into(),
+        version,
+        acked: at,
+    };
+    let read = |instance, version, at| Event::Read {
+        instance,
+        rule: "R".into(),
+        version,
+        started: at,
+    };
+    let bound = Duration::from_millis(100);
+
+    let fine = History::default();
+    fine.record(write(0, 2, ms(0)));
+    fine.record(read(1, 1, ms(50))); // stale, but within the bound
+    fine.record(read(1, 2, ms(200)));
+    fine.record(read(0, 2, ms(1))); // the writer reads its own write
+    let report = fine.check(bound).unwrap();
+    assert_eq!((report.reads, report.stale_reads), (3, 1));
+    assert_eq!(report.worst_staleness, Duration::from_millis(50));
+
+    let too_old = History::default();
+    too_old.record(write(0, 2, ms(0)));
+    too_old.record(read(1, 1, ms(150)));
+    assert!(too_old.check(bound).unwrap_err().contains("returned v1"));
+
+    let own_lost = History::default();
+    own_lost.record(write(0, 2, ms(0)));
+    own_lost.record(read(0, 1, ms(10)));
+    assert!(own_lost.check(bound).is_err());
+}
