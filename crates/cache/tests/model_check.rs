@@ -21,9 +21,9 @@ use rulebook_cache::{Cache, Loaded};
 use shuttle::sync::atomic::{AtomicU64, Ordering};
 use shuttle::{future, thread};
 
-const PCT_ITERATIONS: usize = 2_000;
+const PCT_ITERATIONS: usize = 1_500;
 const PCT_DEPTH: usize = 3;
-const RANDOM_ITERATIONS: usize = 2_000;
+const RANDOM_ITERATIONS: usize = 1_000;
 
 /// Runs `scenario` under both schedulers.
 fn check(scenario: fn()) {
