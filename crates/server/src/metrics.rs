@@ -26,9 +26,9 @@ const BUCKETS: [f64; 14] = [
 /// The request metrics of one server.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Per (method, route). A read-write lock: a new route is written once, every request after
-    /// that only reads.
-    routes: RwLock<HashMap<(String, String), Arc<RouteMetrics>>>,
+    /// Per route, then per method. A read-write lock: a new route is written once, every
+    /// request after that only reads (and looks up by `&str`, allocating nothing).
+    routes: RwLock<HashMap<String, HashMap<String, Arc<RouteMetrics>>>>,
 }
 
 #[derive(Debug)]
@@ -55,14 +55,20 @@ impl RouteMetrics {
 impl Metrics {
     /// Records one request.
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let key = (method.to_owned(), route.to_owned());
-        let existing = self.routes.read().get(&key).cloned();
+        let existing = self
+            .routes
+            .read()
+            .get(route)
+            .and_then(|methods| methods.get(method))
+            .cloned();
         let route = match existing {
-            Some(route) => route,
+            Some(metrics) => metrics,
             None => Arc::clone(
                 self.routes
                     .write()
-                    .entry(key)
+                    .entry(route.to_owned())
+                    .or_default()
+                    .entry(method.to_owned())
                     .or_insert_with(|| Arc::new(RouteMetrics::new())),
             ),
         };
@@ -86,17 +92,22 @@ impl Metrics {
     pub fn requests(&self, method: &str, route: &str, status: u16) -> u64 {
         self.routes
             .read()
-            .get(&(method.to_owned(), route.to_owned()))
+            .get(route)
+            .and_then(|methods| methods.get(method))
             .and_then(|r| r.statuses.get(usize::from(status)))
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     fn write_requests(&self, out: &mut String) {
-        let mut routes: Vec<_> = self
+        let mut routes: Vec<((String, String), Arc<RouteMetrics>)> = self
             .routes
             .read()
             .iter()
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .flat_map(|(route, methods)| {
+                methods
+                    .iter()
+                    .map(|(method, m)| ((method.clone(), route.clone()), Arc::clone(m)))
+            })
             .collect();
         routes.sort_by(|a, b| a.0.cmp(&b.0));
         header(
@@ -155,15 +166,13 @@ impl Metrics {
 /// The middleware that records every request.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    state.metrics().record(&method, &route, status, elapsed);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics().record(method.as_str(), route, status, elapsed);
     if status >= 500 {
         tracing::warn!(%method, %route, status, ?elapsed, "request failed");
     } else {

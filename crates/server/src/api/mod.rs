@@ -82,11 +82,11 @@ async fn wrong_method(request: Request) -> ApiError {
 /// Answers 504 `request_timeout` when a request takes longer than the configured timeout.
 async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.limits().request_timeout;
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(path, ?limit, "request timed out");
+            tracing::warn!(%uri, ?limit, "request timed out");
             ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "request_timeout",

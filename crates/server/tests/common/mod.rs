@@ -196,6 +196,22 @@ impl Api {
         }
     }
 
+    /// Sends `request` with a body that never arrives, as a stalled client would.
+    pub async fn call_stalled(&self, request: Req) -> Resp {
+        let (parts, _) = request.build().into_parts();
+        let request = Request::from_parts(parts, Body::new(Stalled));
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
     /// Every rule of `tenant` as the store has it (not the cache): for "nothing changed".
     pub async fn snapshot(&self, tenant: &str) -> Vec<rulebook_rules::Rule> {
         self.store().list_rules(tenant, None).await.unwrap()
@@ -402,3 +418,18 @@ pub async fn http(
 
 /// Which roles exist, for role tests.
 pub const ROLES: [TokenRole; 3] = [TokenRole::Read, TokenRole::Write, TokenRole::Admin];
+
+/// A request body whose bytes never come.
+struct Stalled;
+
+impl axum::body::HttpBody for Stalled {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
