@@ -8,12 +8,11 @@ use std::hash::Hash;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
-
 use crate::clock::{Clock, CoarseClock};
 use crate::coherence::Coherence;
 use crate::flight::{Flight, Outcome};
 use crate::stats::{CacheStats, Counter, Stats};
+use crate::store::{Entry, Store, WeigherFn};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use crate::types::{LoadError, Loaded, RemovalCause};
 
@@ -21,64 +20,6 @@ use crate::types::{LoadError, Loaded, RemovalCause};
 const DEFAULT_MAX_CAPACITY: u64 = 10_000;
 
 type Listener<K, V> = Arc<dyn Fn(&K, &Arc<V>, RemovalCause) + Send + Sync>;
-type WeigherFn<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
-
-/// What the store keeps per key. Cloned on every hit, so it is small: the `Arc` the caller
-/// gets, one number, and an idle timestamp allocated only when a time to idle is configured.
-/// Versions and tags, needed only under the coherence lock, live in [`Coherence`].
-struct Entry<V> {
-    value: Arc<V>,
-    /// Clock nanoseconds after which the entry is expired (`u64::MAX`: never).
-    expires_at: u64,
-    /// Clock nanoseconds of the last read, when a time to idle is configured.
-    last_read: Option<Arc<AtomicU64>>,
-}
-
-impl<V> Clone for Entry<V> {
-    #[inline]
-    fn clone(&self) -> Self {
-        Self {
-            value: Arc::clone(&self.value),
-            expires_at: self.expires_at,
-            last_read: self.last_read.clone(),
-        }
-    }
-}
-
-/// Weighs entries for the capacity bound: 1 each, or the user's weigher (at least 1, since
-/// quick_cache never evicts weightless entries).
-struct EntryWeigher<K, V>(Option<WeigherFn<K, V>>);
-
-impl<K, V> Clone for EntryWeigher<K, V> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<K, V> Weighter<K, Entry<V>> for EntryWeigher<K, V> {
-    #[inline]
-    fn weight(&self, key: &K, entry: &Entry<V>) -> u64 {
-        self.0
-            .as_ref()
-            .map_or(1, |weigh| weigh(key, &entry.value).max(1))
-    }
-}
-
-/// Collects what quick_cache evicts during an insert, so the cache can update its tag index,
-/// statistics and listener afterwards.
-#[derive(Clone, Copy)]
-struct CollectEvictions;
-
-impl<K, V> Lifecycle<K, Entry<V>> for CollectEvictions {
-    type RequestState = Vec<(K, Entry<V>)>;
-
-    fn on_evict(&self, evicted: &mut Self::RequestState, key: K, entry: Entry<V>) {
-        evicted.push((key, entry));
-    }
-}
-
-type Store<K, V> =
-    quick_cache::sync::Cache<K, Entry<V>, EntryWeigher<K, V>, DefaultHashBuilder, CollectEvictions>;
 
 /// Removals to report to the listener once every lock is released.
 type Removals<K, V> = Vec<(K, Arc<V>, RemovalCause)>;
@@ -131,8 +72,6 @@ struct Inner<K, V> {
     clock: Arc<dyn Clock>,
     time_to_live: Option<u64>,
     time_to_idle: Option<u64>,
-    /// Whether either expiry is configured (read on every hit, so kept as one flag).
-    timed: bool,
     listener: Option<Listener<K, V>>,
     /// How long a loader's error is cached, if at all.
     negative_ttl: Option<u64>,
@@ -261,28 +200,8 @@ where
 
     /// Builds the cache.
     pub fn build(self) -> Cache<K, V> {
-        let estimated_items = usize::try_from(self.max_capacity.min(1 << 20)).unwrap_or(1 << 20);
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(estimated_items.max(1))
-            .weight_capacity(self.max_capacity)
-            .build();
-        let store = match options {
-            Ok(options) => Store::with_options(
-                options,
-                EntryWeigher(self.weigher),
-                DefaultHashBuilder::default(),
-                CollectEvictions,
-            ),
-            // The options above are always valid; fall back to the plain constructor anyway
-            // rather than panic.
-            Err(_) => Store::with(
-                estimated_items.max(1),
-                self.max_capacity,
-                EntryWeigher(None),
-                DefaultHashBuilder::default(),
-                CollectEvictions,
-            ),
-        };
+        let timed = self.time_to_live.is_some() || self.time_to_idle.is_some();
+        let store = Store::new(self.max_capacity, self.weigher, timed);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Cache {
             inner: Arc::new(Inner {
@@ -294,7 +213,6 @@ where
                 clock: self.clock.unwrap_or_else(|| Arc::new(CoarseClock)),
                 time_to_live: self.time_to_live.map(nanos),
                 time_to_idle: self.time_to_idle.map(nanos),
-                timed: self.time_to_live.is_some() || self.time_to_idle.is_some(),
                 listener: self.listener,
                 negative_ttl: self.negative_ttl.map(nanos),
                 negatives: Mutex::new(HashMap::new()),
@@ -633,9 +551,9 @@ where
             removed
         };
         self.inner.stats.incr(Counter::InvalidationsKey);
-        if let Some((key, entry)) = removed {
+        if let Some((key, value)) = removed {
             self.inner.stats.incr(Counter::InvalidatedEntries);
-            self.notify(vec![(key, entry.value, RemovalCause::Invalidated)]);
+            self.notify(vec![(key, value, RemovalCause::Invalidated)]);
         }
     }
 
@@ -649,9 +567,9 @@ where
             let epoch = self.bump_epoch();
             self.forget_errors();
             for key in coherence.record_tag(tag, epoch) {
-                if let Some((key, entry)) = self.inner.store.remove(&key) {
+                if let Some((key, value)) = self.inner.store.remove(&key) {
                     coherence.untrack(&key);
-                    removals.push((key, entry.value, RemovalCause::Invalidated));
+                    removals.push((key, value, RemovalCause::Invalidated));
                 }
             }
         }
@@ -676,7 +594,8 @@ where
                     self.inner
                         .store
                         .drain()
-                        .map(|(key, entry)| (key, entry.value, RemovalCause::Invalidated)),
+                        .into_iter()
+                        .map(|(key, value)| (key, value, RemovalCause::Invalidated)),
                 );
                 removals.len()
             } else {
@@ -705,16 +624,16 @@ where
 
     /// Whether the cache holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.inner.store.is_empty()
+        self.inner.store.len() == 0
     }
 
     /// The live entry for `key`, without counting.
     #[inline]
     fn lookup(&self, key: &K) -> Option<Arc<V>> {
-        let entry = self.inner.store.get(key)?;
-        if !self.inner.timed {
-            return Some(entry.value);
-        }
+        let entry = match &self.inner.store {
+            Store::Plain(store) => return store.get(key),
+            Store::Timed(store) => store.get(key)?,
+        };
         let now = self.now();
         if self.expiry(&entry, now).is_some() {
             return None;
@@ -838,7 +757,7 @@ where
     }
 
     fn timed(&self) -> bool {
-        self.inner.timed
+        matches!(self.inner.store, Store::Timed(_))
     }
 
     /// Inserts under the coherence lock. `start` is the epoch the load began at (`None` for a
@@ -884,10 +803,7 @@ where
                 .map_or(u64::MAX, |ttl| now.saturating_add(ttl)),
             last_read: inner.time_to_idle.map(|_| Arc::new(AtomicU64::new(now))),
         };
-        let mut evicted = Vec::new();
-        inner
-            .store
-            .insert_with_lifecycle(key.clone(), entry, &mut evicted);
+        let evicted = inner.store.insert(key.clone(), entry);
         // quick_cache reports what the insert pushed out: the replaced entry, any entry evicted
         // to make room, and the new entry itself when it is too heavy to admit. A value's `Arc`
         // identifies its entry.

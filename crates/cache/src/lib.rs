@@ -82,9 +82,10 @@
 //!   through quick_cache's lifecycle hooks during an insert), replacements and removals keep
 //!   the tag index and versions exact. Misses, inserts and invalidations serialise on that
 //!   lock; hits never touch it.
-//! - **The hit path** is quick_cache's `get` plus an `Arc` clone and one counter increment on
-//!   a cache line owned by the calling thread (see `stats.rs`); the clock is read only when a
-//!   time to live or idle is configured.
+//! - **The hit path** is quick_cache's `get` plus one counter increment on a cache line owned
+//!   by the calling thread (see `stats.rs`). A cache without a time to live or idle stores
+//!   bare `Arc<V>`s, so its hit clones exactly what a hit on quick_cache clones; only a cache
+//!   with expiry stores deadlines beside its values and reads the clock (see `store.rs`).
 //! - **Expiry is lazy**: an expired entry is no longer returned, and is removed when it is
 //!   next loaded or pushed out by the capacity bound (so [`Cache::len`] may count it).
 //! - A waiter whose error type differs from the loader's (callers on one key passing loaders
@@ -96,6 +97,7 @@ mod clock;
 mod coherence;
 mod flight;
 mod stats;
+mod store;
 mod sync;
 mod types;
 
