@@ -72,12 +72,7 @@ fn rules() -> Vec<Rule> {
         .collect()
 }
 
-async fn drive(
-    name: &'static str,
-    url: String,
-    connections: usize,
-    seconds: u64,
-) -> Phase {
+async fn drive(name: &'static str, url: String, connections: usize, seconds: u64) -> Phase {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
@@ -132,7 +127,11 @@ async fn drive(
         errors += e;
     }
     all.sort_unstable();
-    let at = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Phase {
         name,
         requests: all.len(),
@@ -144,7 +143,9 @@ async fn drive(
 }
 
 fn report(phase: &Phase, ceiling: Option<&Phase>) {
-    let ratio = ceiling.map_or(String::new(), |c| format!("  {:.2}x of the ceiling", phase.rps() / c.rps()));
+    let ratio = ceiling.map_or(String::new(), |c| {
+        format!("  {:.2}x of the ceiling", phase.rps() / c.rps())
+    });
     println!(
         "{:<10} {:>9.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us  ({} requests, {} errors){ratio}",
         phase.name,
@@ -253,7 +254,11 @@ fn main() {
                     .send()
                     .await
                     .unwrap();
-                assert!(response.status().is_success(), "update failed: {}", response.status());
+                assert!(
+                    response.status().is_success(),
+                    "update failed: {}",
+                    response.status()
+                );
             }
             n
         })

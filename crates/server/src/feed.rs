@@ -39,6 +39,17 @@ pub trait ChangeFeed: Send + Sync + 'static {
     /// Its state now.
     fn status(&self) -> FeedStatus;
 
+    /// More of its state for `/health` (shown as `feed_details`), such as per-transport state
+    /// and lag; `null` when there is nothing more to say.
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Its own Prometheus metrics (complete `# HELP`/`# TYPE` blocks), appended to `/metrics`.
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
+
     /// Stops it and waits until its tasks have ended.
     fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }

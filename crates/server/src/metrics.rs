@@ -172,7 +172,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state.metrics().record(method.as_str(), route, status, elapsed);
+    state
+        .metrics()
+        .record(method.as_str(), route, status, elapsed);
     if status >= 500 {
         tracing::warn!(%method, %route, status, ?elapsed, "request failed");
     } else {
@@ -325,6 +327,7 @@ pub fn render(state: &AppState) -> String {
         "1 once the first load from the store has finished",
     );
     let _ = writeln!(out, "rulebook_ready {}", u8::from(state.is_ready()));
+    out.push_str(&state.feed_extras().1);
     out
 }
 

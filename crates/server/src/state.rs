@@ -172,6 +172,16 @@ impl AppState {
             .unwrap_or_default()
     }
 
+    /// The feed's extra state for `/health` and its own metrics text.
+    pub fn feed_extras(&self) -> (serde_json::Value, String) {
+        self.inner
+            .feed
+            .read()
+            .as_ref()
+            .map(|f| (f.details(), f.metrics_text()))
+            .unwrap_or_default()
+    }
+
     /// Whether `secret` is the configured admin token (constant time).
     pub fn is_admin_token(&self, secret: &str) -> bool {
         use subtle::ConstantTimeEq;

@@ -15,8 +15,11 @@ async fn evaluate_params_enabled_and_score_answer_from_the_seeded_rules() {
     let api = Api::start(|_| {}).await;
     let r = api
         .call(
-            req(Method::POST, "/v1/evaluate/Checkout Terms".replace(' ', "%20").as_str())
-                .json(json!({"context": {"country": "FR", "total": 120}})),
+            req(
+                Method::POST,
+                "/v1/evaluate/Checkout Terms".replace(' ', "%20").as_str(),
+            )
+            .json(json!({"context": {"country": "FR", "total": 120}})),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -36,7 +39,10 @@ async fn evaluate_params_enabled_and_score_answer_from_the_seeded_rules() {
     let r = api
         .call(req(Method::GET, "/v1/params/cache_ttl_seconds/nope"))
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "param_not_found"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "param_not_found")
+    );
     assert!(r.message().contains("`seconds`"), "{}", r.message());
 
     let r = api
@@ -55,7 +61,10 @@ async fn evaluate_params_enabled_and_score_answer_from_the_seeded_rules() {
     let r = api
         .call(req(Method::POST, "/v1/score/no_such_card").json(json!({"input": {}})))
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "scorecard_not_found"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "scorecard_not_found")
+    );
 }
 
 #[tokio::test]
@@ -69,9 +78,8 @@ async fn a_write_is_seen_by_the_very_next_read_and_round_trips() {
     assert_eq!(r.etag().as_deref(), Some("\"1\""));
     assert_eq!(r.body["created_by"], "admin");
 
-    let eval = || {
-        req(Method::POST, "/v1/evaluate/promo").json(json!({"context": {"country": "FR"}}))
-    };
+    let eval =
+        || req(Method::POST, "/v1/evaluate/promo").json(json!({"context": {"country": "FR"}}));
     let r = api.call(eval()).await;
     assert_eq!(r.body["actions"][0]["message"], "first");
 
@@ -141,7 +149,9 @@ async fn every_error_status_leaves_the_store_unchanged() {
         .body;
     let cases = vec![
         (
-            req(Method::POST, "/v1/rules").token(ADMIN).raw(b"{\"id\": "),
+            req(Method::POST, "/v1/rules")
+                .token(ADMIN)
+                .raw(b"{\"id\": "),
             StatusCode::BAD_REQUEST,
             "malformed_json",
         ),
@@ -310,7 +320,10 @@ async fn every_error_status_leaves_the_store_unchanged() {
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    assert!(paths.contains(&"priority") && paths.contains(&"colour"), "{paths:?}");
+    assert!(
+        paths.contains(&"priority") && paths.contains(&"colour"),
+        "{paths:?}"
+    );
     let r = api
         .call(
             req(Method::POST, "/v1/rules")
@@ -330,7 +343,12 @@ async fn a_request_over_the_time_limit_is_a_504() {
     let r = api
         .call_stalled(req(Method::POST, "/v1/rules").token(ADMIN))
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::GATEWAY_TIMEOUT, "request_timeout"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::GATEWAY_TIMEOUT, "request_timeout"),
+        "{}",
+        r.text
+    );
     assert_eq!(api.snapshot("default").await, before);
 }
 
@@ -344,9 +362,18 @@ async fn a_store_that_is_down_is_a_503_and_cached_reads_keep_answering() {
     assert_eq!(api.call(eval()).await.status, StatusCode::OK);
     api.store().close().await;
     let r = api
-        .call(req(Method::POST, "/v1/rules").token(ADMIN).json(banner("D-1", "x", "y")))
+        .call(
+            req(Method::POST, "/v1/rules")
+                .token(ADMIN)
+                .json(banner("D-1", "x", "y")),
+        )
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        "{}",
+        r.text
+    );
     assert!(!r.message().to_lowercase().contains("select"));
     let r = api.call(req(Method::GET, "/health")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -367,7 +394,11 @@ async fn tenants_are_isolated() {
             req(Method::POST, "/v1/rules")
                 .token(&acme_admin)
                 .tenant("acme")
-                .json(banner("checkout_terms_banner", "checkout_terms", "acme only")),
+                .json(banner(
+                    "checkout_terms_banner",
+                    "checkout_terms",
+                    "acme only",
+                )),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -383,7 +414,9 @@ async fn tenants_are_isolated() {
     assert_eq!(acme.body["actions"][0]["message"], "acme only");
     assert_ne!(default.body["actions"][0]["message"], "acme only");
     assert_eq!(
-        api.call(req(Method::GET, "/v1/rules").tenant("acme")).await.body["rules"]
+        api.call(req(Method::GET, "/v1/rules").tenant("acme"))
+            .await
+            .body["rules"]
             .as_array()
             .unwrap()
             .len(),
@@ -397,7 +430,10 @@ async fn tenants_are_isolated() {
         req(Method::POST, "/v1/cache/invalidate").json(json!({"all": true})),
     ] {
         let r = api.call(request.token(&acme_admin).tenant("default")).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden_tenant"));
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "forbidden_tenant")
+        );
     }
     // Clearing acme's cache leaves default's entries in place.
     let loads_before = api.state.registry().load_counts();
@@ -417,7 +453,10 @@ async fn tenants_are_isolated() {
             .find(|c| c.tenant == "default" && c.item == "entry_point:checkout_terms")
             .map(|c| c.loads)
     };
-    assert_eq!(default_loads(&loads_before), default_loads(&api.state.registry().load_counts()));
+    assert_eq!(
+        default_loads(&loads_before),
+        default_loads(&api.state.registry().load_counts())
+    );
     let after: Vec<_> = api.snapshot("default").await;
     assert!(after.iter().all(|r| r.tenant == "default"));
 }
@@ -443,8 +482,16 @@ async fn the_tenant_cache_is_bounded_and_evicting_a_tenant_drops_its_entries() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(api.state.tenants_cached() <= 2, "{}", api.state.tenants_cached());
-    assert!(api.state.registry().len() <= 4, "{}", api.state.registry().len());
+    assert!(
+        api.state.tenants_cached() <= 2,
+        "{}",
+        api.state.tenants_cached()
+    );
+    assert!(
+        api.state.registry().len() <= 4,
+        "{}",
+        api.state.registry().len()
+    );
 }
 
 /// A token-role test per endpoint group: reads (when they need a token), writes, cache admin.
@@ -479,7 +526,10 @@ async fn each_endpoint_group_needs_its_role() {
             .token(token)
             .json(json!({"reason": "role test"}))
     };
-    assert_eq!(api.call(write_request(&read)).await.code(), "forbidden_role");
+    assert_eq!(
+        api.call(write_request(&read)).await.code(),
+        "forbidden_role"
+    );
     let r = api.call(write_request(&write)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["updated_by"], "write-all");
@@ -495,7 +545,11 @@ async fn each_endpoint_group_needs_its_role() {
 
     // Health, metrics and the admin page need nothing.
     for path in ["/health", "/metrics", "/admin"] {
-        assert_eq!(api.call(req(Method::GET, path)).await.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            api.call(req(Method::GET, path)).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
     }
 }
 
@@ -511,7 +565,13 @@ async fn metrics_count_requests_per_route_and_loads_per_entry_point() {
         "rulebook_http_requests_total{method=\"POST\",route=\"/v1/evaluate/{entry_point}\",status=\"200\"} 3"
     ), "{}", r.text);
     assert!(r.text.contains("rulebook_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/evaluate/{entry_point}\",le=\"+Inf\"} 3"));
-    assert!(r.text.contains("rulebook_loads_total{tenant=\"default\",item=\"entry_point:checkout_terms\"} 1"), "{}", r.text);
+    assert!(
+        r.text.contains(
+            "rulebook_loads_total{tenant=\"default\",item=\"entry_point:checkout_terms\"} 1"
+        ),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("rulebook_cache_hits_total 2"), "{}", r.text);
     let r = api.call(req(Method::GET, "/admin")).await;
     assert!(r.text.contains("Rulebook admin"));

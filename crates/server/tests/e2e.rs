@@ -38,7 +38,12 @@ async fn lifecycle(db: &TestDb) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| (m["id"].as_str().unwrap().to_owned(), m["version"].as_i64().unwrap()))
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_owned(),
+                    m["version"].as_i64().unwrap(),
+                )
+            })
             .collect()
     };
 
@@ -62,8 +67,15 @@ async fn lifecycle(db: &TestDb) {
     assert_eq!(body["actions"][0]["message"], "hello");
 
     // Update with If-Match; the very next request sees it.
-    let (_, headers, mut rule) =
-        http(c, Method::GET, &server.url("/v1/rules/E2E-1"), None, &[], None).await;
+    let (_, headers, mut rule) = http(
+        c,
+        Method::GET,
+        &server.url("/v1/rules/E2E-1"),
+        None,
+        &[],
+        None,
+    )
+    .await;
     let etag = headers["etag"].to_str().unwrap().to_owned();
     rule["actions"][0]["message"] = json!("bonjour");
     rule["reason"] = json!("translate");
@@ -111,15 +123,37 @@ async fn lifecycle(db: &TestDb) {
     assert_eq!(status, 200, "{body}");
     let (_, _, body) = eval("landing").await;
     assert!(matched(&body).is_empty(), "{body}");
-    let (_, _, body) = http(c, Method::GET, &server.url("/v1/rules/E2E-1/enabled"), None, &[], None).await;
+    let (_, _, body) = http(
+        c,
+        Method::GET,
+        &server.url("/v1/rules/E2E-1/enabled"),
+        None,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(body["enabled"], false);
 
     // Enable and move to another entry point: it leaves the first and joins the second.
-    let (status, _, _) =
-        http(c, Method::POST, &server.url("/v1/rules/E2E-1/enable"), t, &[], None).await;
+    let (status, _, _) = http(
+        c,
+        Method::POST,
+        &server.url("/v1/rules/E2E-1/enable"),
+        t,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (_, headers, mut rule) =
-        http(c, Method::GET, &server.url("/v1/rules/E2E-1"), None, &[], None).await;
+    let (_, headers, mut rule) = http(
+        c,
+        Method::GET,
+        &server.url("/v1/rules/E2E-1"),
+        None,
+        &[],
+        None,
+    )
+    .await;
     rule["entry_point"] = json!("Checkout Page");
     let (status, _, body) = http(
         c,
@@ -149,12 +183,27 @@ async fn lifecycle(db: &TestDb) {
     assert_eq!(status, 200, "{body}");
     let (_, _, body) = eval("checkout_page").await;
     assert!(matched(&body).is_empty(), "{body}");
-    let (status, _, _) = http(c, Method::GET, &server.url("/v1/rules/E2E-1"), None, &[], None).await;
+    let (status, _, _) = http(
+        c,
+        Method::GET,
+        &server.url("/v1/rules/E2E-1"),
+        None,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
 
     // History: every step, with the author and reasons.
-    let (status, _, body) =
-        http(c, Method::GET, &server.url("/v1/rules/E2E-1/history"), None, &[], None).await;
+    let (status, _, body) = http(
+        c,
+        Method::GET,
+        &server.url("/v1/rules/E2E-1/history"),
+        None,
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let kinds: Vec<&str> = body["history"]
         .as_array()
@@ -162,7 +211,10 @@ async fn lifecycle(db: &TestDb) {
         .iter()
         .map(|h| h["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["create", "update", "disable", "enable", "update", "delete"]);
+    assert_eq!(
+        kinds,
+        ["create", "update", "disable", "enable", "update", "delete"]
+    );
     assert_eq!(body["history"][1]["reason"], "translate");
     assert_eq!(body["history"][2]["reason"], "campaign over");
     assert_eq!(body["history"][0]["changed_by"], "admin");
@@ -218,8 +270,15 @@ async fn a_stampede_on_a_cold_cache_loads_the_entry_point_once() {
     let statuses: Vec<u16> = futures_join(requests).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 
-    let (_, _, stats) =
-        http(&client, Method::GET, &server.url("/v1/cache/stats"), None, &[], None).await;
+    let (_, _, stats) = http(
+        &client,
+        Method::GET,
+        &server.url("/v1/cache/stats"),
+        None,
+        &[],
+        None,
+    )
+    .await;
     let loads: Vec<&Value> = stats["loads"]
         .as_array()
         .unwrap()
@@ -271,7 +330,11 @@ async fn the_cli_drives_a_running_server() {
         "- id: CLI-1\n  entry_point: cli\n  actions: [{type: block, reason: no}]\n- id: CLI-2\n  entry_point: cli\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("b.json"), banner("CLI-3", "cli", "hi").to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("b.json"),
+        banner("CLI-3", "cli", "hi").to_string(),
+    )
+    .unwrap();
     let folder = dir.path().to_str().unwrap();
     let (code, out, err) = cli(&["rules", "import", folder, "--reason", "bulk"]);
     assert_eq!(code, 0, "{err}");
@@ -323,7 +386,14 @@ async fn the_cli_drives_a_running_server() {
     assert!(out.contains("entry_point:cli"), "{out}");
     let (code, _, err) = cli(&["cache", "clear", "--entry-point", "cli", "--tag", "params"]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, _) = cli(&["rules", "export", "--entry-point", "cli", "--format", "yaml"]);
+    let (code, out, _) = cli(&[
+        "rules",
+        "export",
+        "--entry-point",
+        "cli",
+        "--format",
+        "yaml",
+    ]);
     assert_eq!(code, 0);
     assert!(out.contains("id: CLI-3"), "{out}");
     let (code, out, _) = cli(&["rules", "history", "CLI-2"]);
@@ -333,7 +403,9 @@ async fn the_cli_drives_a_running_server() {
     // Tokens and tenants work on the database directly.
     let (code, out, _) = cli(&["tenants", "create", "acme"]);
     assert_eq!(code, 0, "{out}");
-    let (code, out, _) = cli(&["tokens", "create", "--name", "acme-ci", "--role", "write", "--tenant", "acme", "--json"]);
+    let (code, out, _) = cli(&[
+        "tokens", "create", "--name", "acme-ci", "--role", "write", "--tenant", "acme", "--json",
+    ]);
     assert_eq!(code, 0);
     let created: Value = serde_json::from_str(&out).unwrap();
     let acme = created["secret"].as_str().unwrap();

@@ -24,6 +24,9 @@ pub struct Health {
     pub store: StoreHealth,
     /// The change feed.
     pub feed: FeedStatus,
+    /// More of the feed's state, when the feed has more to say.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub feed_details: serde_json::Value,
     /// The highest change-log sequence applied to the cache.
     pub applied_seq: i64,
     /// The rules folder, with `--rules-dir`.
@@ -106,6 +109,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             error: ping.err().map(|e| e.to_string()),
         },
         feed,
+        feed_details: state.feed_extras().0,
         applied_seq: state.registry().applied_seq(),
         rules_dir: state.files().map(|f| f.status().into()),
     };

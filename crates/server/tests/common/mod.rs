@@ -170,19 +170,18 @@ impl Api {
     /// A token with `role`, for `tenant` or all.
     pub async fn token(&self, role: TokenRole, tenant: Option<&str>) -> String {
         self.store()
-            .create_token(&format!("{}-{}", role.as_str(), tenant.unwrap_or("all")), role, tenant)
+            .create_token(
+                &format!("{}-{}", role.as_str(), tenant.unwrap_or("all")),
+                role,
+                tenant,
+            )
             .await
             .unwrap()
             .1
     }
 
     pub async fn call(&self, request: Req) -> Resp {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.build())
-            .await
-            .unwrap();
+        let response = self.router.clone().oneshot(request.build()).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -318,7 +317,13 @@ impl Running {
     pub fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Running {
         let mut command = binary();
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
             .env("RULEBOOK_LOG", "warn")
             .env("RULEBOOK_POLL_INTERVAL", "50ms")
             .env_remove("RULEBOOK_ADMIN_TOKEN")
@@ -331,7 +336,10 @@ impl Running {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert!(line.starts_with("rulebook serving http://"), "start line: {line}");
+        assert!(
+            line.starts_with("rulebook serving http://"),
+            "start line: {line}"
+        );
         let base = line
             .split_whitespace()
             .nth(2)
