@@ -630,10 +630,16 @@ where
     /// The live entry for `key`, without counting.
     #[inline]
     fn lookup(&self, key: &K) -> Option<Arc<V>> {
-        let entry = match &self.inner.store {
-            Store::Plain(store) => return store.get(key),
-            Store::Timed(store) => store.get(key)?,
-        };
+        match &self.inner.store {
+            Store::Plain(store) => store.get(key),
+            Store::Timed(store) => self.lookup_timed(store.get(key)?),
+        }
+    }
+
+    /// The value of a timed entry if it is still live, refreshing its last read. Kept out of
+    /// line so the untimed hit path, which never comes here, has its registers to itself.
+    #[inline(never)]
+    fn lookup_timed(&self, entry: Entry<V>) -> Option<Arc<V>> {
         let now = self.now();
         if self.expiry(&entry, now).is_some() {
             return None;

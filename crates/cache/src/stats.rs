@@ -169,10 +169,16 @@ mod slots {
         };
     }
 
-    /// This thread's slot, claiming one on first use.
+    /// This thread's slot: a number at or above the owned stripes when it has none yet (or
+    /// gave it back), so one comparison tells the hit path whether it owns a stripe.
     #[inline]
     pub(super) fn slot() -> usize {
-        let slot = SLOT.try_with(Cell::get).unwrap_or(EXITED);
+        SLOT.try_with(Cell::get).unwrap_or(EXITED)
+    }
+
+    /// Claims a slot for this thread if it has none yet, and returns this thread's slot.
+    pub(super) fn claim() -> usize {
+        let slot = slot();
         if slot != UNCLAIMED {
             return slot;
         }
@@ -182,17 +188,29 @@ mod slots {
     }
 }
 
-/// The stripe this thread owns, if any.
+/// The stripe this thread owns, if any (none before its first count claims one).
 #[cfg(not(feature = "shuttle"))]
 #[inline]
 fn owned_stripe() -> Option<usize> {
     Some(slots::slot()).filter(|&slot| slot < OWNED_STRIPES)
 }
 
+/// Claims a slot for this thread if it has none yet, and returns the stripe it owns, if any.
+#[cfg(not(feature = "shuttle"))]
+fn claim_stripe() -> Option<usize> {
+    Some(slots::claim()).filter(|&slot| slot < OWNED_STRIPES)
+}
+
 /// Under shuttle no stripe has a single owner.
 #[cfg(feature = "shuttle")]
 #[inline]
 fn owned_stripe() -> Option<usize> {
+    None
+}
+
+/// Under shuttle no stripe has a single owner.
+#[cfg(feature = "shuttle")]
+fn claim_stripe() -> Option<usize> {
     None
 }
 
@@ -206,17 +224,32 @@ impl Stats {
     #[inline]
     pub(crate) fn add(&self, counter: Counter, by: u64) {
         match owned_stripe() {
-            Some(slot) => {
-                // Single writer: this thread owns the stripe (see `ThreadSlot`).
-                let cell = &self.stripes[slot].cells[counter as usize];
-                cell.store(
-                    cell.load(Ordering::Relaxed).wrapping_add(by),
-                    Ordering::Relaxed,
-                );
-            }
+            Some(slot) => self.add_owned(slot, counter, by),
+            None => self.add_unowned(counter, by),
+        }
+    }
+
+    /// Adds to the stripe `slot`, which this thread owns (see `ThreadSlot`): a single writer,
+    /// so a plain load and store suffice.
+    #[inline]
+    fn add_owned(&self, slot: usize, counter: Counter, by: u64) {
+        let cell = &self.stripes[slot].cells[counter as usize];
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(by),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The first count on a thread (which claims a slot), or one by a thread without a stripe
+    /// of its own.
+    #[cold]
+    #[inline(never)]
+    fn add_unowned(&self, counter: Counter, by: u64) {
+        match claim_stripe() {
+            Some(slot) => self.add_owned(slot, counter, by),
             None => {
-                let cell = &self.stripes[OWNED_STRIPES].cells[counter as usize];
-                cell.fetch_add(by, Ordering::Relaxed);
+                self.stripes[OWNED_STRIPES].cells[counter as usize]
+                    .fetch_add(by, Ordering::Relaxed);
             }
         }
     }
@@ -224,5 +257,41 @@ impl Stats {
     #[inline]
     pub(crate) fn incr(&self, counter: Counter) {
         self.add(counter, 1);
+    }
+}
+
+#[cfg(all(test, not(feature = "shuttle")))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn counts_are_exact_with_more_live_threads_than_owned_stripes() {
+        const THREADS: usize = OWNED_STRIPES + 36;
+        const COUNTS: u64 = 1_000;
+        let stats = Stats::new();
+        // Every thread stays alive until all have counted once, so some hold owned stripes and
+        // the rest share the last one.
+        let barrier = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    stats.incr(Counter::Hits);
+                    barrier.wait();
+                    for _ in 1..COUNTS {
+                        stats.incr(Counter::Hits);
+                    }
+                    stats.add(Counter::Misses, 2);
+                });
+            }
+        });
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.hits, THREADS as u64 * COUNTS);
+        assert_eq!(snapshot.misses, THREADS as u64 * 2);
+        assert!(
+            stats.stripes[OWNED_STRIPES].cells[Counter::Hits as usize].load(Ordering::Relaxed) > 0,
+            "some thread counted in the shared stripe"
+        );
     }
 }
