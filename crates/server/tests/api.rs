@@ -578,3 +578,23 @@ async fn metrics_count_requests_per_route_and_loads_per_entry_point() {
     let r = api.call(req(Method::GET, "/health")).await;
     assert_eq!(r.body["ready"], true, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_rules_folder_is_loaded_before_ready_and_reported_in_health() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("promo.yaml"),
+        "id: FILE-1\nentry_point: from files\nactions:\n  - type: display_message\n    message: from a file\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.json"), "{\"id\": ").unwrap();
+    let path = dir.path().to_path_buf();
+    let api = Api::start(move |c| c.rules_dir = Some(path)).await;
+    let r = api
+        .call(req(Method::POST, "/v1/evaluate/from_files").json(json!({"context": {}})))
+        .await;
+    assert_eq!(r.body["actions"][0]["message"], "from a file", "{}", r.text);
+    let r = api.call(req(Method::GET, "/health")).await;
+    assert_eq!(r.body["rules_dir"]["rules"], 1, "{}", r.text);
+    assert_eq!(r.body["rules_dir"]["problems"].as_array().unwrap().len(), 1, "{}", r.text);
+}
