@@ -9,7 +9,7 @@
 
 use std::hash::Hash;
 
-use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
 use crate::sync::{Arc, AtomicU64};
 
@@ -90,8 +90,13 @@ impl<K, T> Lifecycle<K, T> for CollectEvictions {
     }
 }
 
-type Quick<K, T, V> =
-    quick_cache::sync::Cache<K, T, EntryWeigher<K, V>, DefaultHashBuilder, CollectEvictions>;
+/// The store's hasher: foldhash's fast variant, hashbrown's own default, with a random seed
+/// per cache. quick_cache's default is foldhash's quality variant, which adds a final
+/// multiply-and-fold that a hit pays for; hashbrown and quick_cache only need the bits the
+/// fast variant already mixes well.
+type Hasher = foldhash::fast::RandomState;
+
+type Quick<K, T, V> = quick_cache::sync::Cache<K, T, EntryWeigher<K, V>, Hasher, CollectEvictions>;
 
 /// The entries, in the layout the cache was built with (see the module docs).
 pub(crate) enum Store<K, V> {
@@ -113,7 +118,7 @@ where
             .weight_capacity(max_capacity)
             .build();
         let weigher = EntryWeigher(weigher);
-        let hasher = DefaultHashBuilder::default();
+        let hasher = Hasher::default();
         match (options, timed) {
             (Ok(options), false) => Self::Plain(Quick::with_options(
                 options,
