@@ -259,9 +259,9 @@ async fn pruned_mark(
         None => Ok(None),
         Some((seq, None)) => Ok(Some((seq, None))),
         Some((seq, Some(txid))) => {
-            let txid = txid
-                .parse::<u64>()
-                .map_err(|_| StoreError::Internal("reading the change log's pruning mark".into()))?;
+            let txid = txid.parse::<u64>().map_err(|_| {
+                StoreError::Internal("reading the change log's pruning mark".into())
+            })?;
             Ok(Some((seq, Some(txid))))
         }
     }

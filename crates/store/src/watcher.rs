@@ -31,7 +31,8 @@ pub struct ChangeNotifications {
 
 impl std::fmt::Debug for ChangeNotifications {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangeNotifications").finish_non_exhaustive()
+        f.debug_struct("ChangeNotifications")
+            .finish_non_exhaustive()
     }
 }
 

@@ -12,9 +12,8 @@ use common::{ep, plain_sql, rule, TestDb};
 use parking_lot::Mutex;
 use rulebook_rules::{Action, Rule, Ruleset};
 use rulebook_store::{
-    deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeWatcher, Registry,
-    FeedRead, RegistryConfig, RuleFiles, Store, StoreError, TokenRole, WatcherConfig,
-    DEFAULT_TENANT,
+    deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeWatcher, FeedRead, Registry,
+    RegistryConfig, RuleFiles, Store, StoreError, TokenRole, WatcherConfig, DEFAULT_TENANT,
 };
 use sqlx::Connection;
 
@@ -817,7 +816,13 @@ async fn pruning_keeps_recent_changes_and_tells_an_older_cursor_it_was_pruned(db
     let head_before = store.head_seq().await.unwrap();
 
     // A long retention keeps everything and changes nothing for any cursor.
-    assert_eq!(store.prune_changes(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .prune_changes(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
     let (kept, after_writes) = store.changes_since(&old_cursor).await.unwrap();
     assert_eq!(ids(&kept), vec!["P1", "P2"]);
 
@@ -825,7 +830,10 @@ async fn pruning_keeps_recent_changes_and_tells_an_older_cursor_it_was_pruned(db
     // read them goes on, and so does one taken after the prune.
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(store.prune_changes(Duration::ZERO).await.unwrap(), 2);
-    assert_eq!(store.read_feed(&old_cursor).await.unwrap(), FeedRead::Pruned);
+    assert_eq!(
+        store.read_feed(&old_cursor).await.unwrap(),
+        FeedRead::Pruned
+    );
     assert_eq!(
         store.changes_since(&old_cursor).await.unwrap_err(),
         StoreError::CursorPruned

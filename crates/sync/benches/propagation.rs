@@ -1,1 +1,161 @@
-fn main() {}
+//! Propagation lag between two in-process instances on loopback: instance A writes, instance B's
+//! feed applies; the lag is the feed's own measure, from the change's time in the change log
+//! (the database's clock, in A's transaction) to B applying it. Reported as p50/p99/max for
+//! NOTIFY, Redis and polling alone.
+//!
+//! `cargo bench -p rulebook-sync --bench propagation` (PostgreSQL from
+//! `RULEBOOK_TEST_DATABASE_URL`, Redis from `RULEBOOK_TEST_REDIS_URL`, loopback defaults).
+//! `RULEBOOK_BENCH_SAMPLES` sets the samples per push transport (default 500). Without
+//! PostgreSQL it says so and exits 0; without Redis it skips that row.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bump, rule, Instance, TestDb, TENANT};
+use rulebook_sync::{FeedConfig, RedisConfig};
+use sqlx::Connection;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn postgres_answers(url: &str) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            conn.close().await.ok();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in 5 s".to_owned()),
+    }
+}
+
+async fn redis_answers(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get_multiplexed_async_connection()
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// Runs `samples` writes through A, each after B applied the previous one; returns B's lags.
+async fn measure(label: &str, config: FeedConfig, samples: usize) -> Option<Vec<Duration>> {
+    let db = TestDb::postgres().await?;
+    let a = Instance::start("a", &db.url, config.clone()).await;
+    let b = Instance::start("b", &db.url, config).await;
+    a.wait_ready(true).await;
+    b.wait_ready(true).await;
+    a.store
+        .create_rule(TENANT, rule("BENCH", "bench"), &common::author())
+        .await
+        .unwrap();
+    // Warm up: both have the ruleset cached and B has seen the create.
+    common::converge(&[&a, &b], "bench", "BENCH", 1).await;
+    b.feed.read_now();
+    b.caught_up().await;
+    let skip = b.feed.recent_lags().len();
+    let started = Instant::now();
+    for i in 0..samples {
+        let before = b.feed.changes_applied();
+        bump(&a.store, "BENCH", i % 2 == 0).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.feed.changes_applied() == before {
+            assert!(
+                Instant::now() < deadline,
+                "{label}: B did not apply a change in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Keep B's cache warm, as a serving instance's would be.
+        b.version("bench", "BENCH").await;
+    }
+    let elapsed = started.elapsed();
+    let mut lags: Vec<Duration> = b.feed.recent_lags().into_iter().skip(skip).collect();
+    lags.sort();
+    println!(
+        "{label:<34} n={:<4} p50 {:>9}  p99 {:>9}  max {:>9}  ({:.1} s)",
+        lags.len(),
+        ms(percentile(&lags, 0.50)),
+        ms(percentile(&lags, 0.99)),
+        ms(*lags.last().unwrap_or(&Duration::ZERO)),
+        elapsed.as_secs_f64()
+    );
+    a.stop().await;
+    b.stop().await;
+    Some(lags)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pg = std::env::var("RULEBOOK_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| common::DEFAULT_PG.to_owned());
+        if let Err(e) = postgres_answers(&pg).await {
+            println!("propagation bench skipped: PostgreSQL at {pg} is not answering ({e}); set RULEBOOK_TEST_DATABASE_URL");
+            return;
+        }
+        let redis = std::env::var("RULEBOOK_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| common::DEFAULT_REDIS.to_owned());
+        let samples: usize = std::env::var("RULEBOOK_BENCH_SAMPLES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(500);
+        let base = FeedConfig {
+            poll_interval: Duration::from_secs(3600),
+            stale_after: Duration::from_secs(7200),
+            prune: None,
+            ..FeedConfig::default()
+        };
+        println!("propagation lag, commit (change-log time) to applied on another instance:");
+        measure("NOTIFY (LISTEN, no poll)", base.clone(), samples).await;
+        if redis_answers(&redis).await {
+            let config = FeedConfig {
+                listen: false,
+                redis: Some(RedisConfig::new(&redis).with_channel(common::unique_channel())),
+                ..base.clone()
+            };
+            measure("Redis pub/sub (no LISTEN, no poll)", config, samples).await;
+        } else {
+            println!("Redis row skipped: Redis at {redis} is not answering; set RULEBOOK_TEST_REDIS_URL");
+        }
+        let poll = Duration::from_millis(250);
+        let config = FeedConfig {
+            listen: false,
+            poll_interval: poll,
+            ..base
+        };
+        measure(
+            &format!("poll only (every {} ms)", poll.as_millis()),
+            config,
+            (samples / 10).max(20),
+        )
+        .await;
+    });
+}

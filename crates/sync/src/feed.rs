@@ -17,9 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{redact, FeedConfig};
-use crate::status::{
-    FeedMetrics, FeedStatus, LagRecorder, ListenStatus, PruneStatus, RedisStatus,
-};
+use crate::status::{FeedMetrics, FeedStatus, LagRecorder, ListenStatus, PruneStatus, RedisStatus};
 
 /// How many sequence numbers of own writes, and of changes applied from Redis messages, are
 /// remembered so that the log read does not count (or, for Redis, apply) them twice. Beyond it
@@ -279,8 +277,7 @@ impl Feed {
             replays: state.replays,
             full_flushes: state.full_flushes,
             changes_applied: self.shared.changes_applied.load(Ordering::Relaxed),
-            ready: state.started
-                && since_ok.is_some_and(|d| d <= self.shared.config.stale_after),
+            ready: state.started && since_ok.is_some_and(|d| d <= self.shared.config.stale_after),
             redis_up: state.redis.as_ref().map(|r| r.up),
             listen_up: state.listen.as_ref().map(|l| l.connected),
             rows_pruned: state.pruning.as_ref().map_or(0, |p| p.rows_pruned),

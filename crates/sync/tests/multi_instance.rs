@@ -57,7 +57,11 @@ async fn a_write_reaches_every_instance(transport: &str, configs: [FeedConfig; 3
 
     // Each instance has the ruleset cached at v1; a write through A must reach B and C.
     let v2 = bump(&a.store, "R1", false).await;
-    assert_eq!(a.version("checkout", "R1").await, Some(v2), "the writer reads its own write");
+    assert_eq!(
+        a.version("checkout", "R1").await,
+        Some(v2),
+        "the writer reads its own write"
+    );
     let took = converge(&[b, c], "checkout", "R1", v2).await;
 
     // A change typed into psql reaches all three.
@@ -84,7 +88,9 @@ async fn a_write_reaches_every_instance(transport: &str, configs: [FeedConfig; 3
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_a_and_one_typed_into_psql_reach_b_and_c_over_notify() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let config = no_poll(listen_only());
     a_write_reaches_every_instance("listen+poll", [config.clone(), config.clone(), config], db)
         .await;
@@ -92,8 +98,12 @@ async fn a_write_through_a_and_one_typed_into_psql_reach_b_and_c_over_notify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_a_reaches_b_and_c_over_redis_and_psql_over_polling() {
-    let Some(db) = TestDb::postgres().await else { return };
-    let Some(url) = shared_redis_url().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(url) = shared_redis_url().await else {
+        return;
+    };
     // No LISTEN: a write through A can only travel by Redis within the test; a change typed
     // into psql publishes nothing and travels by the poll.
     let config = FeedConfig {
@@ -109,7 +119,9 @@ async fn a_write_through_a_reaches_b_and_c_over_redis_and_psql_over_polling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_reaches_every_instance_by_polling_alone() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let config = FeedConfig {
         listen: false,
         poll_interval: Duration::from_millis(100),
@@ -140,7 +152,8 @@ async fn on_sqlite_two_instances_on_one_file_converge_by_polling() {
     converge(&[&a, &b], "checkout", "S1", 1).await;
     let v2 = bump(&a.store, "S1", false).await;
     converge(&[&b], "checkout", "S1", v2).await;
-    db.plain_sql("UPDATE rules SET priority = 3 WHERE id = 'S1'").await;
+    db.plain_sql("UPDATE rules SET priority = 3 WHERE id = 'S1'")
+        .await;
     converge(&[&a, &b], "checkout", "S1", v2 + 1).await;
     a.stop().await;
     b.stop().await;
@@ -168,7 +181,9 @@ fn keep_writing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_listen_connections_from_the_database_side_misses_no_change() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     // No poll within the test: what the LISTEN connection missed can only come back through
     // the replay that follows its reconnection.
     let config = no_poll(listen_only());
@@ -205,7 +220,10 @@ async fn killing_the_listen_connections_from_the_database_side_misses_no_change(
     }
     stop.store(true, Ordering::SeqCst);
     let last = writer.await.unwrap();
-    assert!(killed >= 3, "the LISTEN backends were found and killed ({killed})");
+    assert!(
+        killed >= 3,
+        "the LISTEN backends were found and killed ({killed})"
+    );
 
     let written: u64 = last.iter().map(|(_, v)| (*v - 1) as u64).sum();
     for (id, version) in &last {
@@ -231,8 +249,12 @@ async fn killing_the_listen_connections_from_the_database_side_misses_no_change(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_stopped_instances_converge_and_say_so_and_use_it_again_once_back() {
-    let Some(db) = TestDb::postgres().await else { return };
-    let Some(mut redis) = PrivateRedis::start().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
     let config = FeedConfig {
         listen: false,
         redis: Some(RedisConfig::new(redis.url()).with_channel(unique_channel())),
@@ -272,7 +294,10 @@ async fn with_redis_stopped_instances_converge_and_say_so_and_use_it_again_once_
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["redis"]["up"], false, "{json}");
         assert!(json["redis"]["last_error"].is_string(), "{json}");
-        assert!(status.ready, "PostgreSQL keeps the instance current: {status:?}");
+        assert!(
+            status.ready,
+            "PostgreSQL keeps the instance current: {status:?}"
+        );
     }
     let by_redis_before = [b, c].map(|i| i.feed.status().redis.unwrap().changes_applied);
 
@@ -300,7 +325,9 @@ async fn with_redis_stopped_instances_converge_and_say_so_and_use_it_again_once_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_writers_committing_out_of_seq_order_are_both_seen_everywhere() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let config = no_poll(listen_only());
     let instances = start_three(&db, [config.clone(), config.clone(), config]).await;
     let [a, b, c] = [&instances[0], &instances[1], &instances[2]];
@@ -314,7 +341,10 @@ async fn overlapping_writers_committing_out_of_seq_order_are_both_seen_everywher
     for instance in &instances {
         instance.caught_up().await;
     }
-    let read_before: Vec<u64> = instances.iter().map(|i| i.feed.status().changes_read).collect();
+    let read_before: Vec<u64> = instances
+        .iter()
+        .map(|i| i.feed.status().changes_read)
+        .collect();
 
     let mut first = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let mut second = sqlx::PgConnection::connect(&db.url).await.unwrap();
@@ -352,7 +382,9 @@ async fn overlapping_writers_committing_out_of_seq_order_are_both_seen_everywher
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_older_than_the_pruned_log_flushes_everything() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     // A prunes everything on a short schedule; B never polls nor listens, so its cursor falls
     // behind what is left.
     let pruning = FeedConfig {
@@ -388,7 +420,11 @@ async fn a_cursor_older_than_the_pruned_log_flushes_everything() {
             && a.store.changes_since(&Cursor::beginning()).await == Err(StoreError::CursorPruned)
     })
     .await;
-    assert_eq!(b.version("checkout", "P1").await, Some(1), "B has not read the log yet");
+    assert_eq!(
+        b.version("checkout", "P1").await,
+        Some(1),
+        "B has not read the log yet"
+    );
 
     b.feed.read_now();
     converge(&[&b], "checkout", "P1", v2).await;
@@ -408,7 +444,9 @@ async fn a_cursor_older_than_the_pruned_log_flushes_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_waits_for_the_first_read_and_lapses_while_the_log_cannot_be_read() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let config = FeedConfig {
         poll_interval: Duration::from_millis(50),
         stale_after: Duration::from_millis(300),
@@ -444,10 +482,16 @@ async fn readiness_waits_for_the_first_read_and_lapses_while_the_log_cannot_be_r
     })
     .await;
     let status = feed.status();
-    assert!(status.started && status.healthy && status.last_error.is_none(), "{status:?}");
+    assert!(
+        status.started && status.healthy && status.last_error.is_none(),
+        "{status:?}"
+    );
 
     db.allow_connections(false).await;
-    eventually("readiness to lapse", CONVERGE, || async { !feed.is_ready() }).await;
+    eventually("readiness to lapse", CONVERGE, || async {
+        !feed.is_ready()
+    })
+    .await;
     let status = feed.status();
     assert!(!status.healthy, "{status:?}");
     assert!(!status.connected, "{status:?}");
@@ -459,14 +503,19 @@ async fn readiness_waits_for_the_first_read_and_lapses_while_the_log_cannot_be_r
         feed.is_ready()
     })
     .await;
-    eventually("LISTEN back", CONVERGE, || async { feed.status().connected }).await;
+    eventually("LISTEN back", CONVERGE, || async {
+        feed.status().connected
+    })
+    .await;
     feed.stop().await;
     store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_soak_no_read_is_older_than_the_last_acknowledged_write_plus_the_bound() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let redis = shared_redis_url().await;
     let secs: u64 = std::env::var("RULEBOOK_SOAK_SECS")
         .ok()
@@ -497,7 +546,13 @@ async fn randomized_soak_no_read_is_older_than_the_last_acknowledged_write_plus_
             .unwrap();
     }
     for id in &ids {
-        converge(&[&instances[0], &instances[1], &instances[2]], "soak", id, 1).await;
+        converge(
+            &[&instances[0], &instances[1], &instances[2]],
+            "soak",
+            id,
+            1,
+        )
+        .await;
     }
 
     // The stated bound: one poll interval, plus room for a small shared machine.
@@ -510,7 +565,9 @@ async fn randomized_soak_no_read_is_older_than_the_last_acknowledged_write_plus_
         tasks.push(tokio::spawn(async move {
             let mut seed = w;
             while Instant::now() < deadline {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let at = (seed >> 33) as usize % 3;
                 let id = &ids[(seed >> 40) as usize % ids.len()];
                 let version = bump(&instances[at].store, id, seed & 1 == 0).await;
@@ -529,7 +586,9 @@ async fn randomized_soak_no_read_is_older_than_the_last_acknowledged_write_plus_
         tasks.push(tokio::spawn(async move {
             let mut seed = 1000 + r;
             while Instant::now() < deadline {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let at = (seed >> 33) as usize % 3;
                 let id = &ids[(seed >> 40) as usize % ids.len()];
                 let started = Instant::now();

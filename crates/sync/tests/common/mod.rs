@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rulebook_rules::{Action, EntryPoint, Rule};
-use rulebook_store::{
-    Author, Backend, Registry, RegistryConfig, Store, StoreError, StoreOptions,
-};
+use rulebook_store::{Author, Backend, Registry, RegistryConfig, Store, StoreError, StoreOptions};
 use rulebook_sync::{Feed, FeedConfig};
 use sqlx::Connection;
 
@@ -307,10 +305,14 @@ impl PrivateRedis {
             .unwrap();
         self.child = Some(child);
         let url = self.url();
-        eventually("the private redis-server to answer", Duration::from_secs(10), || {
-            let url = url.clone();
-            async move { redis_answers(&url).await.is_ok() }
-        })
+        eventually(
+            "the private redis-server to answer",
+            Duration::from_secs(10),
+            || {
+                let url = url.clone();
+                async move { redis_answers(&url).await.is_ok() }
+            },
+        )
         .await;
     }
 
@@ -340,7 +342,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {bound:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {bound:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -432,13 +437,26 @@ impl Instance {
 
 /// Waits until every instance's cached ruleset shows `rule` at `version` (or newer); returns
 /// how long that took.
-pub async fn converge(instances: &[&Instance], entry_point: &str, rule: &str, version: i64) -> Duration {
+pub async fn converge(
+    instances: &[&Instance],
+    entry_point: &str,
+    rule: &str,
+    version: i64,
+) -> Duration {
     let start = Instant::now();
     for instance in instances {
         eventually(
-            &format!("{rule} v{version} at {entry_point} on instance {}", instance.name),
+            &format!(
+                "{rule} v{version} at {entry_point} on instance {}",
+                instance.name
+            ),
             Duration::from_secs(15),
-            || async { instance.version(entry_point, rule).await.is_some_and(|v| v >= version) },
+            || async {
+                instance
+                    .version(entry_point, rule)
+                    .await
+                    .is_some_and(|v| v >= version)
+            },
         )
         .await;
     }
@@ -469,7 +487,10 @@ pub fn author() -> Author {
 /// Writers on other instances may get in between its read and its write; it tries again then.
 pub async fn bump(store: &Store, id: &str, enabled: bool) -> i64 {
     loop {
-        match store.set_enabled(TENANT, id, enabled, None, &author()).await {
+        match store
+            .set_enabled(TENANT, id, enabled, None, &author())
+            .await
+        {
             Ok(rule) => return rule.version,
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => panic!("writing {id}: {e}"),
@@ -527,8 +548,17 @@ impl History {
         let events = self.events.lock().clone();
         let mut writes: HashMap<&str, Vec<(Instant, i64, usize)>> = HashMap::new();
         for event in &events {
-            if let Event::Write { instance, rule, version, acked } = event {
-                writes.entry(rule).or_default().push((*acked, *version, *instance));
+            if let Event::Write {
+                instance,
+                rule,
+                version,
+                acked,
+            } = event
+            {
+                writes
+                    .entry(rule)
+                    .or_default()
+                    .push((*acked, *version, *instance));
             }
         }
         let mut report = Report {
@@ -539,13 +569,23 @@ impl History {
         };
         let mut violations = Vec::new();
         for event in &events {
-            let Event::Read { instance, rule, version, started } = event else {
+            let Event::Read {
+                instance,
+                rule,
+                version,
+                started,
+            } = event
+            else {
                 continue;
             };
             report.reads += 1;
             let acked_before = writes
                 .get(rule.as_str())
-                .map(|w| w.iter().filter(|(acked, _, _)| acked <= started).collect::<Vec<_>>())
+                .map(|w| {
+                    w.iter()
+                        .filter(|(acked, _, _)| acked <= started)
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default();
             let required = acked_before
                 .iter()
@@ -577,7 +617,12 @@ impl History {
                 "{} of {} reads were too old:\n{}",
                 violations.len(),
                 report.reads,
-                violations.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+                violations
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ))
         }
     }
