@@ -429,3 +429,37 @@ async fn the_cli_drives_a_running_server() {
     .await;
     assert_eq!(r.0, 401, "a revoked token no longer works");
 }
+
+/// SIGTERM lets a request in flight finish before the process exits.
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish() {
+    use std::io::{Read, Write};
+    let db = TestDb::sqlite();
+    let mut server = Running::start(&db.url, &[]);
+    server.ready().await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let body = br#"{"context": {"country": "FR"}}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/evaluate/checkout_terms HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    stream.flush().unwrap();
+    // The request is in flight (its body half sent) when the signal comes.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stream.write_all(&body[10..]).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("checkout_terms_banner"), "{answer}");
+    assert!(server.stop().success());
+}
+

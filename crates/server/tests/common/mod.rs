@@ -378,6 +378,11 @@ impl Running {
         panic!("{} never became ready", self.base);
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM and waits for the process; returns its exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
