@@ -69,7 +69,9 @@ struct Inner<K, V> {
     // load do not queue behind invalidations, and held only for a map lookup or update.
     flights: Mutex<HashMap<K, Arc<Flight<V>>>>,
     stats: Stats,
-    clock: Arc<dyn Clock>,
+    /// The clock set with `CacheBuilder::clock`; `None` reads the default coarse clock
+    /// directly, without a virtual call or a conversion through `Duration`.
+    clock: Option<Arc<dyn Clock>>,
     time_to_live: Option<u64>,
     time_to_idle: Option<u64>,
     listener: Option<Listener<K, V>>,
@@ -210,7 +212,7 @@ where
                 coherence: Mutex::new(Coherence::new()),
                 flights: Mutex::new(HashMap::new()),
                 stats: Stats::new(),
-                clock: self.clock.unwrap_or_else(|| Arc::new(CoarseClock)),
+                clock: self.clock,
                 time_to_live: self.time_to_live.map(nanos),
                 time_to_idle: self.time_to_idle.map(nanos),
                 listener: self.listener,
@@ -636,9 +638,8 @@ where
         }
     }
 
-    /// The value of a timed entry if it is still live, refreshing its last read. Kept out of
-    /// line so the untimed hit path, which never comes here, has its registers to itself.
-    #[inline(never)]
+    /// The value of a timed entry if it is still live, refreshing its last read.
+    #[inline]
     fn lookup_timed(&self, entry: Entry<V>) -> Option<Arc<V>> {
         let now = self.now();
         if self.expiry(&entry, now).is_some() {
@@ -744,7 +745,10 @@ where
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.inner.clock.now().as_nanos()).unwrap_or(u64::MAX)
+        match &self.inner.clock {
+            None => CoarseClock::now_nanos(),
+            Some(clock) => u64::try_from(clock.now().as_nanos()).unwrap_or(u64::MAX),
+        }
     }
 
     /// Why `entry` is no longer live at `now`, if it is not.
