@@ -444,6 +444,9 @@ where
     /// future is dropped), a waiting caller takes over with its own loader. If the loader
     /// panics, the panic continues in this caller and every waiter gets
     /// [`LoadError::Panicked`].
+    ///
+    /// The loader must not call `get_or_load` (or the blocking twin) for this same `key`: it
+    /// would wait for its own load and never finish (see the crate docs).
     pub async fn get_or_load<F, Fut, E>(&self, key: K, loader: F) -> Result<Arc<V>, LoadError<E>>
     where
         F: FnOnce() -> Fut,
@@ -487,6 +490,8 @@ where
 
     /// The blocking twin of [`get_or_load`](Self::get_or_load), for threads: waiting callers
     /// block their thread. Do not call it from an async task; use `get_or_load` there.
+    /// As with `get_or_load`, the loader must not load this same `key`: the thread would wait
+    /// for itself forever.
     pub fn get_or_load_blocking<F, E>(&self, key: K, loader: F) -> Result<Arc<V>, LoadError<E>>
     where
         F: FnOnce() -> Result<Loaded<V>, E>,

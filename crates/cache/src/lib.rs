@@ -90,6 +90,13 @@
 //!   next loaded or pushed out by the capacity bound (so [`Cache::len`] may count it).
 //! - A waiter whose error type differs from the loader's (callers on one key passing loaders
 //!   with different error types) cannot share the error, and loads again.
+//! - **A loader must not load its own key.** A loader that calls `get_or_load` (or the
+//!   blocking twin) for the key it is loading joins its own load and waits for itself forever.
+//!   This is documented rather than detected: detecting it would mean remembering, per
+//!   thread or task, which keys it is loading, and an async loader may resume on another
+//!   thread, where tokio offers no task-local state the cache could rely on without taking a
+//!   runtime dependency. Loading *other* keys from a loader is fine, as long as no two loads
+//!   wait for each other in a cycle.
 #![deny(missing_docs)]
 
 mod cache;
