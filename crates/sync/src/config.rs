@@ -176,6 +176,7 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
