@@ -596,5 +596,10 @@ async fn a_rules_folder_is_loaded_before_ready_and_reported_in_health() {
     assert_eq!(r.body["actions"][0]["message"], "from a file", "{}", r.text);
     let r = api.call(req(Method::GET, "/health")).await;
     assert_eq!(r.body["rules_dir"]["rules"], 1, "{}", r.text);
-    assert_eq!(r.body["rules_dir"]["problems"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(
+        r.body["rules_dir"]["problems"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text
+    );
 }

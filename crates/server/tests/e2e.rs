@@ -462,4 +462,3 @@ async fn sigterm_lets_requests_in_flight_finish() {
     assert!(answer.contains("checkout_terms_banner"), "{answer}");
     assert!(server.stop().success());
 }
-
