@@ -110,6 +110,11 @@ impl CompiledAction {
         scope: &Scope<'_>,
         budget: &mut Budget,
     ) -> Result<Action, EvalError> {
+        // Every kind of action has at most one expression: spare the list for that case.
+        if let [only] = self.expressions.as_slice() {
+            let value = only.eval_in(scope, budget)?;
+            return Ok(self.template.with_values(std::iter::once(value)));
+        }
         let values = self
             .expressions
             .iter()

@@ -7,10 +7,19 @@ use super::value::{num, to_number};
 use super::{with_value, Budget, Node, Scope};
 use crate::EvalError;
 
-fn numbers(args: &[Node], scope: &Scope<'_>, budget: &mut Budget) -> Result<Vec<f64>, EvalError> {
-    args.iter()
-        .map(|node| with_value(Some(node), scope, budget, |v, _| Ok(to_number(v))))
-        .collect()
+/// Folds the arguments, coerced to numbers, in order, without collecting them.
+fn fold_numbers(
+    args: &[Node],
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+    init: f64,
+    step: impl Fn(f64, f64) -> f64,
+) -> Result<f64, EvalError> {
+    let mut acc = init;
+    for node in args {
+        acc = step(acc, number(Some(node), scope, budget)?);
+    }
+    Ok(acc)
 }
 
 fn number(node: Option<&Node>, scope: &Scope<'_>, budget: &mut Budget) -> Result<f64, EvalError> {
@@ -22,7 +31,7 @@ pub(crate) fn add(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    Ok(num(numbers(args, scope, budget)?.into_iter().sum()))
+    fold_numbers(args, scope, budget, 0.0, |a, b| a + b).map(num)
 }
 
 pub(crate) fn mul(
@@ -30,7 +39,7 @@ pub(crate) fn mul(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    Ok(num(numbers(args, scope, budget)?.into_iter().product()))
+    fold_numbers(args, scope, budget, 1.0, |a, b| a * b).map(num)
 }
 
 pub(crate) fn sub(
@@ -72,11 +81,22 @@ pub(crate) fn min_max(
     budget: &mut Budget,
     max: bool,
 ) -> Result<Value, EvalError> {
-    let values = numbers(args, scope, budget)?;
-    if values.is_empty() || values.iter().any(|f| f.is_nan()) {
+    let Some((first, rest)) = args.split_first() else {
         return Ok(Value::Null);
-    }
+    };
     let pick = if max { f64::max } else { f64::min };
-    let first = values[0];
-    Ok(num(values.into_iter().fold(first, pick)))
+    let first = number(Some(first), scope, budget)?;
+    // NaN is sticky: any argument that is not a number makes the answer null.
+    let picked = fold_numbers(rest, scope, budget, first, |a, b| {
+        if a.is_nan() || b.is_nan() {
+            f64::NAN
+        } else {
+            pick(a, b)
+        }
+    })?;
+    Ok(if picked.is_nan() {
+        Value::Null
+    } else {
+        num(picked)
+    })
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::value::{to_js_string, to_number};
+use super::value::{push_js_string, to_js_string, to_number};
 use super::{arg, with_value, Budget, Node, Scope};
 use crate::EvalError;
 
@@ -15,7 +15,7 @@ pub(crate) fn cat(
     for node in args {
         with_value(Some(node), scope, budget, |v, _| {
             if !v.is_null() {
-                out.push_str(&to_js_string(v));
+                push_js_string(&mut out, v);
             }
             Ok(())
         })?;

@@ -1,5 +1,7 @@
 //! JavaScript's coercions, as JSONLogic defines its operators in terms of them.
 
+use std::borrow::Cow;
+
 use serde_json::{Number, Value};
 
 /// JSONLogic truthiness: `false`, `null`, `0`, `""` and `[]` are false; everything else is true.
@@ -38,33 +40,52 @@ fn string_to_number(s: &str) -> f64 {
 /// JavaScript's `String(v)`, with arrays joined by commas and objects as `[object Object]`.
 pub(crate) fn to_js_string(v: &Value) -> String {
     match v {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => number_to_string(n),
         Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| {
-                if i.is_null() {
-                    String::new()
-                } else {
-                    to_js_string(i)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Object(_) => "[object Object]".to_owned(),
+        other => {
+            let mut out = String::new();
+            push_js_string(&mut out, other);
+            out
+        }
     }
 }
 
-fn number_to_string(n: &Number) -> String {
-    if n.is_f64() {
+/// Appends JavaScript's `String(v)` to `out`, without building the text of each part first
+/// (`cat` builds its result this way).
+pub(crate) fn push_js_string(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => push_number(out, n),
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if !item.is_null() {
+                    push_js_string(out, item);
+                }
+            }
+        }
+        Value::Object(_) => out.push_str("[object Object]"),
+    }
+}
+
+fn push_number(out: &mut String, n: &Number) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = if let Some(i) = n.as_i64() {
+        write!(out, "{i}")
+    } else if let Some(u) = n.as_u64() {
+        write!(out, "{u}")
+    } else {
         let f = n.as_f64().unwrap_or(f64::NAN);
         if f.fract() == 0.0 && f.abs() < 1e21 {
-            return format!("{f:.0}");
+            write!(out, "{f:.0}")
+        } else {
+            write!(out, "{n}")
         }
-    }
-    n.to_string()
+    };
 }
 
 /// A number as JSON: whole numbers become integers (so `1 + 2` is `3`, not `3.0`), and NaN and
@@ -111,7 +132,7 @@ pub(crate) fn strict_equals(a: &Value, b: &Value) -> bool {
 pub(crate) fn less(a: &Value, b: &Value, or_equal: bool) -> bool {
     let a = to_primitive(a);
     let b = to_primitive(b);
-    if let (Value::String(x), Value::String(y)) = (&a, &b) {
+    if let (Value::String(x), Value::String(y)) = (&*a, &*b) {
         return if or_equal { x <= y } else { x < y };
     }
     let (x, y) = (to_number(&a), to_number(&b));
@@ -122,10 +143,11 @@ pub(crate) fn less(a: &Value, b: &Value, or_equal: bool) -> bool {
     }
 }
 
-fn to_primitive(v: &Value) -> Value {
+/// Lists and objects as their text; anything else as it is, borrowed.
+fn to_primitive(v: &Value) -> Cow<'_, Value> {
     match v {
-        Value::Array(_) | Value::Object(_) => Value::String(to_js_string(v)),
-        other => other.clone(),
+        Value::Array(_) | Value::Object(_) => Cow::Owned(Value::String(to_js_string(v))),
+        other => Cow::Borrowed(other),
     }
 }
 
