@@ -17,6 +17,8 @@ use crate::{Action, CompileError, EntryPoint, EvalError, EvalLimits, Rule};
 pub struct Ruleset {
     entry_point: EntryPoint,
     rules: Vec<CompiledRule>,
+    /// How many actions the rules have in all: room reserved once an evaluation matches.
+    actions: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +33,10 @@ pub(crate) struct CompiledRule {
     pub(crate) condition: Logic,
     pub(crate) params: Value,
     pub(crate) actions: Vec<CompiledAction>,
+    /// The deepest and the largest of the rule's expressions, so that the usual evaluation, well
+    /// within its limits, checks them with two comparisons.
+    deepest: usize,
+    largest: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +82,10 @@ impl CompiledRule {
                 expressions,
             });
         }
+        let expressions =
+            || std::iter::once(&condition).chain(actions.iter().flat_map(|a| &a.expressions));
+        let deepest = expressions().map(Logic::depth).max().unwrap_or(0);
+        let largest = expressions().map(Logic::nodes).max().unwrap_or(0);
         Ok(CompiledRule {
             id: rule.id.clone(),
             version: rule.version,
@@ -87,6 +97,8 @@ impl CompiledRule {
             condition,
             params: Value::Object(rule.params.clone()),
             actions,
+            deepest,
+            largest,
         })
     }
 
@@ -96,6 +108,10 @@ impl CompiledRule {
 
     /// Checks every expression of the rule against the size limits.
     pub(crate) fn check(&self, limits: &EvalLimits) -> Result<(), EvalError> {
+        if self.deepest <= limits.max_depth && self.largest <= limits.max_nodes {
+            return Ok(());
+        }
+        // Over a limit: find the expression to name, in the order they would run.
         self.condition.check(limits, &self.id)?;
         self.actions
             .iter()
@@ -202,9 +218,11 @@ impl Ruleset {
                 rule_id: pair[0].to_owned(),
             });
         }
+        let actions = compiled.iter().map(|r| r.actions.len()).sum();
         Ok(Ruleset {
             entry_point,
             rules: compiled,
+            actions,
         })
     }
 
@@ -259,6 +277,11 @@ impl Ruleset {
                 || crate::logic::value::truthy(&rule.condition.eval_in(&scope, &mut budget)?);
             if !matched {
                 continue;
+            }
+            if evaluation.matched.is_empty() {
+                // One allocation each instead of a series of doublings; nothing when none match.
+                evaluation.matched.reserve_exact(self.rules.len());
+                evaluation.actions.reserve_exact(self.actions);
             }
             evaluation.matched.push(MatchedRule {
                 id: rule.id.clone(),

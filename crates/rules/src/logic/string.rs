@@ -11,7 +11,8 @@ pub(crate) fn cat(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
-    let mut out = String::new();
+    // Room for typical short parts, so that the text rarely has to grow.
+    let mut out = String::with_capacity(16 * args.len());
     for node in args {
         with_value(Some(node), scope, budget, |v, _| {
             if !v.is_null() {
