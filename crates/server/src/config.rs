@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
+use rulebook_sync::{FeedConfig, RedisConfig};
 
 /// The settings of `rulebook serve`. Every flag has an environment variable; a flag given on the
 /// command line wins over the variable.
@@ -56,9 +57,23 @@ pub struct Config {
     #[arg(long, env = "RULEBOOK_READS_NEED_TOKEN")]
     pub reads_need_token: Option<bool>,
 
-    /// How often the change log is read for changes made elsewhere (plain SQL, other instances).
-    #[arg(long, env = "RULEBOOK_POLL_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    /// How often the change log is read even when no wake-up came (PostgreSQL NOTIFY, Redis).
+    /// This bounds how long a lost wake-up can leave this instance stale; on SQLite it is the
+    /// only way changes made elsewhere (plain SQL, another process) arrive.
+    #[arg(long, env = "RULEBOOK_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+
+    /// Redis for cross-instance wake-ups, as redis://HOST:PORT[/DB], when several instances share
+    /// one PostgreSQL. Optional: PostgreSQL LISTEN/NOTIFY and the poll keep every instance
+    /// correct without it, and while it is down (/health shows `redis.up`), and it is picked up
+    /// again when it comes back. A URL that does not parse stops the server from starting.
+    #[arg(long, env = "RULEBOOK_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// The Redis pub/sub channel. Instances that share one Redis but not one database must each
+    /// use their own.
+    #[arg(long, env = "RULEBOOK_REDIS_CHANNEL", default_value = rulebook_sync::DEFAULT_REDIS_CHANNEL)]
+    pub redis_channel: String,
 
     /// The most database connections.
     #[arg(long, env = "RULEBOOK_DB_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
@@ -97,6 +112,25 @@ impl Config {
             .config;
         config.database_url = url.into();
         Ok(config)
+    }
+
+    /// The change feed's settings: the poll interval, Redis if configured, readiness that turns
+    /// false when the change log has not been read for five polls (at least five seconds).
+    /// Check them with [`FeedConfig::validate`].
+    pub fn feed_config(&self) -> FeedConfig {
+        let defaults = FeedConfig::default();
+        FeedConfig {
+            poll_interval: self.poll_interval,
+            redis: self
+                .redis_url
+                .as_ref()
+                .map(|url| RedisConfig::new(url.clone()).with_channel(self.redis_channel.clone())),
+            stale_after: self
+                .poll_interval
+                .saturating_mul(5)
+                .max(defaults.stale_after),
+            ..defaults
+        }
     }
 
     /// Whether reads need a token: as configured, or else only off loopback.
@@ -174,6 +208,25 @@ mod tests {
         assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
         assert!(parse_size("0").is_err());
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn the_feed_uses_redis_only_when_given_and_refuses_a_bad_url() {
+        let mut config = Config::with_database("x.db").unwrap();
+        config.redis_url = None;
+        config.poll_interval = Duration::from_secs(2);
+        let feed = config.feed_config();
+        assert_eq!(feed.poll_interval, Duration::from_secs(2));
+        assert_eq!(feed.stale_after, Duration::from_secs(10));
+        assert!(feed.redis.is_none());
+        assert!(feed.validate().is_ok());
+        config.redis_url = Some("redis://127.0.0.1:6379".to_owned());
+        let redis = config.feed_config().redis.unwrap();
+        assert_eq!(redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(redis.channel, rulebook_sync::DEFAULT_REDIS_CHANNEL);
+        config.redis_url = Some("localhost:6379".to_owned());
+        let err = config.feed_config().validate().unwrap_err().to_string();
+        assert!(err.contains("`localhost:6379`"), "{err}");
     }
 
     #[test]

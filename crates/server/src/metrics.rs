@@ -294,21 +294,22 @@ pub fn render(state: &AppState) -> String {
         );
     }
 
-    let feed = state.feed_status();
-    header(
-        &mut out,
-        "rulebook_feed_healthy",
-        "gauge",
-        "1 if the last read of the change log succeeded",
-    );
-    let _ = writeln!(out, "rulebook_feed_healthy {}", u8::from(feed.healthy));
-    header(
-        &mut out,
-        "rulebook_feed_cursor_seq",
-        "gauge",
-        "the highest change-log sequence read",
-    );
-    let _ = writeln!(out, "rulebook_feed_cursor_seq {}", feed.cursor_seq);
+    if let Some(feed) = state.feed_status() {
+        header(
+            &mut out,
+            "rulebook_feed_healthy",
+            "gauge",
+            "1 if the last read of the change log succeeded",
+        );
+        let _ = writeln!(out, "rulebook_feed_healthy {}", u8::from(feed.healthy));
+        header(
+            &mut out,
+            "rulebook_feed_cursor_seq",
+            "gauge",
+            "the highest change-log sequence read",
+        );
+        let _ = writeln!(out, "rulebook_feed_cursor_seq {}", feed.cursor_seq);
+    }
     header(
         &mut out,
         "rulebook_applied_seq",
@@ -327,7 +328,7 @@ pub fn render(state: &AppState) -> String {
         "1 once the first load from the store has finished",
     );
     let _ = writeln!(out, "rulebook_ready {}", u8::from(state.is_ready()));
-    out.push_str(&state.feed_extras().1);
+    out.push_str(&state.feed_metrics_text());
     out
 }
 

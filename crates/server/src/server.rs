@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::feed::{start_store_watcher, FeedStarter};
+use crate::feed::{start_sync_feed, FeedStarter};
 use crate::state::{AppState, Limits};
 
 /// Registry entries kept per cached tenant (rulesets, params, scorecards); the registry's bound
@@ -26,6 +26,9 @@ pub enum StartError {
     /// The store could not be opened, migrated or seeded.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A setting of the change feed cannot work (a Redis URL that does not parse).
+    #[error("{0}")]
+    Feed(#[from] rulebook_sync::ConfigError),
     /// The address could not be bound.
     #[error("cannot listen on `{addr}`: {source}; choose another address with --listen")]
     Bind {
@@ -45,11 +48,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens (creating, migrating and seeding it if needed) the database of `config`, generates
-    /// an admin token if none exists and none is configured, and starts the change feed and the
-    /// first load. Does not listen yet.
+    /// Checks the change feed's settings (refusing a bad Redis URL), opens (creating, migrating
+    /// and seeding it if needed) the database of `config`, generates an admin token if none
+    /// exists and none is configured, and starts the change feed and the first load. Does not
+    /// listen yet.
     pub async fn start(config: &Config) -> Result<Server, StartError> {
-        Server::start_with_feed(config, start_store_watcher(config.poll_interval)).await
+        let feed = config.feed_config();
+        feed.validate()?;
+        Server::start_with_feed(config, start_sync_feed(feed)).await
     }
 
     /// [`Server::start`] with another change feed (see [`crate::feed`]).
@@ -163,7 +169,7 @@ impl Server {
 async fn first_load(state: AppState) {
     let mut delay = Duration::from_millis(10);
     loop {
-        if state.feed_status().started {
+        if state.feed_status().is_some_and(|feed| feed.started) {
             let loaded = async {
                 if let Some(files) = state.files() {
                     files.ensure_loaded().await?;

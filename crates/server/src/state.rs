@@ -23,9 +23,10 @@ use parking_lot::{Mutex, RwLock};
 use rulebook_cache::{Cache, LoadError, Loaded, RemovalCause};
 use rulebook_rules::{EvalLimits, Params, Rule};
 use rulebook_store::{Registry, RuleFiles, Store, StoreError};
+use rulebook_sync::FeedStatus;
 use sha2::{Digest, Sha256};
 
-use crate::feed::{ChangeFeed, FeedStatus};
+use crate::feed::ChangeFeed;
 use crate::metrics::Metrics;
 
 /// Shared state of the HTTP API. Cheap to clone.
@@ -162,23 +163,18 @@ impl AppState {
         self.inner.feed.write().take()
     }
 
-    /// The feed's state; a default (not started) status when no feed runs.
-    pub fn feed_status(&self) -> FeedStatus {
-        self.inner
-            .feed
-            .read()
-            .as_ref()
-            .map(|f| f.status())
-            .unwrap_or_default()
+    /// The feed's state; `None` when no feed runs (before start, after stop).
+    pub fn feed_status(&self) -> Option<FeedStatus> {
+        self.inner.feed.read().as_ref().map(|f| f.status())
     }
 
-    /// The feed's extra state for `/health` and its own metrics text.
-    pub fn feed_extras(&self) -> (serde_json::Value, String) {
+    /// The feed's Prometheus text; empty when no feed runs.
+    pub fn feed_metrics_text(&self) -> String {
         self.inner
             .feed
             .read()
             .as_ref()
-            .map(|f| (f.details(), f.metrics_text()))
+            .map(|f| f.metrics_text())
             .unwrap_or_default()
     }
 

@@ -5,9 +5,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use rulebook_store::FilesStatus;
+use rulebook_sync::FeedStatus;
 use serde::Serialize;
 
-use crate::feed::FeedStatus;
 use crate::state::AppState;
 
 /// The answer of `GET /health`.
@@ -18,15 +18,14 @@ pub struct Health {
     /// The process answers (always true when this is sent).
     pub live: bool,
     /// Ready for traffic: the first load from the store has finished, the store answers and the
-    /// change feed is reading the change log.
+    /// change feed is ready (it has read the change log recently enough to tell that the cache
+    /// is current).
     pub ready: bool,
     /// The store.
     pub store: StoreHealth,
-    /// The change feed.
-    pub feed: FeedStatus,
-    /// More of the feed's state, when the feed has more to say.
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-    pub feed_details: serde_json::Value,
+    /// The change feed: transport, whether LISTEN and Redis are up, the cursor, propagation lag,
+    /// replays and full flushes; `null` while no feed runs.
+    pub feed: Option<FeedStatus>,
     /// The highest change-log sequence applied to the cache.
     pub applied_seq: i64,
     /// The rules folder, with `--rules-dir`.
@@ -91,7 +90,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let ping = state.store().ping().await;
     let feed = state.feed_status();
     let loaded = state.is_ready();
-    let ready = loaded && ping.is_ok() && feed.healthy;
+    let ready = loaded && ping.is_ok() && feed.as_ref().is_some_and(|f| f.ready);
     let status = if ready {
         "ok"
     } else if !loaded {
@@ -109,7 +108,6 @@ pub async fn health(State(state): State<AppState>) -> Response {
             error: ping.err().map(|e| e.to_string()),
         },
         feed,
-        feed_details: state.feed_extras().0,
         applied_seq: state.registry().applied_seq(),
         rules_dir: state.files().map(|f| f.status().into()),
     };
