@@ -603,3 +603,266 @@ async fn a_rules_folder_is_loaded_before_ready_and_reported_in_health() {
         r.text
     );
 }
+
+/// Rules `IMP-0`.. spread over the entry points `import_0`..`import_{entry_points - 1}`.
+fn import_rules(count: usize, entry_points: usize, message: &str) -> Vec<serde_json::Value> {
+    (0..count)
+        .map(|i| {
+            banner(
+                &format!("IMP-{i}"),
+                &format!("import_{}", i % entry_points),
+                message,
+            )
+        })
+        .collect()
+}
+
+/// One bad rule among many writes nothing, and the answer lists every problem with its index.
+#[tokio::test]
+async fn an_import_with_bad_rules_writes_nothing_and_lists_every_problem() {
+    let api = Api::start(|_| {}).await;
+    let before = api.snapshot("default").await;
+    let head = api.store().head_seq().await.unwrap();
+    let mut rules = import_rules(60, 3, "hello");
+    rules[17]["priority"] = json!("high");
+    rules[17]["colour"] = json!("red");
+    rules[42]["id"] = json!("IMP-5");
+    rules[50] = json!(["not", "a", "rule"]);
+    let r = api
+        .call(
+            req(Method::POST, "/v1/rules/import")
+                .token(ADMIN)
+                .json(json!({"rules": rules, "reason": "bulk"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{}",
+        r.text
+    );
+    let errors = r.body["error"]["errors"].as_array().unwrap();
+    let paths: Vec<&str> = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    for path in [
+        "rules[17].priority",
+        "rules[17].colour",
+        "rules[42].id",
+        "rules[50]",
+    ] {
+        assert!(paths.contains(&path), "{path} missing from {paths:?}");
+    }
+    assert!(
+        errors.iter().any(|e| e["path"] == "rules[17].priority"
+            && e["message"].as_str().unwrap().contains("`IMP-17`")),
+        "{}",
+        r.text
+    );
+    assert!(r.message().contains("3 rules"), "{}", r.message());
+    assert_eq!(api.snapshot("default").await, before);
+    assert_eq!(
+        api.store().head_seq().await.unwrap(),
+        head,
+        "no change logged"
+    );
+    assert!(
+        matches!(
+            api.store().history("default", "IMP-0").await,
+            Err(rulebook_store::StoreError::NotFound { .. })
+        ),
+        "no history row"
+    );
+
+    // A rule for another tenant is a problem of that rule, too.
+    let mut rules = import_rules(3, 1, "hello");
+    rules[1]["tenant"] = json!("acme");
+    let r = api
+        .call(
+            req(Method::POST, "/v1/rules/import")
+                .token(ADMIN)
+                .json(json!({"rules": rules})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["error"]["errors"][0]["path"], "rules[1].tenant");
+    assert_eq!(api.snapshot("default").await, before);
+
+    // Importing needs the write role.
+    let read = api.token(TokenRole::Read, None).await;
+    let r = api
+        .call(
+            req(Method::POST, "/v1/rules/import")
+                .token(&read)
+                .json(json!({"rules": import_rules(1, 1, "x")})),
+        )
+        .await;
+    assert_eq!(r.code(), "forbidden_role", "{}", r.text);
+    assert_eq!(api.snapshot("default").await, before);
+}
+
+/// Records each batch of changes the store commits.
+struct Batches(std::sync::Mutex<Vec<usize>>);
+
+impl rulebook_store::ChangeListener for Batches {
+    fn committed(&self, changes: &[rulebook_store::Change]) {
+        self.0.lock().unwrap().push(changes.len());
+    }
+}
+
+/// A good import of 200 rules is one change set: one commit, a history row per rule, and each
+/// touched entry point loaded once afterwards however often it is read.
+#[tokio::test]
+async fn an_import_of_200_rules_is_one_change_set() {
+    let api = Api::start(|_| {}).await;
+    let entry_points: Vec<rulebook_rules::EntryPoint> = (0..4)
+        .map(|i| rulebook_rules::EntryPoint::parse(&format!("import_{i}")).unwrap())
+        .collect();
+    let evaluate_all = || async {
+        for ep in &entry_points {
+            for _ in 0..5 {
+                let r = api
+                    .call(
+                        req(Method::POST, &format!("/v1/evaluate/{ep}"))
+                            .json(json!({"context": {"country": "FR"}})),
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            }
+        }
+    };
+    evaluate_all().await;
+    let loads = || {
+        entry_points
+            .iter()
+            .map(|ep| api.state.registry().ruleset_loads("default", ep))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(loads(), [1, 1, 1, 1]);
+
+    // A dry run says what would happen and writes nothing.
+    let body = |message: &str| json!({"rules": import_rules(200, 4, message), "reason": "bulk"});
+    let mut dry = body("hello");
+    dry["dry_run"] = json!(true);
+    let r = api
+        .call(req(Method::POST, "/v1/rules/import").token(ADMIN).json(dry))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        (&r.body["created"], &r.body["dry_run"]),
+        (&json!(200), &json!(true))
+    );
+    assert!(api.store().get_rule("default", "IMP-0").await.is_err());
+    assert_eq!(loads(), [1, 1, 1, 1], "a dry run invalidates nothing");
+
+    let batches = std::sync::Arc::new(Batches(std::sync::Mutex::new(Vec::new())));
+    let listener: std::sync::Arc<dyn rulebook_store::ChangeListener> = batches.clone();
+    api.store().subscribe(&listener);
+    let head = api.store().head_seq().await.unwrap();
+    let r = api
+        .call(
+            req(Method::POST, "/v1/rules/import")
+                .token(ADMIN)
+                .json(body("hello")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"dry_run": false, "total": 200, "created": 200, "updated": 0, "unchanged": 0})
+    );
+    assert_eq!(
+        *batches.0.lock().unwrap(),
+        [200],
+        "one commit of 200 changes"
+    );
+    assert_eq!(api.store().head_seq().await.unwrap(), head + 200);
+    for i in 0..200 {
+        let history = api
+            .store()
+            .history("default", &format!("IMP-{i}"))
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1, "IMP-{i}");
+        assert_eq!(history[0].kind, rulebook_store::ChangeKind::Import);
+        assert_eq!(history[0].reason.as_deref(), Some("bulk"));
+        assert_eq!(history[0].changed_by, "admin");
+    }
+    evaluate_all().await;
+    assert_eq!(loads(), [2, 2, 2, 2], "each entry point loaded once after");
+    let r = api
+        .call(
+            req(Method::POST, "/v1/evaluate/import_0").json(json!({"context": {"country": "FR"}})),
+        )
+        .await;
+    assert_eq!(
+        r.body["matched"].as_array().unwrap().len(),
+        50,
+        "{}",
+        r.text
+    );
+
+    // The same import again changes nothing; a changed one updates every rule in one commit.
+    let r = api
+        .call(
+            req(Method::POST, "/v1/rules/import")
+                .token(ADMIN)
+                .json(body("hello")),
+        )
+        .await;
+    assert_eq!(r.body["unchanged"], 200, "{}", r.text);
+    evaluate_all().await;
+    assert_eq!(
+        loads(),
+        [2, 2, 2, 2],
+        "an unchanged import invalidates nothing"
+    );
+    let r = api
+        .call(
+            req(Method::POST, "/v1/rules/import")
+                .token(ADMIN)
+                .json(body("changed")),
+        )
+        .await;
+    assert_eq!(r.body["updated"], 200, "{}", r.text);
+    assert_eq!(*batches.0.lock().unwrap(), [200, 200]);
+    evaluate_all().await;
+    assert_eq!(loads(), [3, 3, 3, 3]);
+}
+
+/// The import endpoint's path does not hide a rule whose id is `import`.
+#[tokio::test]
+async fn a_rule_named_import_is_still_readable_and_writable() {
+    let api = Api::start(|_| {}).await;
+    let r = api
+        .call(
+            req(Method::POST, "/v1/rules")
+                .token(ADMIN)
+                .json(banner("import", "imports", "hi")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = api.call(req(Method::GET, "/v1/rules/import")).await;
+    assert_eq!(
+        (r.status, &r.body["id"]),
+        (StatusCode::OK, &json!("import")),
+        "{}",
+        r.text
+    );
+    let mut edited = r.body.clone();
+    edited["priority"] = json!(9);
+    let r = api
+        .call(
+            req(Method::PUT, "/v1/rules/import")
+                .token(ADMIN)
+                .header("if-match", "\"1\"")
+                .json(edited),
+        )
+        .await;
+    assert_eq!(r.body["version"], 2, "{}", r.text);
+    let r = api.call(req(Method::GET, "/v1/rules/import/history")).await;
+    assert_eq!(r.body["history"].as_array().unwrap().len(), 2, "{}", r.text);
+    let r = api
+        .call(req(Method::DELETE, "/v1/rules/import").token(ADMIN))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(api.store().get_rule("default", "import").await.is_err());
+}

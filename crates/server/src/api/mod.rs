@@ -3,7 +3,7 @@
 //! | module | endpoints |
 //! |---|---|
 //! | [`evaluate`] | `POST /v1/evaluate/{entry_point}`, `GET /v1/params/{rule_id}/{field}`, `GET /v1/rules/{id}/enabled`, `POST /v1/score/{scorecard}` |
-//! | [`rules`] | rules CRUD, enable, disable, params, history |
+//! | [`rules`] | rules CRUD, enable, disable, params, history, `POST /v1/rules/import` |
 //! | [`cache`] | `GET /v1/cache/stats`, `POST /v1/cache/invalidate` |
 //! | [`ops`] | `GET /health`, `GET /health/live`, `GET /metrics`, `GET /admin` |
 
@@ -35,6 +35,14 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/params/{rule_id}/{field}", get(evaluate::param))
         .route("/v1/score/{scorecard}", post(evaluate::score))
         .route("/v1/rules", get(rules::list).post(rules::create))
+        // A static path wins over `{id}`, so the rule whose id is `import` is served here too.
+        .route(
+            "/v1/rules/import",
+            post(rules::import)
+                .get(rules::get_import)
+                .put(rules::update_import)
+                .delete(rules::delete_import),
+        )
         .route(
             "/v1/rules/{id}",
             get(rules::get).put(rules::update).delete(rules::delete),

@@ -1,5 +1,5 @@
 //! Rules: list, read (with `ETag` = version), create, update (with `If-Match`), params, enable,
-//! disable, delete and history.
+//! disable, delete, history, and bulk import ([`import`]: many rules in one transaction).
 //!
 //! What `GET /v1/rules/{id}` returns, `PUT` accepts back after editing: the read-only fields
 //! (`version`, `created_*`, `updated_*`) are accepted and ignored, except that a `version` that
@@ -401,4 +401,208 @@ fn one_version(header: Option<i64>, body: Option<i64>, id: &str) -> Result<Optio
         )),
         (h, b) => Ok(h.or(b)),
     }
+}
+
+/// The body of `POST /v1/rules/import`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    /// The rules, each as `GET /v1/rules/{id}` returns it (read-only fields are ignored).
+    pub rules: Vec<Value>,
+    /// Why, recorded in the history of every rule written.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Validate and say what would change, without writing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The answer of `POST /v1/rules/import`.
+#[derive(Debug, Serialize)]
+pub struct ImportAnswer {
+    /// Whether this was only a dry run (nothing written).
+    pub dry_run: bool,
+    /// Rules in the request.
+    pub total: usize,
+    /// Rules that did not exist (and were, or would be, created).
+    pub created: usize,
+    /// Rules that existed with other content (and were, or would be, updated).
+    pub updated: usize,
+    /// Rules that existed with the same content, left alone: no new version, no invalidation.
+    pub unchanged: usize,
+}
+
+/// `POST /v1/rules/import`: creates or updates many rules in one transaction.
+///
+/// Every rule is checked before anything is written, and every problem of every rule is
+/// reported at once (422, each problem's path starting with `rules[i]`); one bad rule writes
+/// nothing. A good import commits as one change set: one history row per rule written, and each
+/// touched entry point invalidated once. Rules that already hold the same content are left
+/// alone. An import is authoritative: a rule is replaced whatever its stored version.
+pub async fn import(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    JsonBody(body): JsonBody<ImportBody>,
+) -> Result<Json<ImportAnswer>, ApiError> {
+    let total = body.rules.len();
+    let rules = check_import(&caller.tenant, body.rules)?;
+    let mut answer = ImportAnswer {
+        dry_run: body.dry_run,
+        total,
+        created: 0,
+        updated: 0,
+        unchanged: 0,
+    };
+    if rules.is_empty() {
+        return Ok(Json(answer));
+    }
+    if body.dry_run {
+        let current: std::collections::HashMap<String, Rule> = state
+            .store()
+            .list_rules(&caller.tenant, None)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        for rule in &rules {
+            match current.get(&rule.id) {
+                None => answer.created += 1,
+                Some(stored) if content(stored) == content(rule) => answer.unchanged += 1,
+                Some(_) => answer.updated += 1,
+            }
+        }
+        return Ok(Json(answer));
+    }
+    let report = state
+        .store()
+        .import_rules(&caller.tenant, rules, &author(&caller, body.reason))
+        .await?;
+    answer.created = report.created;
+    answer.updated = report.updated;
+    answer.unchanged = report.unchanged;
+    Ok(Json(answer))
+}
+
+/// Reads and checks every rule of an import for `tenant`, collecting every problem of every
+/// rule (paths prefixed with `rules[i]`), so that one answer lists all there is to fix.
+fn check_import(tenant: &str, documents: Vec<Value>) -> Result<Vec<Rule>, ApiError> {
+    let mut problems = Vec::new();
+    let mut bad_rules = 0;
+    let mut rules = Vec::with_capacity(documents.len());
+    let mut first_index: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
+    for (i, document) in documents.into_iter().enumerate() {
+        let id = document
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let named = |message: &str| match &id {
+            Some(id) => format!("rule `{id}`: {message}"),
+            None => message.to_owned(),
+        };
+        let before = problems.len();
+        if let Some(id) = &id {
+            if let Some(first) = first_index.get(id) {
+                problems.push(FieldError::new(
+                    format!("rules[{i}].id"),
+                    format!(
+                        "rule `{id}` appears twice in the import, also at `rules[{first}]`: keep one of them"
+                    ),
+                ));
+            } else {
+                first_index.insert(id.clone(), i);
+            }
+        }
+        match Rule::from_json_value(document) {
+            Ok(mut rule) => {
+                if rule.tenant != tenant && rule.tenant != rulebook_store::DEFAULT_TENANT {
+                    problems.push(FieldError::new(
+                        format!("rules[{i}].tenant"),
+                        named(&format!(
+                            "names tenant `{}` but the import goes to tenant `{tenant}`: remove its `tenant` field or import it into its own tenant",
+                            rule.tenant
+                        )),
+                    ));
+                }
+                rule.tenant = tenant.to_owned();
+                rules.push(rule);
+            }
+            Err(errors) => {
+                for error in errors.errors {
+                    let path = if error.path.is_empty() {
+                        format!("rules[{i}]")
+                    } else {
+                        format!("rules[{i}].{}", error.path)
+                    };
+                    problems.push(FieldError::new(path, named(&error.message)));
+                }
+            }
+        }
+        if problems.len() > before {
+            bad_rules += 1;
+        }
+    }
+    if problems.is_empty() {
+        return Ok(rules);
+    }
+    Err(ApiError::validation(
+        format!(
+            "the import is not valid, so nothing was written: fix the {} in {} listed in `errors` (each path starts with the rule's index in `rules`)",
+            plural(problems.len(), "problem"),
+            plural(bad_rules, "rule")
+        ),
+        problems,
+    ))
+}
+
+/// A rule without its bookkeeping, for telling whether an import would change it.
+fn content(rule: &Rule) -> Rule {
+    Rule {
+        version: 0,
+        created_at: None,
+        created_by: None,
+        updated_at: None,
+        updated_by: None,
+        ..rule.clone()
+    }
+}
+
+/// `GET /v1/rules/import`: the rule whose id is `import` (the import endpoint's static path
+/// would otherwise hide it).
+pub async fn get_import(state: State<AppState>, reader: Reader) -> Result<Response, ApiError> {
+    get(state, reader, PathParams("import".to_owned())).await
+}
+
+/// `PUT /v1/rules/import`: updates the rule whose id is `import`.
+pub async fn update_import(
+    state: State<AppState>,
+    writer: Writer,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    update(
+        state,
+        writer,
+        PathParams("import".to_owned()),
+        headers,
+        body,
+    )
+    .await
+}
+
+/// `DELETE /v1/rules/import`: deletes the rule whose id is `import`.
+pub async fn delete_import(
+    state: State<AppState>,
+    writer: Writer,
+    headers: HeaderMap,
+    body: JsonBody<WriteBody>,
+) -> Result<Json<Deleted>, ApiError> {
+    delete(
+        state,
+        writer,
+        PathParams("import".to_owned()),
+        headers,
+        body,
+    )
+    .await
 }

@@ -87,13 +87,18 @@ enum RulesCommand {
         id: String,
     },
     /// Create or update rules from a file or a folder of files (JSON or YAML; one rule or a
-    /// list per file). Rules whose content is unchanged are left alone.
+    /// list per file), in one transaction: every rule is checked first, and if any is bad nothing
+    /// is written. Rules whose content is unchanged are left alone. A very large import may need
+    /// the server's `--body-limit` (RULEBOOK_BODY_LIMIT) raised: it is sent as one request.
     Import {
         /// A file, a folder, or `-` for standard input.
         path: PathBuf,
         /// Why, recorded in the history of every rule written.
         #[arg(long)]
         reason: Option<String>,
+        /// Check every rule and say what would change, without writing anything.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print rules as a JSON or YAML list that `import` takes back.
     Export {
@@ -226,7 +231,11 @@ impl RulesArgs {
                     }
                 }
             }
-            RulesCommand::Import { path, reason } => import(&client, &path, reason).await?,
+            RulesCommand::Import {
+                path,
+                reason,
+                dry_run,
+            } => import(&client, &path, reason, dry_run).await?,
             RulesCommand::Export {
                 entry_point,
                 format,
@@ -320,33 +329,44 @@ fn single(mut rules: Vec<Value>, file: &Path) -> Result<Value, CliError> {
 
 /// The rules in a file, a folder of files, or standard input (`-`): each file one rule or a list.
 fn read_rules(path: &Path) -> Result<Vec<Value>, CliError> {
+    let mut rules = Vec::new();
+    for file in rule_files(path)? {
+        rules.extend(read_file(&file)?);
+    }
+    Ok(rules)
+}
+
+/// The files `path` names: itself (or `-`), or the JSON and YAML files of a folder, sorted.
+fn rule_files(path: &Path) -> Result<Vec<PathBuf>, CliError> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", path.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The rules of one file, or of standard input for `-`.
+fn read_file(path: &Path) -> Result<Vec<Value>, CliError> {
     let read_error =
         |e: std::io::Error| CliError::usage(format!("cannot read `{}`: {e}", path.display()));
-    if path == Path::new("-") {
+    let text = if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .map_err(read_error)?;
-        return parse_rules(&text, path);
-    }
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(read_error)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
-            })
-            .collect();
-        files.sort();
-        let mut rules = Vec::new();
-        for file in files {
-            rules.extend(read_rules(&file)?);
-        }
-        return Ok(rules);
-    }
-    let text = std::fs::read_to_string(path).map_err(read_error)?;
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(read_error)?
+    };
     parse_rules(&text, path)
 }
 
@@ -370,90 +390,199 @@ fn parse_rules(text: &str, path: &Path) -> Result<Vec<Value>, CliError> {
     }
 }
 
-/// The content of a rule without the bookkeeping, for telling whether an import changes it.
-fn content(value: &Value, tenant: &str) -> Option<Rule> {
-    let mut map = value.as_object()?.clone();
-    for field in [
-        "version",
-        "created_at",
-        "created_by",
-        "updated_at",
-        "updated_by",
-        "reason",
-    ] {
-        map.remove(field);
-    }
-    map.insert("tenant".to_owned(), Value::String(tenant.to_owned()));
-    serde_json::from_value(Value::Object(map)).ok()
+/// Where one rule of an import came from, for messages.
+struct Source {
+    file: PathBuf,
+    /// Its place in the file.
+    index: usize,
+    /// How many rules the file holds.
+    of: usize,
 }
 
-async fn import(client: &Client, path: &Path, reason: Option<String>) -> Result<(), CliError> {
-    let rules = read_rules(path)?;
-    let total = rules.len();
-    let progress = std::io::stderr().is_terminal();
-    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
-    for (done, mut rule) in rules.into_iter().enumerate() {
-        let Some(id) = rule["id"].as_str().map(str::to_owned) else {
-            return Err(CliError::new(
-                Exit::Refused,
-                format!(
-                    "rule {} of `{}` has no `id`: give every rule an id",
-                    done + 1,
-                    path.display()
-                ),
-            ));
-        };
-        with_reason(&mut rule, reason.clone());
-        let current = match client.get(&format!("/v1/rules/{}", segment(&id))).await {
-            Ok(answer) => Some(answer.body),
-            Err(e) if e.exit == Exit::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        match current {
-            None => {
-                client
-                    .send(Method::POST, "/v1/rules", Some(&rule), None)
-                    .await?;
-                created += 1;
-            }
-            Some(current) => {
-                let tenant = current["tenant"].as_str().unwrap_or_default();
-                if content(&current, tenant).is_some()
-                    && content(&current, tenant) == content(&rule, tenant)
-                {
-                    unchanged += 1;
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.of == 1 {
+            write!(f, "`{}`", self.file.display())
+        } else {
+            write!(f, "rule {} of `{}`", self.index + 1, self.file.display())
+        }
+    }
+}
+
+/// A `done/total` counter on standard error, drawn only on a terminal.
+struct Progress {
+    what: &'static str,
+    total: usize,
+    every: usize,
+    on: bool,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: usize) -> Progress {
+        Progress {
+            what,
+            total,
+            // About a hundred redraws, however many items.
+            every: (total / 100).max(1),
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn step(&self, done: usize) {
+        if self.on && (done % self.every == 0 || done == self.total) {
+            let _ = write!(std::io::stderr(), "\r{}: {done}/{}", self.what, self.total);
+        }
+    }
+
+    fn finish(&self) {
+        if self.on {
+            note("");
+        }
+    }
+}
+
+/// `rules import`: reads every file, checks every rule, and sends them in one request, which the
+/// server writes in one transaction.
+async fn import(
+    client: &Client,
+    path: &Path,
+    reason: Option<String>,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    let files = rule_files(path)?;
+    let mut rules = Vec::new();
+    let mut sources = Vec::new();
+    let reading = Progress::new("reading rule files", files.len());
+    for (done, file) in files.into_iter().enumerate() {
+        let found = read_file(&file)?;
+        let of = found.len();
+        for (index, rule) in found.into_iter().enumerate() {
+            rules.push(rule);
+            sources.push(Source {
+                file: file.clone(),
+                index,
+                of,
+            });
+        }
+        reading.step(done + 1);
+    }
+    reading.finish();
+    if rules.is_empty() {
+        return Err(CliError::usage(format!(
+            "`{}` holds no rules: give a JSON or YAML file, or a folder of them",
+            path.display()
+        )));
+    }
+
+    // Check here first, so that problems name their files; the server checks again.
+    let mut problems = Vec::new();
+    let checking = Progress::new("checking rules", rules.len());
+    for (done, (rule, source)) in rules.iter().zip(&sources).enumerate() {
+        if let Err(errors) = Rule::from_json_value(rule.clone()) {
+            let id = rule["id"]
+                .as_str()
+                .map(|id| format!(" (`{id}`)"))
+                .unwrap_or_default();
+            for error in errors.errors {
+                let at = if error.path.is_empty() {
+                    String::new()
                 } else {
-                    if let Some(map) = rule.as_object_mut() {
-                        map.remove("version");
-                    }
-                    let version = current["version"].as_i64();
-                    client
-                        .send(
-                            Method::PUT,
-                            &format!("/v1/rules/{}", segment(&id)),
-                            Some(&rule),
-                            version,
-                        )
-                        .await?;
-                    updated += 1;
-                }
+                    format!(" `{}`:", error.path)
+                };
+                problems.push(format!("  - {source}{id}:{at} {}", error.message));
             }
         }
-        if progress {
-            let _ = write!(std::io::stderr(), "\rimporting: {}/{total}", done + 1);
-        }
+        checking.step(done + 1);
     }
-    if progress {
-        note("");
-    }
-    if client.json() {
-        out_json(
-            &json!({ "total": total, "created": created, "updated": updated, "unchanged": unchanged }),
-        );
-    } else {
-        out(format!(
-            "imported {total} rules: {created} created, {updated} updated, {unchanged} unchanged"
+    checking.finish();
+    if !problems.is_empty() {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "nothing was imported: fix {} and import again\n{}",
+                if problems.len() == 1 {
+                    "this problem".to_owned()
+                } else {
+                    format!("these {} problems", problems.len())
+                },
+                problems.join("\n")
+            ),
         ));
     }
+
+    let total = rules.len();
+    let mut body = json!({ "rules": rules, "dry_run": dry_run });
+    if let Some(reason) = reason {
+        body["reason"] = Value::String(reason);
+    }
+    if std::io::stderr().is_terminal() {
+        note(format!(
+            "sending {total} rules in one request{}",
+            if dry_run { " (dry run)" } else { "" }
+        ));
+    }
+    let answer = match client
+        .send(Method::POST, "/v1/rules/import", Some(&body), None)
+        .await
+    {
+        Ok(answer) => answer.body,
+        Err(mut e) if e.message.contains("(body_too_large, HTTP 413)") => {
+            let size = serde_json::to_vec(&body).map_or(0, |b| b.len());
+            e.message.push_str(&too_large_hint(size));
+            return Err(e);
+        }
+        Err(mut e) => {
+            e.message = locate(&e.message, &sources);
+            return Err(e);
+        }
+    };
+    if client.json() {
+        out_json(&answer);
+        return Ok(());
+    }
+    let count = |field: &str| answer[field].as_u64().unwrap_or(0);
+    let counts = format!(
+        "{} created, {} updated, {} unchanged",
+        count("created"),
+        count("updated"),
+        count("unchanged")
+    );
+    if dry_run {
+        out(format!(
+            "would import {total} rules: {counts} (dry run: nothing was written)"
+        ));
+    } else {
+        out(format!("imported {total} rules: {counts}"));
+    }
     Ok(())
+}
+
+/// What to do when an import is over the server's body limit: it is one request on purpose.
+fn too_large_hint(size: usize) -> String {
+    let mib = size.div_ceil(1 << 20);
+    let suggest = (2 * mib).next_power_of_two().max(2);
+    format!(
+        "\nthe import is {:.1} MiB and is sent as one request so that it commits as one transaction: \
+         start the server with a larger limit, such as `rulebook serve --body-limit {suggest}MiB` \
+         (or RULEBOOK_BODY_LIMIT={suggest}MiB), and import again",
+        size as f64 / f64::from(1 << 20)
+    )
+}
+
+/// The server's message with each `rules[i]` it names followed by the file the rule came from.
+fn locate(message: &str, sources: &[Source]) -> String {
+    message
+        .lines()
+        .map(|line| {
+            let index = line
+                .split_once("`rules[")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .and_then(|(n, _)| n.parse::<usize>().ok());
+            match index.and_then(|i| sources.get(i)) {
+                Some(source) => format!("{line} (in {source})"),
+                None => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
