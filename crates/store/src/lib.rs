@@ -11,8 +11,8 @@
 //!   [`Store::read_feed`] and the log's pruning, [`Store::prune_changes`].
 //! - [`deps`]: the dependency map from changes to cache tags.
 //! - `registry`: [`Registry`], the cached read side.
-//! - `watcher`: [`ChangeWatcher`], the poller and PostgreSQL listener, and
-//!   [`Store::listen_for_changes`] for feeds of their own (the sync crate's).
+//! - `listen`: [`Store::listen_for_changes`], the PostgreSQL LISTEN connection that wakes a feed
+//!   reader (the sync crate's) when the change log grows.
 //! - `files`: [`RuleFiles`], the rule-files source.
 //! - `tokens`: the server's API tokens.
 #![deny(missing_docs)]
@@ -22,22 +22,20 @@ pub mod deps;
 mod error;
 mod feed;
 mod files;
+mod listen;
 mod model;
 mod registry;
 mod store;
 mod tokens;
-mod watcher;
 mod write;
 
 pub use db::{Backend, StoreOptions};
 pub use error::StoreError;
 pub use feed::{Change, ChangeListener, ChangeOp, Cursor, FeedRead};
 pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
+pub use listen::{ChangeNotifications, NOTIFY_CHANNEL};
 pub use model::{Author, ChangeKind, HistoryEntry};
 pub use registry::{Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey};
 pub use store::{Store, DEFAULT_TENANT};
 pub use tokens::{TokenRecord, TokenRole};
-pub use watcher::{
-    ChangeNotifications, ChangeWatcher, WatcherConfig, WatcherStatus, NOTIFY_CHANNEL,
-};
 pub use write::ImportReport;

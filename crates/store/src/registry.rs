@@ -9,7 +9,7 @@
 //! The registry registers itself with its store, so a write through the store invalidates the
 //! tags of its changes after the commit and before the write returns. Changes that reach the
 //! database some other way (plain SQL, another instance) come in through [`Registry::apply_feed`],
-//! which the [`crate::ChangeWatcher`] (or the sync crate) calls with the change feed; changes this
+//! which the feed reader (the sync crate's) calls with the change log it reads; changes this
 //! registry already applied from its own writes are skipped there.
 
 use std::collections::{BTreeSet, HashMap};
