@@ -343,6 +343,65 @@ async fn the_cli_drives_a_running_server() {
     assert_eq!(code, 0);
     assert!(out.contains("3 unchanged"), "{out}");
 
+    // One import is one transaction: a bad rule in one file means nothing from any file is
+    // written, and every problem is named with its file.
+    let bad_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bad_dir.path().join("a.json"),
+        json!([banner("CLI-10", "cli_bad", "x"), {"id": "CLI-11", "priority": "high"}]).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        bad_dir.path().join("b.yaml"),
+        "id: CLI-12\nentry_point: cli_bad\ncolour: red\n",
+    )
+    .unwrap();
+    let bad_folder = bad_dir.path().to_str().unwrap();
+    let (code, _, err) = cli(&["rules", "import", bad_folder]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("rule 2 of") && err.contains("a.json") && err.contains("`priority`"),
+        "{err}"
+    );
+    assert!(err.contains("b.yaml") && err.contains("`colour`"), "{err}");
+    assert_eq!(cli(&["rules", "get", "CLI-10"]).0, 3, "nothing was written");
+    // Problems only the server sees (an id twice) are mapped back to their files.
+    std::fs::write(
+        bad_dir.path().join("a.json"),
+        banner("CLI-10", "cli_bad", "x").to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        bad_dir.path().join("b.yaml"),
+        "id: CLI-10\nentry_point: cli_bad\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["rules", "import", bad_folder]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`rules[1].id`") && err.contains("b.yaml"),
+        "{err}"
+    );
+    assert_eq!(cli(&["rules", "get", "CLI-10"]).0, 3, "nothing was written");
+
+    // A dry run reports and writes nothing; an import over the body limit says how to raise it.
+    let (code, out, err) = cli(&["rules", "import", folder, "--dry-run", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&report["dry_run"], &report["unchanged"]),
+        (&json!(true), &json!(3))
+    );
+    let big: Vec<Value> = (0..3000)
+        .map(|i| banner(&format!("BIG-{i}"), "big", &"x".repeat(300)))
+        .collect();
+    let big_file = dir.path().join("big.json");
+    std::fs::write(&big_file, Value::Array(big).to_string()).unwrap();
+    let (code, _, err) = cli(&["rules", "import", big_file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--body-limit"), "{err}");
+    assert_eq!(cli(&["rules", "get", "BIG-0"]).0, 3, "nothing was written");
+
     // Evaluate, as people and as scripts read it.
     let (code, out, _) = cli(&["evaluate", "cli", "--context", "{\"country\": \"FR\"}"]);
     assert_eq!(code, 0);
