@@ -101,7 +101,10 @@ async fn converge(instances: &[Running], version: i64, what: &str) -> Vec<Durati
     let mut lags = Vec::new();
     for (i, instance) in instances.iter().enumerate() {
         loop {
-            if evaluated_version(instance).await.is_some_and(|v| v >= version) {
+            if evaluated_version(instance)
+                .await
+                .is_some_and(|v| v >= version)
+            {
                 lags.push(start.elapsed());
                 break;
             }
@@ -173,7 +176,12 @@ async fn a_write_through_one_instance_or_plain_sql_reaches_all_three() {
         let version = write_through(&instances[writer], &token, &format!("round {round}")).await;
         // The writing instance reads its own write at once.
         assert_eq!(evaluated_version(&instances[writer]).await, Some(version));
-        converge(&instances, version, &format!("update through instance {writer}")).await;
+        converge(
+            &instances,
+            version,
+            &format!("update through instance {writer}"),
+        )
+        .await;
     }
     for round in 0..3 {
         let version = plain_sql_write(&db).await;
@@ -288,7 +296,10 @@ impl PrivateRedis {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("the private redis-server on port {} did not start", self.port);
+        panic!(
+            "the private redis-server on port {} did not start",
+            self.port
+        );
     }
 
     /// Kills it, as a crash would.

@@ -305,7 +305,10 @@ async fn plain_sql_update_on_another_connection_reaches_the_cache(db: &TestDb) {
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0].rule_id, "R1");
     assert_eq!(changes[0].op, ChangeOp::Update);
-    assert!(registry.apply_feed(&changes) > 0, "the change touches cached tags");
+    assert!(
+        registry.apply_feed(&changes) > 0,
+        "the change touches cached tags"
+    );
     assert_eq!(registry.applied_seq(), changes[0].seq);
     assert_eq!(
         versions(&registry.ruleset(T, &ep("checkout")).await.unwrap()),

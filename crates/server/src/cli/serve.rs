@@ -13,7 +13,12 @@ Examples:
   rulebook serve
   rulebook serve --listen 127.0.0.1:0 --database-url /tmp/rules.db
   rulebook serve --database-url postgres://rulebook@127.0.0.1/rulebook --rules-dir ./rules
+  rulebook serve --database-url postgres://rulebook@db/rulebook --redis-url redis://cache:6379
   RULEBOOK_LOG_FORMAT=json RULEBOOK_READS_NEED_TOKEN=true rulebook serve --listen 0.0.0.0:8080
+
+Several instances may share one PostgreSQL database: a change made through any of them, or in \
+psql, reaches every instance within milliseconds (LISTEN/NOTIFY, and Redis when given) and \
+within one --poll-interval at worst. /health shows the change feed's state.
 
 On start one line says where the API, /metrics and the admin page are, and the admin token if \
 one was just generated (it is shown once: keep it). SIGTERM or Ctrl-C stop the server after the \
