@@ -273,8 +273,8 @@ impl Ruleset {
                 input,
                 params: &rule.params,
             };
-            let matched = rule.condition.is_always_true()
-                || crate::logic::value::truthy(&rule.condition.eval_in(&scope, &mut budget)?);
+            let matched =
+                rule.condition.is_always_true() || rule.condition.holds_in(&scope, &mut budget)?;
             if !matched {
                 continue;
             }

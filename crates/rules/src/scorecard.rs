@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::logic::{value::truthy, Budget, Logic, Scope};
+use crate::logic::{Budget, Logic, Scope};
 use crate::ruleset::CompiledRule;
 use crate::{Action, CompileError, EvalError, EvalLimits, Level, ParamSchema, Rule};
 
@@ -200,7 +200,7 @@ impl Scorecard {
                 Some(h) => *h,
                 None => {
                     let h = rule.condition.is_always_true()
-                        || truthy(&rule.condition.eval_in(&scope, &mut budget)?);
+                        || rule.condition.holds_in(&scope, &mut budget)?;
                     conditions.insert(&rule.id, h);
                     h
                 }

@@ -155,6 +155,15 @@ pub(crate) fn in_(
     scope: &Scope<'_>,
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
+    contains(args, scope, budget).map(Value::Bool)
+}
+
+/// Whether the second argument contains the first, as `in` decides it.
+pub(crate) fn contains(
+    args: &[Node],
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+) -> Result<bool, EvalError> {
     with_value(args.first(), scope, budget, |needle, budget| {
         with_value(args.get(1), scope, budget, |hay, budget| {
             let found = match hay {
@@ -165,7 +174,7 @@ pub(crate) fn in_(
                 }
                 _ => false,
             };
-            Ok(Value::Bool(found))
+            Ok(found)
         })
     })
 }

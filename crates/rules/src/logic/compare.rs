@@ -8,7 +8,7 @@ use super::{with_value, Budget, Node, Scope};
 use crate::EvalError;
 
 /// Applies `test` to the first two arguments, borrowing them where possible.
-fn pair(
+pub(crate) fn pair(
     args: &[Node],
     scope: &Scope<'_>,
     budget: &mut Budget,
@@ -43,12 +43,22 @@ pub(crate) fn less(
     budget: &mut Budget,
     or_equal: bool,
 ) -> Result<Value, EvalError> {
+    is_less(args, scope, budget, or_equal).map(Value::Bool)
+}
+
+/// `<` or `<=`, with two arguments or three ("between").
+pub(crate) fn is_less(
+    args: &[Node],
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+    or_equal: bool,
+) -> Result<bool, EvalError> {
     if args.len() >= 3 {
         let first = pair(args, scope, budget, |a, b| js_less(a, b, or_equal))?;
         let second = pair(&args[1..], scope, budget, |b, c| js_less(b, c, or_equal))?;
-        return Ok(Value::Bool(first && second));
+        return Ok(first && second);
     }
-    pair(args, scope, budget, |a, b| js_less(a, b, or_equal)).map(Value::Bool)
+    pair(args, scope, budget, |a, b| js_less(a, b, or_equal))
 }
 
 pub(crate) fn greater(

@@ -202,6 +202,16 @@ impl Logic {
     ) -> Result<Value, EvalError> {
         eval(&self.root, scope, budget)
     }
+
+    /// Whether the expression's value is truthy: what a rule's condition asks, answered without
+    /// building the value where the operator allows.
+    pub(crate) fn holds_in(
+        &self,
+        scope: &Scope<'_>,
+        budget: &mut Budget,
+    ) -> Result<bool, EvalError> {
+        holds(&self.root, scope, budget)
+    }
 }
 
 impl Compiler {
@@ -445,6 +455,72 @@ pub(crate) fn eval(
                 Op::Log => string::log(args, scope, budget),
             }
         }
+    }
+}
+
+/// `truthy(eval(node))`, spending the same budget in the same order, without building the values
+/// of the logical operators, comparisons and `in` (the usual shape of a rule's condition).
+pub(crate) fn holds(
+    node: &Node,
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+) -> Result<bool, EvalError> {
+    let Node::Op { op, args } = node else {
+        return with_value(Some(node), scope, budget, |v, _| Ok(value::truthy(v)));
+    };
+    let args = args.as_slice();
+    match op {
+        // `and` gives its first falsy argument or its last one (`null` when it has none): truthy
+        // exactly when it has arguments and all of them are; `or` likewise.
+        Op::And => {
+            budget.spend(1)?;
+            for node in args {
+                if !holds(node, scope, budget)? {
+                    return Ok(false);
+                }
+            }
+            Ok(!args.is_empty())
+        }
+        Op::Or => {
+            budget.spend(1)?;
+            for node in args {
+                if holds(node, scope, budget)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Op::Not | Op::Truthy => {
+            budget.spend(1)?;
+            let inner = match args.first() {
+                Some(node) => holds(node, scope, budget)?,
+                None => false,
+            };
+            Ok(inner != (*op == Op::Not))
+        }
+        Op::LooseEq | Op::LooseNe | Op::StrictEq | Op::StrictNe => {
+            budget.spend(1)?;
+            let negate = matches!(op, Op::LooseNe | Op::StrictNe);
+            let test = if matches!(op, Op::LooseEq | Op::LooseNe) {
+                value::loose_equals
+            } else {
+                value::strict_equals
+            };
+            compare::pair(args, scope, budget, test).map(|eq| eq != negate)
+        }
+        Op::Lt | Op::Le => {
+            budget.spend(1)?;
+            compare::is_less(args, scope, budget, *op == Op::Le)
+        }
+        Op::Gt | Op::Ge => {
+            budget.spend(1)?;
+            compare::pair(args, scope, budget, |a, b| value::less(b, a, *op == Op::Ge))
+        }
+        Op::In => {
+            budget.spend(1)?;
+            array::contains(args, scope, budget)
+        }
+        _ => eval(node, scope, budget).map(|v| value::truthy(&v)),
     }
 }
 
