@@ -68,8 +68,9 @@ pub(crate) enum Pool {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Hides the password of a URL for messages and logs.
-pub(crate) fn redact(url: &str) -> String {
+/// Hides the password of a database or Redis URL for messages, logs and status pages:
+/// `postgres://user:secret@host/db` becomes `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -92,7 +93,7 @@ impl Pool {
     /// `sqlite://PATH`, `sqlite:PATH` or a bare file path for SQLite (created if missing).
     pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Pool, StoreError> {
         let invalid = |reason: String| StoreError::InvalidUrl {
-            url: redact(url),
+            url: redact_url(url),
             reason,
         };
         let trimmed = url.trim();
@@ -417,7 +418,7 @@ impl Conn<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::redact_url as redact;
 
     #[test]
     fn redact_hides_only_the_password() {
@@ -430,5 +431,7 @@ mod tests {
             "postgres://postgres@127.0.0.1/x"
         );
         assert_eq!(redact("./rulebook.db"), "./rulebook.db");
+        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

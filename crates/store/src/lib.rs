@@ -29,7 +29,7 @@ mod store;
 mod tokens;
 mod write;
 
-pub use db::{Backend, StoreOptions};
+pub use db::{redact_url, Backend, StoreOptions};
 pub use error::StoreError;
 pub use feed::{Change, ChangeListener, ChangeOp, Cursor, FeedRead};
 pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::RwLock;
 use rulebook_rules::{EntryPoint, Rule};
 
-use crate::db::{args, redact, Backend, Pool, StoreOptions};
+use crate::db::{args, redact_url, Backend, Pool, StoreOptions};
 use crate::error::{db_error, StoreError};
 use crate::feed::{Change, ChangeListener};
 use crate::model::{fetch_rule, Author, HistoryEntry, HistoryRow, RuleRow, RULE_COLUMNS};
@@ -59,7 +59,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(StoreInner {
                 pool,
-                url: redact(url),
+                url: redact_url(url),
                 listeners: RwLock::new(Vec::new()),
                 fail_next_write: AtomicBool::new(false),
             }),

@@ -1,6 +1,7 @@
 //! [`FeedConfig`]: how a [`crate::Feed`] runs, and the checks that turn bad settings into clear
 //! errors before anything starts.
 
+use rulebook_store::redact_url;
 use std::time::Duration;
 
 /// The Redis channel instances publish and subscribe on unless told otherwise. Deployments that
@@ -151,28 +152,9 @@ impl FeedConfig {
 /// Opens a Redis client (no connection yet) for `url`.
 pub(crate) fn redis_client(url: &str) -> Result<redis::Client, ConfigError> {
     redis::Client::open(url).map_err(|e| ConfigError::RedisUrl {
-        url: redact(url),
+        url: redact_url(url),
         reason: e.to_string(),
     })
-}
-
-/// Hides the password of a URL for messages and status pages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -211,11 +193,5 @@ mod tests {
         assert_eq!(config.transport(true), "redis+listen+poll");
         config.listen = false;
         assert_eq!(config.transport(true), "redis+poll");
-    }
-
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(redact("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

@@ -16,8 +16,9 @@ use rulebook_store::{Backend, Change, ChangeListener, Cursor, FeedRead, Registry
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::{redact, FeedConfig};
+use crate::config::FeedConfig;
 use crate::status::{FeedMetrics, FeedStatus, LagRecorder, ListenStatus, PruneStatus, RedisStatus};
+use rulebook_store::redact_url;
 
 /// How many sequence numbers of own writes, and of changes applied from Redis messages, are
 /// remembered so that the log read does not count (or, for Redis, apply) them twice. Beyond it
@@ -166,7 +167,7 @@ impl Feed {
         let state = State {
             listen: listen.then(ListenStatus::default),
             redis: config.redis.as_ref().map(|r| RedisStatus {
-                url: redact(&r.url),
+                url: redact_url(&r.url),
                 channel: r.channel.clone(),
                 ..RedisStatus::default()
             }),
