@@ -274,21 +274,7 @@ impl PrivateRedis {
 
     /// Starts it (again) on the same port and waits until it accepts connections.
     fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = rulebook_testkit::spawn_redis_server("redis-server", self.port);
         self.child = Some(child);
         for _ in 0..500 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {

@@ -17,14 +17,12 @@ use rulebook_rules::{Action, EntryPoint, Rule};
 use rulebook_store::{Backend, Store};
 use sqlx::Connection;
 
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// A fresh database for one test.
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
     _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    _pg: Option<rulebook_testkit::PgDatabase>,
 }
 
 impl TestDb {
@@ -35,90 +33,23 @@ impl TestDb {
             backend: Backend::Sqlite,
             url,
             _dir: Some(dir),
-            pg: None,
+            _pg: None,
         }
     }
 
     /// `None` when PostgreSQL is not available outside CI.
     pub async fn postgres() -> Option<TestDb> {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        let admin = match std::env::var("RULEBOOK_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ if ci => panic!("CI=true but RULEBOOK_TEST_DATABASE_URL is not set: the PostgreSQL suite must run in CI"),
-            _ => DEFAULT_PG.to_owned(),
-        };
-        let connect =
-            tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&admin))
-                .await;
-        let mut conn = match connect {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) if !ci => {
-                eprintln!("skipping: PostgreSQL at {admin} is not answering ({e})");
-                return None;
-            }
-            Err(_) if !ci => {
-                eprintln!("skipping: PostgreSQL at {admin} did not answer in 10 s");
-                return None;
-            }
-            other => panic!(
-                "CI=true and PostgreSQL at {admin} is unreachable: {:?}",
-                other.err()
-            ),
-        };
-        let name = format!("rulebook_test_{:016x}", rand::random::<u64>());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.ok();
-        let url = with_database(&admin, &name);
+        let pg = rulebook_testkit::PgDatabase::fresh().await?;
         Some(TestDb {
             backend: Backend::Postgres,
-            url,
+            url: pg.url().to_owned(),
             _dir: None,
-            pg: Some((admin, name)),
+            _pg: Some(pg),
         })
     }
 
     pub async fn open(&self) -> Store {
         Store::open(&self.url).await.unwrap()
-    }
-}
-
-/// `admin` with its database replaced by `name`.
-fn with_database(admin: &str, name: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin, String::new()),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map(|i| i + after_scheme)
-        .unwrap_or(base.len());
-    format!("{}/{name}{query}", &base[..host_end])
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            // Dropping runs outside the test's runtime, on a thread of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
-                    }
-                });
-            })
-            .join();
-        }
     }
 }
 

@@ -35,61 +35,28 @@ use rulebook_store::{Author, Backend, Registry, RegistryConfig, Store, StoreErro
 use rulebook_sync::{Feed, FeedConfig};
 use sqlx::Connection;
 
-pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
+// The bench, which includes this file, uses the defaults too.
+#[allow(unused_imports)]
+pub use rulebook_testkit::{in_ci, DEFAULT_PG, DEFAULT_REDIS};
 pub const TENANT: &str = rulebook_store::DEFAULT_TENANT;
-
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 /// A fresh database for one test, dropped when this is dropped.
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
-    /// PostgreSQL: the admin URL and the database's name.
-    pg: Option<(String, String)>,
+    /// PostgreSQL: the fresh database, dropped with this.
+    pg: Option<rulebook_testkit::PgDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
     /// A fresh PostgreSQL database; `None` when PostgreSQL is not available outside CI.
     pub async fn postgres() -> Option<TestDb> {
-        let admin = match std::env::var("RULEBOOK_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ if in_ci() => panic!(
-                "CI=true but RULEBOOK_TEST_DATABASE_URL is not set: the multi-instance suite must run in CI"
-            ),
-            _ => DEFAULT_PG.to_owned(),
-        };
-        let connect =
-            tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&admin))
-                .await;
-        let mut conn = match connect {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) if !in_ci() => {
-                eprintln!("skipping: PostgreSQL at {admin} is not answering ({e})");
-                return None;
-            }
-            Err(_) if !in_ci() => {
-                eprintln!("skipping: PostgreSQL at {admin} did not answer in 10 s");
-                return None;
-            }
-            other => panic!(
-                "CI=true and PostgreSQL at {admin} is unreachable: {:?}",
-                other.err()
-            ),
-        };
-        let name = format!("rulebook_sync_test_{:016x}", rand::random::<u64>());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.ok();
+        let pg = rulebook_testkit::PgDatabase::fresh().await?;
         Some(TestDb {
             backend: Backend::Postgres,
-            url: with_database(&admin, &name),
-            pg: Some((admin, name)),
+            url: pg.url().to_owned(),
+            pg: Some(pg),
             _dir: None,
         })
     }
@@ -108,12 +75,12 @@ impl TestDb {
 
     /// The database's name (PostgreSQL).
     pub fn name(&self) -> &str {
-        self.pg.as_ref().map_or("", |(_, name)| name.as_str())
+        self.pg.as_ref().map_or("", |pg| pg.name())
     }
 
     async fn admin(&self) -> sqlx::PgConnection {
-        let (admin, _) = self.pg.as_ref().expect("a PostgreSQL test database");
-        sqlx::PgConnection::connect(admin).await.unwrap()
+        let pg = self.pg.as_ref().expect("a PostgreSQL test database");
+        sqlx::PgConnection::connect(pg.admin_url()).await.unwrap()
     }
 
     /// Runs a statement on a connection of its own, as a person typing into psql would.
@@ -177,59 +144,16 @@ impl TestDb {
     }
 }
 
-/// `admin` with its database replaced by `name`.
-fn with_database(admin: &str, name: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin, String::new()),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[after_scheme..]
-        .find('/')
-        .map(|i| i + after_scheme)
-        .unwrap_or(base.len());
-    format!("{}/{name}{query}", &base[..host_end])
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            // Dropping runs outside the test's runtime, on a thread of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
 /// The machine's Redis; `None` when it is not answering outside CI.
 pub async fn shared_redis_url() -> Option<String> {
-    let url = match std::env::var("RULEBOOK_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if in_ci() => {
-            panic!("CI=true but RULEBOOK_TEST_REDIS_URL is not set: the Redis tests must run in CI")
-        }
-        _ => DEFAULT_REDIS.to_owned(),
-    };
+    let url = rulebook_testkit::service_url(
+        rulebook_testkit::REDIS_VAR,
+        DEFAULT_REDIS,
+        "the Redis tests",
+    );
     match redis_answers(&url).await {
         Ok(()) => Some(url),
-        Err(e) if in_ci() => panic!("CI=true and Redis at {url} is unreachable: {e}"),
-        Err(e) => {
-            eprintln!("skipping: Redis at {url} is not answering ({e})");
-            None
-        }
+        Err(e) => rulebook_testkit::unreachable("Redis", &url, e),
     }
 }
 
@@ -288,21 +212,7 @@ impl PrivateRedis {
     /// Starts the server (again) on the same port and waits until it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = std::process::Command::new(REDIS_SERVER)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = rulebook_testkit::spawn_redis_server(REDIS_SERVER, self.port);
         self.child = Some(child);
         let url = self.url();
         eventually(
