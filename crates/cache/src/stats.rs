@@ -5,6 +5,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters, all since the cache was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CacheStats {
     /// Reads answered from the cache.

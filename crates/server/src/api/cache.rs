@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
+use rulebook_cache::CacheStats;
 use rulebook_rules::EntryPoint;
 use serde::{Deserialize, Serialize};
 
@@ -21,30 +22,9 @@ pub struct Stats {
     /// Tenants whose entries are kept now.
     pub tenants_cached: usize,
     /// The cache's counters since start (all tenants).
-    pub counters: Counters,
+    pub counters: CacheStats,
     /// Loads from the store per cached item of this tenant, since start.
     pub loads: Vec<ItemLoads>,
-}
-
-/// The cache's counters (see `/metrics` for what each means).
-#[derive(Debug, Serialize)]
-#[allow(missing_docs)]
-pub struct Counters {
-    pub hits: u64,
-    pub misses: u64,
-    pub loads: u64,
-    pub load_errors: u64,
-    pub load_panics: u64,
-    pub coalesced_waiters: u64,
-    pub invalidations_key: u64,
-    pub invalidations_tag: u64,
-    pub invalidations_all: u64,
-    pub invalidated_entries: u64,
-    pub discarded_loads: u64,
-    pub evictions_size: u64,
-    pub evictions_expired: u64,
-    pub evictions_idle: u64,
-    pub refused_stale_inserts: u64,
 }
 
 /// Loads of one cached item.
@@ -58,7 +38,6 @@ pub struct ItemLoads {
 
 /// `GET /v1/cache/stats`.
 pub async fn stats(State(state): State<AppState>, Reader(caller): Reader) -> Json<Stats> {
-    let s = state.registry().cache_stats();
     let loads = state
         .registry()
         .load_counts()
@@ -73,23 +52,7 @@ pub async fn stats(State(state): State<AppState>, Reader(caller): Reader) -> Jso
         tenant: caller.tenant,
         entries: state.registry().len(),
         tenants_cached: state.tenants_cached(),
-        counters: Counters {
-            hits: s.hits,
-            misses: s.misses,
-            loads: s.loads,
-            load_errors: s.load_errors,
-            load_panics: s.load_panics,
-            coalesced_waiters: s.coalesced_waiters,
-            invalidations_key: s.invalidations_key,
-            invalidations_tag: s.invalidations_tag,
-            invalidations_all: s.invalidations_all,
-            invalidated_entries: s.invalidated_entries,
-            discarded_loads: s.discarded_loads,
-            evictions_size: s.evictions_size,
-            evictions_expired: s.evictions_expired,
-            evictions_idle: s.evictions_idle,
-            refused_stale_inserts: s.refused_stale_inserts,
-        },
+        counters: state.registry().cache_stats(),
         loads,
     })
 }
