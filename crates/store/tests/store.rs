@@ -25,6 +25,7 @@ on_both_backends!(
     moved_rule_leaves_the_old_entry_point_and_joins_the_new,
     concurrent_updates_from_one_version_one_wins_and_nothing_is_lost,
     plain_sql_update_on_another_connection_reaches_the_cache,
+    plain_sql_cannot_move_a_version_backwards,
     transactions_committing_out_of_seq_order_are_both_seen_by_the_cursor,
     bulk_import_of_1000_rules_is_one_transaction_invalidating_each_entry_point_once,
     malformed_rule_file_keeps_the_last_good_version_and_is_reported,
@@ -322,6 +323,63 @@ async fn plain_sql_update_on_another_connection_reaches_the_cache(db: &TestDb) {
         panic!("nothing was pruned");
     };
     assert!(changes.is_empty(), "{changes:?}");
+}
+
+/// Regression: a plain-SQL writer could set a rule's version backwards (`SET version = 1` on a rule
+/// at version 3), after which an `If-Match` with the old version was accepted again.
+async fn plain_sql_cannot_move_a_version_backwards(db: &TestDb) {
+    let store = db.open().await;
+    let author = Author::new("setup");
+    let created = store
+        .create_rule(T, rule("R1", "checkout", "x"), &author)
+        .await
+        .unwrap();
+    let v2 = store
+        .update_rule(T, created.clone(), 1, &author)
+        .await
+        .unwrap();
+    let v3 = store.update_rule(T, v2, 2, &author).await.unwrap();
+    assert_eq!(v3.version, 3);
+
+    for backwards in [1, 2] {
+        let sql = format!(
+            "UPDATE rules SET version = {backwards} WHERE tenant = 'default' AND id = 'R1'"
+        );
+        let refused = match db.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                sqlx::query(&sql).execute(&mut conn).await.unwrap_err()
+            }
+            _ => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query(&sql).execute(&mut conn).await.unwrap_err()
+            }
+        };
+        let message = refused.to_string();
+        assert!(
+            message.contains("cannot go backwards") && message.contains("leave `version` out"),
+            "the refusal names the fix: {message}"
+        );
+    }
+    assert_eq!(store.get_rule(T, "R1").await.unwrap().version, 3);
+    let stale = store.update_rule(T, created, 1, &author).await.unwrap_err();
+    assert!(
+        matches!(stale, StoreError::Conflict { .. }),
+        "an If-Match of the old version is still a conflict: {stale:?}"
+    );
+
+    // Forward is allowed, and so is leaving the version out (the trigger bumps it).
+    plain_sql(
+        db,
+        "UPDATE rules SET version = 10 WHERE tenant = 'default' AND id = 'R1'",
+    )
+    .await;
+    plain_sql(
+        db,
+        "UPDATE rules SET priority = 3 WHERE tenant = 'default' AND id = 'R1'",
+    )
+    .await;
+    assert_eq!(store.get_rule(T, "R1").await.unwrap().version, 11);
 }
 
 async fn transactions_committing_out_of_seq_order_are_both_seen_by_the_cursor(db: &TestDb) {
