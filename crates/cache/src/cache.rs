@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use crate::clock::{Clock, CoarseClock};
 use crate::coherence::Coherence;
+use crate::entries::{Entries, Entry, WeigherFn};
 use crate::flight::{Flight, Outcome};
+use crate::shim::{Arc, AtomicU64, Mutex, Ordering};
 use crate::stats::{CacheStats, Counter, Stats};
-use crate::store::{Entry, Store, WeigherFn};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 use crate::types::{LoadError, Loaded, RemovalCause};
 
 /// The default bound on the number of entries.
@@ -55,7 +55,7 @@ where
 struct Inner<K, V> {
     /// The entries. quick_cache's shards have their own locks; reads take only a shard's read
     /// lock, so the hit path never touches the coherence lock below.
-    store: Store<K, V>,
+    store: Entries<K, V>,
     /// The invalidation epoch: bumped by every invalidation, read when a load begins. Written
     /// only under `coherence`, read without it by callers deciding whether to join a load.
     epoch: AtomicU64,
@@ -203,7 +203,7 @@ where
     /// Builds the cache.
     pub fn build(self) -> Cache<K, V> {
         let timed = self.time_to_live.is_some() || self.time_to_idle.is_some();
-        let store = Store::new(self.max_capacity, self.weigher, timed);
+        let store = Entries::new(self.max_capacity, self.weigher, timed);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Cache {
             inner: Arc::new(Inner {
@@ -638,8 +638,8 @@ where
     #[inline]
     fn lookup(&self, key: &K) -> Option<Arc<V>> {
         match &self.inner.store {
-            Store::Plain(store) => store.get(key),
-            Store::Timed(store) => self.lookup_timed(store.get(key)?),
+            Entries::Plain(store) => store.get(key),
+            Entries::Timed(store) => self.lookup_timed(store.get(key)?),
         }
     }
 
@@ -772,7 +772,7 @@ where
     }
 
     fn timed(&self) -> bool {
-        matches!(self.inner.store, Store::Timed(_))
+        matches!(self.inner.store, Entries::Timed(_))
     }
 
     /// Inserts under the coherence lock. `start` is the epoch the load began at (`None` for a

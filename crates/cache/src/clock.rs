@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::shim::{AtomicU64, Ordering};
 
 /// A source of time for expiry (time to live and time to idle).
 ///

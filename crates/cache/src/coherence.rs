@@ -11,7 +11,7 @@ use std::hash::Hash;
 
 use quick_cache::DefaultHashBuilder;
 
-use crate::sync::Arc;
+use crate::shim::Arc;
 
 /// The maps here hash with quick_cache's fast hasher (its keys come from the cache's users, the
 /// same as the store's keys).

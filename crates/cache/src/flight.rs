@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::shim::{Arc, Condvar, Mutex};
 
 /// How a load ended, as seen by the callers that waited for it.
 pub(crate) enum Outcome<V> {

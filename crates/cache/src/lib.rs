@@ -64,7 +64,7 @@
 //! flight, a record at or below the oldest in-flight start can refuse nothing and is pruned,
 //! and when no load is in flight every record is dropped.
 //!
-//! The protocol is model-checked with shuttle (`tests/model_check.rs`: the `sync` module
+//! The protocol is model-checked with shuttle (`tests/model_check.rs`: the `shim` module
 //! swaps every lock, condition variable and atomic of this crate, and quick_cache's, for
 //! shuttle's) on the blocking and the async path, which share every line of the protocol and
 //! differ only in how a waiter waits. A randomised stress test (`tests/stress.rs`) checks a
@@ -85,7 +85,7 @@
 //! - **The hit path** is quick_cache's `get` plus one counter increment on a cache line owned
 //!   by the calling thread (see `stats.rs`). A cache without a time to live or idle stores
 //!   bare `Arc<V>`s, so its hit clones exactly what a hit on quick_cache clones; only a cache
-//!   with expiry stores deadlines beside its values and reads the clock (see `store.rs`).
+//!   with expiry stores deadlines beside its values and reads the clock (see `entries.rs`).
 //! - **Expiry is lazy**: an expired entry is no longer returned, and is removed when it is
 //!   next loaded or pushed out by the capacity bound (so [`Cache::len`] may count it).
 //! - A waiter whose error type differs from the loader's (callers on one key passing loaders
@@ -102,10 +102,10 @@
 mod cache;
 mod clock;
 mod coherence;
+mod entries;
 mod flight;
+mod shim;
 mod stats;
-mod store;
-mod sync;
 mod types;
 
 pub use cache::{Cache, CacheBuilder};

@@ -1,7 +1,7 @@
 //! Counters, cheap enough for the hit path: each thread counts in a cache-line-padded stripe
 //! of its own (see [`Stats`]), and a snapshot sums the stripes.
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::shim::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters, all since the cache was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::error::Error;
 use std::fmt;
 
-use crate::sync::Arc;
+use crate::shim::Arc;
 
 /// A loaded value with what the cache needs to keep it coherent: the tags that invalidate it
 /// and the version of the source it was read from.

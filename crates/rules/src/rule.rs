@@ -81,7 +81,8 @@ pub struct Rule {
     pub updated_by: Option<String>,
 }
 
-/// The tenant a rule belongs to when none is named.
+/// The tenant a rule belongs to when none is named, and the one that exists on every database
+/// (example rules are seeded into it).
 pub const DEFAULT_TENANT: &str = "default";
 
 fn default_tenant() -> String {

@@ -9,7 +9,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use rulebook_store::{TokenRecord, TokenRole, DEFAULT_TENANT};
+use rulebook_rules::DEFAULT_TENANT;
+use rulebook_store::{TokenRecord, TokenRole};
 
 use crate::error::ApiError;
 use crate::state::AppState;

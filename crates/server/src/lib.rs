@@ -8,8 +8,6 @@
 //!   makes the first admin token if there is none, starts the change feed and the first load;
 //!   [`Server::serve`] serves until a shutdown signal and then drains requests, stops the feed
 //!   and closes the pool.
-//! - [`feed`]: the one seam where the change feed (the sync crate's `Feed`: NOTIFY, Redis,
-//!   polling, replay) is started and stopped, and what `/health` and `/metrics` read of it.
 //! - [`api`]: [`app`] builds the router; one module per group of endpoints.
 //! - [`auth`]: tenants from `X-Tenant-ID` and bearer tokens with roles, as extractors a handler
 //!   names in its signature ([`auth::Reader`], [`auth::Writer`], [`auth::Admin`]).
@@ -30,7 +28,6 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
-pub mod feed;
 pub mod logging;
 pub mod metrics;
 pub mod server;

@@ -5,15 +5,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rulebook_rules::EvalLimits;
+use rulebook_rules::{EvalLimits, DEFAULT_TENANT};
 use rulebook_store::{
-    Registry, RegistryConfig, RuleFiles, Store, StoreError, StoreOptions, TokenRole, DEFAULT_TENANT,
+    Registry, RegistryConfig, RuleFiles, Store, StoreError, StoreOptions, TokenRole,
 };
+use rulebook_sync::Feed;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::feed::{start_sync_feed, FeedStarter};
 use crate::state::{AppState, Limits};
 
 /// Registry entries kept per cached tenant (rulesets, params, scorecards); the registry's bound
@@ -53,13 +53,8 @@ impl Server {
     /// exists and none is configured, and starts the change feed and the first load. Does not
     /// listen yet.
     pub async fn start(config: &Config) -> Result<Server, StartError> {
-        let feed = config.feed_config();
-        feed.validate()?;
-        Server::start_with_feed(config, start_sync_feed(feed)).await
-    }
-
-    /// [`Server::start`] with another change feed (see [`crate::feed`]).
-    pub async fn start_with_feed(config: &Config, feed: FeedStarter) -> Result<Server, StartError> {
+        let feed_config = config.feed_config();
+        feed_config.validate()?;
         let store = Store::open_with(
             &config.database_url,
             StoreOptions {
@@ -105,7 +100,7 @@ impl Server {
             config.admin_token.as_deref(),
             files.clone(),
         );
-        state.set_feed(feed(registry));
+        state.set_feed(Feed::spawn(registry, feed_config));
         let mut tasks = vec![tokio::spawn(first_load(state.clone()))];
         if let Some(files) = files {
             // Scans run one at a time, so this and the first load's scan never interleave.

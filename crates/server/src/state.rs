@@ -23,10 +23,9 @@ use parking_lot::{Mutex, RwLock};
 use rulebook_cache::{Cache, LoadError, Loaded, RemovalCause};
 use rulebook_rules::{EvalLimits, Params, Rule};
 use rulebook_store::{Registry, RuleFiles, Store, StoreError};
-use rulebook_sync::FeedStatus;
+use rulebook_sync::{Feed, FeedStatus};
 use sha2::{Digest, Sha256};
 
-use crate::feed::ChangeFeed;
 use crate::metrics::Metrics;
 
 /// Shared state of the HTTP API. Cheap to clone.
@@ -71,7 +70,7 @@ struct Inner {
     metrics: Metrics,
     ready: AtomicBool,
     /// The running feed. A read-write lock: read by every `/health`, written at start and stop.
-    feed: RwLock<Option<Box<dyn ChangeFeed>>>,
+    feed: RwLock<Option<Feed>>,
     files: Option<RuleFiles>,
 }
 
@@ -155,11 +154,11 @@ impl AppState {
         self.inner.ready.store(true, Ordering::Release);
     }
 
-    pub(crate) fn set_feed(&self, feed: Box<dyn ChangeFeed>) {
+    pub(crate) fn set_feed(&self, feed: Feed) {
         *self.inner.feed.write() = Some(feed);
     }
 
-    pub(crate) fn take_feed(&self) -> Option<Box<dyn ChangeFeed>> {
+    pub(crate) fn take_feed(&self) -> Option<Feed> {
         self.inner.feed.write().take()
     }
 
@@ -174,7 +173,11 @@ impl AppState {
             .feed
             .read()
             .as_ref()
-            .map(|f| f.metrics_text())
+            .map(|feed| {
+                let mut text = String::new();
+                feed.metrics().write_prometheus(&mut text);
+                text
+            })
             .unwrap_or_default()
     }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use rulebook_rules::Rule;
 
-use crate::feed::Change;
+use crate::change_log::Change;
 
 /// A fact about a rule change that names cache tags.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +157,7 @@ pub fn tenant_tag(tenant: &str, tag: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::feed::ChangeOp;
+    use crate::change_log::ChangeOp;
 
     fn change(old_ep: Option<&str>, new_ep: Option<&str>, old: &[&str], new: &[&str]) -> Change {
         Change {

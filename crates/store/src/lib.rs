@@ -7,35 +7,35 @@
 //!   backend are embedded from `migrations/`.
 //! - `store` and `write`: [`Store`]: opening, tenants, reads, and the writes with their history
 //!   rows and optimistic concurrency.
-//! - `feed`: [`Change`], the commit-safe [`Cursor`], [`Store::changes_since`] /
+//! - `change_log`: [`Change`], the commit-safe [`Cursor`], [`Store::changes_since`] /
 //!   [`Store::read_feed`] and the log's pruning, [`Store::prune_changes`].
 //! - [`deps`]: the dependency map from changes to cache tags.
 //! - `registry`: [`Registry`], the cached read side.
-//! - `listen`: [`Store::listen_for_changes`], the PostgreSQL LISTEN connection that wakes a feed
+//! - `notifications`: [`Store::listen_for_changes`], the PostgreSQL LISTEN connection that wakes a feed
 //!   reader (the sync crate's) when the change log grows.
 //! - `files`: [`RuleFiles`], the rule-files source.
 //! - `tokens`: the server's API tokens.
 #![deny(missing_docs)]
 
+mod change_log;
 mod db;
 pub mod deps;
 mod error;
-mod feed;
 mod files;
-mod listen;
 mod model;
+mod notifications;
 mod registry;
 mod store;
 mod tokens;
 mod write;
 
+pub use change_log::{Change, ChangeListener, ChangeOp, Cursor, FeedRead};
 pub use db::{redact_url, Backend, StoreOptions};
 pub use error::StoreError;
-pub use feed::{Change, ChangeListener, ChangeOp, Cursor, FeedRead};
 pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
-pub use listen::{ChangeNotifications, NOTIFY_CHANNEL};
 pub use model::{Author, ChangeKind, HistoryEntry};
+pub use notifications::{ChangeNotifications, NOTIFY_CHANNEL};
 pub use registry::{Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey};
-pub use store::{Store, DEFAULT_TENANT};
+pub use store::Store;
 pub use tokens::{TokenRecord, TokenRole};
 pub use write::ImportReport;

@@ -20,9 +20,9 @@ use parking_lot::Mutex;
 use rulebook_cache::{Cache, CacheStats, LoadError, Loaded};
 use rulebook_rules::{EntryPoint, Params, Rule, Ruleset, Scorecard};
 
+use crate::change_log::{Change, ChangeListener};
 use crate::deps::{tags_for_changes, tags_for_entry, tenant_tag, EntryKind, TENANT_TAG};
 use crate::error::StoreError;
-use crate::feed::{Change, ChangeListener};
 use crate::Store;
 
 /// What the registry caches for a tenant.

@@ -4,15 +4,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
-use rulebook_rules::{EntryPoint, Rule};
+use rulebook_rules::{EntryPoint, Rule, DEFAULT_TENANT};
 
+use crate::change_log::{Change, ChangeListener};
 use crate::db::{args, redact_url, Backend, Pool, StoreOptions};
 use crate::error::{db_error, StoreError};
-use crate::feed::{Change, ChangeListener};
 use crate::model::{fetch_rule, Author, HistoryEntry, HistoryRow, RuleRow, RULE_COLUMNS};
-
-/// The tenant that exists on every database and that example rules are seeded into.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// The rule store: one behaviour over SQLite or PostgreSQL. Cheap to clone (an `Arc` inside).
 ///

@@ -10,14 +10,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
-use rulebook_rules::Rule;
+use rulebook_rules::{Rule, DEFAULT_TENANT};
 use serde_json::{Map, Value};
 
+use crate::change_log::{head_seq, own_changes, Change};
 use crate::db::{args, Backend, Conn, Tx};
 use crate::error::{db_error, is_unique_violation, StoreError};
-use crate::feed::{head_seq, own_changes, Change};
 use crate::model::{content, document, fetch_rule, now, tags_column, Author, ChangeKind};
-use crate::store::{tenant_exists, DEFAULT_TENANT};
+use crate::store::tenant_exists;
 use crate::Store;
 
 /// What a bulk import did.

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use common::{ep, plain_sql, rule, TestDb};
 use parking_lot::Mutex;
-use rulebook_rules::{Action, Rule, Ruleset};
+use rulebook_rules::{Action, Rule, Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
     deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeOp, FeedRead, Registry,
-    RegistryConfig, RuleFiles, Store, StoreError, TokenRole, DEFAULT_TENANT,
+    RegistryConfig, RuleFiles, Store, StoreError, TokenRole,
 };
 use sqlx::Connection;
 

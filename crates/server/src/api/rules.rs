@@ -515,7 +515,7 @@ fn check_import(tenant: &str, documents: Vec<Value>) -> Result<Vec<Rule>, ApiErr
         }
         match Rule::from_json_value(document) {
             Ok(mut rule) => {
-                if rule.tenant != tenant && rule.tenant != rulebook_store::DEFAULT_TENANT {
+                if rule.tenant != tenant && rule.tenant != rulebook_rules::DEFAULT_TENANT {
                     problems.push(FieldError::new(
                         format!("rules[{i}].tenant"),
                         named(&format!(

@@ -38,7 +38,7 @@ use sqlx::Connection;
 // The bench, which includes this file, uses the defaults too.
 #[allow(unused_imports)]
 pub use rulebook_testkit::{in_ci, DEFAULT_PG, DEFAULT_REDIS};
-pub const TENANT: &str = rulebook_store::DEFAULT_TENANT;
+pub const TENANT: &str = rulebook_rules::DEFAULT_TENANT;
 
 /// A fresh database for one test, dropped when this is dropped.
 pub struct TestDb {

@@ -11,7 +11,7 @@ use std::hash::Hash;
 
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
-use crate::sync::{Arc, AtomicU64};
+use crate::shim::{Arc, AtomicU64};
 
 pub(crate) type WeigherFn<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 
@@ -99,14 +99,14 @@ type Hasher = foldhash::fast::RandomState;
 type Quick<K, T, V> = quick_cache::sync::Cache<K, T, EntryWeigher<K, V>, Hasher, CollectEvictions>;
 
 /// The entries, in the layout the cache was built with (see the module docs).
-pub(crate) enum Store<K, V> {
+pub(crate) enum Entries<K, V> {
     /// No expiry: bare values.
     Plain(Quick<K, Arc<V>, V>),
     /// A time to live or idle: values with their expiry.
     Timed(Quick<K, Entry<V>, V>),
 }
 
-impl<K, V> Store<K, V>
+impl<K, V> Entries<K, V>
 where
     K: Hash + Eq + Clone,
 {
