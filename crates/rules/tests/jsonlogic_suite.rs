@@ -1,18 +1,33 @@
-//! The official JSONLogic test suite: every case must pass.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+//! The official JSONLogic test suite (vendored in `tests/data`, see its README), run twice: every
+//! case through [`Logic::evaluate`], which must give the expected value, and every case through
+//! the path that decides a rule's condition (a one-rule ruleset, which asks only whether the
+//! condition holds), which must match exactly when the expected value is truthy.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod reference;
 
+use chrono::{TimeZone, Utc};
 use rulebook_rules::logic::Logic;
-use rulebook_rules::EvalLimits;
+use rulebook_rules::{EntryPoint, EvalLimits, Rule, Ruleset};
 use serde_json::Value;
 
-fn suite_path() -> PathBuf {
-    match std::env::var_os("RULEBOOK_JSONLOGIC_TESTS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/conformance/jsonlogic-tests.json"),
-    }
+use reference::truthy;
+
+const SUITE: &str = include_str!("data/jsonlogic-tests.json");
+
+/// Every `[rule, data, expected]` case of the suite (headings skipped).
+fn cases() -> Vec<(Value, Value, Value)> {
+    let all: Vec<Value> = serde_json::from_str(SUITE).unwrap();
+    all.into_iter()
+        .filter_map(|case| match case {
+            Value::Array(parts) => {
+                let [rule, data, expected]: [Value; 3] = parts.try_into().unwrap();
+                Some((rule, data, expected))
+            }
+            Value::String(_) => None,
+            other => panic!("malformed case {other}"),
+        })
+        .collect()
 }
 
 /// Numbers compare by value (`3` and `3.0` are the same answer).
@@ -31,31 +46,10 @@ fn same(a: &Value, b: &Value) -> bool {
 
 #[test]
 fn every_case_of_the_official_suite_passes() {
-    let path = suite_path();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!(
-                "the JSONLogic suite is missing at {}: {e}; CI must have it",
-                path.display()
-            )
-        }
-        Err(e) => {
-            eprintln!(
-                "skipping the JSONLogic suite: cannot read {} ({e}); set RULEBOOK_JSONLOGIC_TESTS to its path",
-                path.display()
-            );
-            return;
-        }
-    };
-    let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut run = 0;
+    let cases = cases();
+    assert_eq!(cases.len(), 277, "the suite should have 277 cases");
     let mut failures = Vec::new();
-    for case in cases.iter().filter_map(Value::as_array) {
-        let [rule, data, expected] = case.as_slice() else {
-            panic!("malformed case {case:?}");
-        };
-        run += 1;
+    for (rule, data, expected) in &cases {
         let got = Logic::compile(rule)
             .map_err(|e| e.to_string())
             .and_then(|l| {
@@ -69,11 +63,90 @@ fn every_case_of_the_official_suite_passes() {
             )),
         }
     }
-    assert_eq!(run, 277, "the suite should have 277 cases");
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Whether `expr` reads the whole data of its scope (`{"var": ""}`, `{"var": null}`,
+/// `{"var": []}`, or `var` with no argument) outside the per-item scope of `map`, `filter`,
+/// `reduce`, `all`, `some` and `none`. A rule's scope has no single whole value (it is the input
+/// beside the rule's params), so such a case asks something else of a rule.
+fn reads_whole_data(expr: &Value) -> bool {
+    match expr {
+        Value::Array(items) => items.iter().any(reads_whole_data),
+        Value::Object(map) if map.len() == 1 => {
+            let Some((op, args)) = map.iter().next() else {
+                return false;
+            };
+            let args: Vec<&Value> = match args {
+                Value::Array(items) => items.iter().collect(),
+                single => vec![single],
+            };
+            match op.as_str() {
+                "var" => {
+                    let whole = match args.first() {
+                        None | Some(Value::Null) => true,
+                        Some(Value::String(s)) => s.is_empty(),
+                        Some(Value::Array(a)) => a.is_empty(),
+                        Some(path) => reads_whole_data(path),
+                    };
+                    whole || args.iter().skip(1).any(|a| reads_whole_data(a))
+                }
+                // Only the first argument (the array) is read in the outer scope; the others run
+                // per item. `reduce`'s third (the initial value) is outer too.
+                "map" | "filter" | "all" | "some" | "none" => {
+                    args.first().is_some_and(|a| reads_whole_data(a))
+                }
+                "reduce" => {
+                    args.first().is_some_and(|a| reads_whole_data(a))
+                        || args.get(2).is_some_and(|a| reads_whole_data(a))
+                }
+                _ => args.iter().any(|a| reads_whole_data(a)),
+            }
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn every_case_of_the_official_suite_decides_a_rule_condition_by_its_truthiness() {
+    let entry_point = EntryPoint::parse("suite").unwrap();
+    let at = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+    let mut run = 0;
+    let mut failures = Vec::new();
+    for (condition, data, expected) in cases() {
+        if reads_whole_data(&condition) {
+            continue;
+        }
+        run += 1;
+        let mut rule = Rule::new("case");
+        rule.entry_point = Some(entry_point.clone());
+        rule.condition = condition.clone();
+        let matched = Ruleset::compile(entry_point.clone(), vec![rule])
+            .map_err(|e| e.to_string())
+            .and_then(|set| {
+                set.evaluate(&data, at, &EvalLimits::default())
+                    .map_err(|e| e.to_string())
+            })
+            .map(|evaluation| !evaluation.matched.is_empty());
+        let want = truthy(&expected);
+        if matched != Ok(want) {
+            failures.push(format!(
+                "{condition} with {data}: expected {expected}, so the rule should {}match; got {matched:?}",
+                if want { "" } else { "not " }
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Three cases read the whole data (`{"var": ""}` and the like); every other one ran.
+    assert_eq!(run, 277 - 3, "cases decided as rule conditions");
 }

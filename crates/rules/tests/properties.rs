@@ -1,5 +1,6 @@
-//! Property tests: entry-point normalisation is idempotent; ruleset evaluation equals a naive
-//! reference evaluator over random rules and inputs.
+//! Property tests: entry-point normalisation is idempotent; a condition is decided (by the
+//! boolean path a ruleset uses) exactly as `evaluate` followed by json-logic-js's truthiness
+//! decides it; ruleset evaluation equals a naive reference evaluator over random rules and inputs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -7,6 +8,10 @@ use proptest::prelude::*;
 use rulebook_rules::logic::Logic;
 use rulebook_rules::{Action, EntryPoint, EvalLimits, Rule, Ruleset};
 use serde_json::{json, Value};
+
+mod reference;
+
+use reference::truthy;
 
 proptest! {
     #[test]
@@ -23,17 +28,87 @@ fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn condition() -> impl Strategy<Value = Value> {
+/// Literals where engines and JavaScript's coercions disagree: `0`, `""`, `"0"`, `[]`, `[0]`,
+/// `null`, numbers as strings, a non-integer.
+fn literal() -> impl Strategy<Value = Value> {
     prop_oneof![
+        Just(json!(0)),
+        Just(json!(1)),
+        Just(json!(2)),
+        Just(json!(-1)),
+        Just(json!(0.5)),
+        Just(json!("")),
+        Just(json!("0")),
+        Just(json!("1")),
+        Just(json!("a")),
+        Just(json!([])),
+        Just(json!([0])),
+        Just(json!([1, "a"])),
+        Just(json!(null)),
         Just(json!(true)),
         Just(json!(false)),
-        (0i64..10).prop_map(|n| json!({">": [{"var": "x"}, n]})),
-        (0i64..10).prop_map(|n| json!({"==": [{"var": "input.y"}, n]})),
-        Just(json!({"<": [{"var": "x"}, {"var": "params.limit"}]})),
-        (0i64..10, 0i64..10).prop_map(
-            |(a, b)| json!({"or": [{"==": [{"var": "x"}, a]}, {"==": [{"var": "y"}, b]}]})
-        ),
     ]
+}
+
+/// An operand: a literal, a variable of the input (present or missing, with or without a
+/// default) or of the rule's params.
+fn operand() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        literal(),
+        Just(json!({"var": "x"})),
+        Just(json!({"var": "input.y"})),
+        Just(json!({"var": "s"})),
+        Just(json!({"var": "list"})),
+        Just(json!({"var": "params.limit"})),
+        Just(json!({"var": "missing_name"})),
+        Just(json!({"var": "input.missing_name"})),
+        literal().prop_map(|d| json!({"var": ["missing_name", d]})),
+    ]
+}
+
+/// Conditions over the operators a rule's condition is decided by: `and`, `or`, `!`, `!!`, the
+/// comparisons (with the three-argument between), `in` over strings and arrays, and bare
+/// operands whose truthiness decides.
+fn condition() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        operand(),
+        (
+            prop::sample::select(vec!["==", "!=", "===", "!==", "<", "<=", ">", ">="]),
+            operand(),
+            operand()
+        )
+            .prop_map(|(op, a, b)| json!({ op: [a, b] })),
+        (
+            prop::sample::select(vec!["<", "<="]),
+            operand(),
+            operand(),
+            operand()
+        )
+            .prop_map(|(op, a, b, c)| json!({ op: [a, b, c] })),
+        (operand(), operand()).prop_map(|(needle, hay)| json!({"in": [needle, hay]})),
+    ];
+    leaf.prop_recursive(3, 24, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|xs| json!({ "and": xs })),
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|xs| json!({ "or": xs })),
+            inner.clone().prop_map(|x| json!({ "!": [x] })),
+            inner.prop_map(|x| json!({ "!!": [x] })),
+        ]
+    })
+}
+
+/// An input with values of every kind under the names the operands read.
+fn input() -> impl Strategy<Value = Value> {
+    (
+        literal(),
+        literal(),
+        prop::sample::select(vec!["", "0", "a", "abc", "b1"]),
+        literal(),
+    )
+        .prop_map(|(x, y, s, list)| {
+            let list = if list.is_array() { list } else { json!([list]) };
+            json!({"x": x, "y": y, "s": s, "list": list})
+        })
 }
 
 prop_compose! {
@@ -76,12 +151,11 @@ fn naive(rules: &[Rule], input: &Value, at: DateTime<Utc>) -> (Vec<String>, Vec<
         data.insert("params".into(), Value::Object(rule.params.clone()));
         let data = Value::Object(data);
         let limits = EvalLimits::default();
-        let holds = Logic::compile(&rule.condition)
+        let value = Logic::compile(&rule.condition)
             .unwrap()
             .evaluate(&data, &limits)
             .unwrap();
-        let truthy = !matches!(holds, Value::Bool(false) | Value::Null) && holds != json!(0);
-        if !truthy {
+        if !truthy(&value) {
             continue;
         }
         matched.push(rule.id.clone());
@@ -106,12 +180,11 @@ proptest! {
     #[test]
     fn ruleset_evaluation_equals_the_naive_reference(
         rules in proptest::collection::vec(arb_rule(), 0..10),
-        x in 0i64..10, y in 0i64..10, hour in -4i64..4,
+        input in input(), hour in -4i64..4,
     ) {
         let mut rules = rules;
         rules.sort_by(|a, b| a.id.cmp(&b.id));
         rules.dedup_by(|a, b| a.id == b.id);
-        let input = json!({"x": x, "y": y});
         let at = base() + Duration::hours(hour);
         let set = Ruleset::compile(EntryPoint::parse("checkout").unwrap(), rules.clone()).unwrap();
         let got = set.evaluate(&input, at, &EvalLimits::default()).unwrap();
@@ -122,5 +195,36 @@ proptest! {
             _ => None,
         }).collect();
         prop_assert_eq!(got_outs, outs);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// The boolean path that decides every condition agrees with the value path and the
+    /// truthiness reference, for every operator and kind of value above.
+    #[test]
+    fn a_condition_matches_exactly_when_its_value_is_truthy(
+        condition in condition(), input in input(), limit in literal(),
+    ) {
+        let entry_point = EntryPoint::parse("checkout").unwrap();
+        let mut rule = Rule::new("r");
+        rule.entry_point = Some(entry_point.clone());
+        rule.condition = condition.clone();
+        rule.params.insert("limit".into(), limit.clone());
+        let set = Ruleset::compile(entry_point, vec![rule]).unwrap();
+        let matched = !set
+            .evaluate(&input, base(), &EvalLimits::default())
+            .unwrap()
+            .matched
+            .is_empty();
+        let mut data = input.as_object().cloned().unwrap();
+        data.insert("input".into(), input.clone());
+        data.insert("params".into(), json!({"limit": limit}));
+        let value = Logic::compile(&condition)
+            .unwrap()
+            .evaluate(&Value::Object(data), &EvalLimits::default())
+            .unwrap();
+        prop_assert_eq!(matched, truthy(&value), "{} is {} for {}", condition, value, input);
     }
 }
