@@ -191,10 +191,10 @@ where
         self
     }
 
-    /// Test-only: builds a deliberately broken cache that inserts loaded values even when an
-    /// invalidation came while they were loading. It exists so the stress test can prove its
-    /// checker catches stale reads; never use it elsewhere.
-    #[doc(hidden)]
+    /// Test-only (feature `test-hooks`): builds a deliberately broken cache that inserts loaded
+    /// values even when an invalidation came while they were loading. It exists so the stress
+    /// test and the model check can prove their checkers catch stale reads.
+    #[cfg(feature = "test-hooks")]
     pub fn broken_skip_invalidation_check_for_tests(mut self) -> Self {
         self.check_invalidations = false;
         self
@@ -873,6 +873,20 @@ where
     #[cfg(all(test, not(feature = "shuttle")))]
     pub(crate) fn invalidation_records(&self) -> usize {
         self.inner.coherence.lock().records()
+    }
+
+    /// Test-only (feature `test-hooks`): how many cached entries the coherence index knows the
+    /// tags or version of, and how many tags it indexes; both are bounded by the live entries.
+    #[cfg(feature = "test-hooks")]
+    pub fn tag_index_len_for_tests(&self) -> (usize, usize) {
+        self.inner.coherence.lock().indexed()
+    }
+
+    /// Test-only (feature `test-hooks`): how many times the invalidation records were pruned
+    /// while loads were in flight, so a stress test can show it reached that path.
+    #[cfg(feature = "test-hooks")]
+    pub fn prunes_in_flight_for_tests(&self) -> u64 {
+        self.inner.coherence.lock().prunes_in_flight
     }
 }
 

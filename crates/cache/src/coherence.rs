@@ -86,6 +86,9 @@ pub(crate) struct Coherence<K> {
     meta: HashMap<K, Meta>,
     /// The cached keys that carry each tag.
     keys_by_tag: HashMap<Arc<str>, Keys<K>>,
+    /// How many times records were pruned while loads were in flight (tests show they reach it).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) prunes_in_flight: u64,
 }
 
 impl<K: Hash + Eq + Clone> Coherence<K> {
@@ -98,6 +101,8 @@ impl<K: Hash + Eq + Clone> Coherence<K> {
             prune_at: MIN_PRUNE_THRESHOLD,
             meta: HashMap::default(),
             keys_by_tag: HashMap::default(),
+            #[cfg(feature = "test-hooks")]
+            prunes_in_flight: 0,
         }
     }
 
@@ -128,6 +133,10 @@ impl<K: Hash + Eq + Clone> Coherence<K> {
                 self.keys.retain(|_, epoch| *epoch > oldest);
                 self.tags.retain(|_, epoch| *epoch > oldest);
                 self.prune_at = MIN_PRUNE_THRESHOLD.max(2 * (self.keys.len() + self.tags.len()));
+                #[cfg(feature = "test-hooks")]
+                {
+                    self.prunes_in_flight += 1;
+                }
             }
             Some(_) => {}
         }
@@ -206,6 +215,12 @@ impl<K: Hash + Eq + Clone> Coherence<K> {
                 }
             }
         }
+    }
+
+    /// How many entries have their tags or version indexed, and how many tags are indexed.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn indexed(&self) -> (usize, usize) {
+        (self.meta.len(), self.keys_by_tag.len())
     }
 
     /// How many invalidation records are kept (for tests of the bound).

@@ -39,6 +39,28 @@ fn source() -> Arc<AtomicU64> {
     Arc::new(AtomicU64::new(1))
 }
 
+/// The newest version whose invalidation has returned (what a read that starts now must see at
+/// least); writers raise it after their invalidation returns.
+fn floor() -> Arc<AtomicU64> {
+    Arc::new(AtomicU64::new(1))
+}
+
+/// A read checked against the history of writes: it returns at least the version whose
+/// invalidation had returned before it started, and nothing newer than the source when it ends.
+fn checked_read(got: impl FnOnce() -> u64, source: &AtomicU64, floor: &AtomicU64) -> u64 {
+    let at_least = floor.load(Ordering::SeqCst);
+    let got = got();
+    assert!(
+        got >= at_least,
+        "resurrected: a read that began after the invalidation of v{at_least} returned v{got}"
+    );
+    assert!(
+        got <= source.load(Ordering::SeqCst),
+        "v{got} was never written"
+    );
+    got
+}
+
 /// Loads `KEY` from `source`; the tag is learnt only as the load finishes.
 fn load(cache: &Cache<u8, u64>, source: &AtomicU64) -> u64 {
     let got = cache.get_or_load_blocking(KEY, || {
@@ -63,13 +85,13 @@ fn load_races_invalidation(kind: Invalidation) {
 }
 
 fn load_races_invalidation_in(cache: Cache<u8, u64>, kind: Invalidation) {
-    let source = source();
+    let (source, floor) = (source(), floor());
     let reader = {
-        let (cache, source) = (cache.clone(), Arc::clone(&source));
-        thread::spawn(move || load(&cache, &source))
+        let (cache, source, floor) = (cache.clone(), Arc::clone(&source), Arc::clone(&floor));
+        thread::spawn(move || checked_read(|| load(&cache, &source), &source, &floor))
     };
     let writer = {
-        let (cache, source) = (cache.clone(), Arc::clone(&source));
+        let (cache, source, floor) = (cache.clone(), Arc::clone(&source), Arc::clone(&floor));
         thread::spawn(move || {
             source.store(2, Ordering::SeqCst);
             match kind {
@@ -77,16 +99,16 @@ fn load_races_invalidation_in(cache: Cache<u8, u64>, kind: Invalidation) {
                 Invalidation::Tag => cache.invalidate_tag(TAG),
                 Invalidation::All => cache.invalidate_all(),
             }
-            assert_eq!(load(&cache, &source), 2, "a read after the invalidation");
+            floor.store(2, Ordering::SeqCst);
+            checked_read(|| load(&cache, &source), &source, &floor);
         })
     };
-    let early = reader.join().unwrap();
-    assert!(early == 1 || early == 2);
+    reader.join().unwrap();
     writer.join().unwrap();
     if let Some(cached) = cache.get(&KEY) {
         assert_eq!(
             *cached, 2,
-            "a stale value was inserted after the invalidation"
+            "resurrected: a stale value was inserted after the invalidation"
         );
     }
     assert_eq!(load(&cache, &source), 2);
@@ -110,7 +132,7 @@ fn load_vs_invalidate_all() {
 /// Proves the scenarios above can fail: a cache with its invalidation check switched off
 /// (a test-only switch) inserts the stale load, and the model checker finds the schedule.
 #[test]
-#[should_panic]
+#[should_panic(expected = "resurrected")]
 fn the_model_check_catches_a_cache_without_the_invalidation_check() {
     check(|| {
         let broken = Cache::builder()
@@ -127,25 +149,26 @@ fn the_model_check_catches_a_cache_without_the_invalidation_check() {
 fn load_vs_invalidate_vs_insert() {
     check(|| {
         let cache: Cache<u8, u64> = Cache::new(16);
-        let source = source();
+        let (source, floor) = (source(), floor());
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let (cache, source) = (cache.clone(), Arc::clone(&source));
-                thread::spawn(move || load(&cache, &source))
+                let (cache, source, floor) =
+                    (cache.clone(), Arc::clone(&source), Arc::clone(&floor));
+                thread::spawn(move || checked_read(|| load(&cache, &source), &source, &floor))
             })
             .collect();
         let writer = {
-            let (cache, source) = (cache.clone(), Arc::clone(&source));
+            let (cache, source, floor) = (cache.clone(), Arc::clone(&source), Arc::clone(&floor));
             thread::spawn(move || {
                 source.store(2, Ordering::SeqCst);
                 cache.invalidate_tag(TAG);
+                floor.store(2, Ordering::SeqCst);
                 assert!(cache.insert(KEY, Loaded::new(2).with_tags([TAG]).with_version(2)));
                 assert_eq!(cache.get(&KEY).as_deref(), Some(&2));
             })
         };
         for reader in readers {
-            let got = reader.join().unwrap();
-            assert!(got == 1 || got == 2);
+            reader.join().unwrap();
         }
         writer.join().unwrap();
         assert_eq!(cache.get(&KEY).as_deref(), Some(&2));
@@ -184,7 +207,7 @@ fn concurrent_misses_load_once() {
 fn async_load_vs_invalidate_tag() {
     check(|| {
         let cache: Cache<u8, u64> = Cache::new(16);
-        let source = source();
+        let (source, floor) = (source(), floor());
         let load_async = |cache: Cache<u8, u64>, source: Arc<AtomicU64>| async move {
             let got = cache
                 .get_or_load(KEY, || async {
@@ -196,20 +219,29 @@ fn async_load_vs_invalidate_tag() {
             *got.unwrap()
         };
         let readers: Vec<_> = (0..2)
-            .map(|_| future::spawn(load_async(cache.clone(), Arc::clone(&source))))
+            .map(|_| {
+                let (cache, source, floor) =
+                    (cache.clone(), Arc::clone(&source), Arc::clone(&floor));
+                future::spawn(async move {
+                    let at_least = floor.load(Ordering::SeqCst);
+                    let got = load_async(cache, Arc::clone(&source)).await;
+                    assert!(got >= at_least, "resurrected: v{got} after v{at_least}");
+                    assert!(got <= source.load(Ordering::SeqCst));
+                })
+            })
             .collect();
         let writer = {
-            let (cache, source) = (cache.clone(), Arc::clone(&source));
+            let (cache, source, floor) = (cache.clone(), Arc::clone(&source), Arc::clone(&floor));
             thread::spawn(move || {
                 source.store(2, Ordering::SeqCst);
                 cache.invalidate_tag(TAG);
+                floor.store(2, Ordering::SeqCst);
                 let got = future::block_on(load_async(cache.clone(), Arc::clone(&source)));
                 assert_eq!(got, 2, "a read after the invalidation");
             })
         };
         for reader in readers {
-            let got = future::block_on(reader).unwrap();
-            assert!(got == 1 || got == 2);
+            future::block_on(reader).unwrap();
         }
         writer.join().unwrap();
         if let Some(cached) = cache.get(&KEY) {

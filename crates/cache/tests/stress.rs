@@ -2,7 +2,8 @@
 //! then invalidate (by key, by tag or everything); readers note, before they read, the newest
 //! version whose invalidation had returned, and a checker counts every read that returned an
 //! older one. The real cache must show zero such reads; a deliberately broken cache (its
-//! invalidation check switched off) must show some, which proves the checker can fail.
+//! invalidation check switched off) must show some, which proves the checker can fail. The run
+//! is sized so that the invalidation records are pruned while loads are in flight.
 //!
 //! `RULEBOOK_STRESS_OPS` sets the number of operations (default 1,000,000).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,8 +14,10 @@ use std::thread;
 
 use rulebook_cache::{Cache, CacheStats, Loaded};
 
-const KEYS: usize = 32;
-const GROUPS: usize = 4;
+/// Enough keys and tags that the invalidation records outgrow their pruning threshold (64) while
+/// loads are in flight, so the run also covers pruning under concurrency.
+const KEYS: usize = 256;
+const GROUPS: usize = 16;
 const THREADS: usize = 8;
 
 /// xorshift64*: a tiny deterministic generator, so a run is cheap per operation.
@@ -129,6 +132,10 @@ fn no_read_after_an_invalidation_returns_an_older_version() {
     println!("{report:?}");
     assert!(report.reads + report.writes >= ops() - THREADS as u64);
     assert!(report.writes > 0 && report.stats.hits > 0 && report.stats.loads > 0);
+    assert!(
+        cache.prunes_in_flight_for_tests() > 0,
+        "the run never pruned invalidation records while loads were in flight"
+    );
     assert_eq!(report.violations, 0, "{report:?}");
 }
 
