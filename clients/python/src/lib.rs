@@ -1,0 +1,360 @@
+//! `rulebook._native`: the native half of the `rulebook` Python package.
+//!
+//! It gives Python the coherent cache of `rulebook-cache` with its protocol unchanged: one load
+//! per key, no resurrection after an invalidation, errors shared with the waiters and not cached,
+//! and no waiter stranded by a failing or cancelled loader. The pure-Python module
+//! `rulebook.cache` builds the public `Cache` and the `cached` decorator on it.
+//!
+//! # How Python runs under the cache
+//!
+//! Every call goes through the cache's async `get_or_load`, polled with the GIL held (see
+//! `drive.rs`): the key is a GIL-free copy of the Python value (see `key.rs`), so the cache's
+//! locks are only ever held by the thread that holds the GIL, and the GIL is released only
+//! while a caller waits for another's load.
+//!
+//! - A **thread** calling `get_or_load` polls to completion. As the leader it calls the Python
+//!   loader inside the poll; as a waiter it parks, GIL released, until the leader's end wakes it.
+//! - An **asyncio task** drives a [`LoadOp`] step by step: `poll` says whether the load is done,
+//!   whether this task must run the loader (it awaits the coroutine and hands the result back
+//!   with `set_result` or `set_error`), or whether it must wait (the waker schedules a callback
+//!   on its event loop). A task cancelled while it runs the loader closes its op, which drops
+//!   the cache's load guard: a waiter takes over with its own loader, as the Rust contract says.
+//!
+//! Values are Python objects, cached as they are (not copied). A loader's exception is handed
+//! to every caller that waited for that load, as the same exception object.
+#![deny(missing_docs)]
+
+mod drive;
+mod key;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use rulebook_cache::{Cache, LoadError, Loaded};
+
+use crate::drive::{block_on, CallbackWaker};
+use crate::key::{Key, Keys};
+
+type Value = Py<PyAny>;
+type Answer = Result<Arc<Value>, LoadError<PyErr>>;
+type LoadFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// `LoadOp.poll`: the load is over; `result()` has the value or raises the error.
+const DONE: u8 = 0;
+/// `LoadOp.poll`: this task leads the load: run the loader, then `set_result` or `set_error`.
+const RUN: u8 = 1;
+/// `LoadOp.poll`: another caller is loading; the waker will be called when it ends.
+const WAIT: u8 = 2;
+
+/// The coherent cache, for the `rulebook.cache` module. Keys are hashable Python values, values
+/// any Python objects.
+#[pyclass(module = "rulebook._native", name = "Cache", frozen)]
+struct NativeCache {
+    cache: Cache<Key, Value>,
+    keys: Keys,
+}
+
+#[pymethods]
+impl NativeCache {
+    /// `maxsize`: the most entries (at least 1). `ttl`, `tti`: seconds after insertion, or
+    /// since the last read, after which an entry expires (positive; `None` for never).
+    ///
+    /// Errors: `ValueError` for a `maxsize` below 1 or a `ttl`/`tti` that is not a positive,
+    /// finite number of seconds.
+    #[new]
+    #[pyo3(signature = (maxsize, ttl=None, tti=None))]
+    fn new(py: Python<'_>, maxsize: u64, ttl: Option<f64>, tti: Option<f64>) -> PyResult<Self> {
+        if maxsize == 0 {
+            return Err(PyValueError::new_err("`maxsize` must be at least 1"));
+        }
+        // A removal listener makes `invalidate_all` hand the removed values back instead of
+        // dropping them under the cache's lock: dropping a Python object may run its
+        // `__del__`, which may let another thread take the GIL and then wait for that lock.
+        let mut builder = Cache::builder()
+            .max_capacity(maxsize)
+            .removal_listener(|_, _, _| {});
+        if let Some(ttl) = ttl {
+            builder = builder.time_to_live(seconds("ttl", ttl)?);
+        }
+        if let Some(tti) = tti {
+            builder = builder.time_to_idle(seconds("tti", tti)?);
+        }
+        Ok(Self {
+            cache: builder.build(),
+            keys: Keys::new(py),
+        })
+    }
+
+    /// The cached value for `key`, or `default` when there is none.
+    ///
+    /// Errors: `TypeError` if `key` is not hashable.
+    #[pyo3(signature = (key, default=None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let key = self.keys.key(key)?;
+        Ok(match self.cache.get(&key) {
+            Some(value) => value.clone_ref(py),
+            None => default.unwrap_or_else(|| py.None()),
+        })
+    }
+
+    /// The cached value for `key`, or what `loader()` returns, cached with `tags` (an iterable
+    /// of strings, or a callable taking the value and returning them). Concurrent callers that
+    /// miss on one key run one loader; the others wait, GIL released, and get its value or its
+    /// exception.
+    ///
+    /// Errors: the loader's exception (not cached); `TypeError` for an unhashable key or tags
+    /// that are not strings; `KeyboardInterrupt` while waiting.
+    #[pyo3(signature = (key, loader, tags=None))]
+    fn get_or_load(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        loader: Py<PyAny>,
+        tags: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let key = self.keys.key(key)?;
+        let load = self.cache.get_or_load(key, move || async move {
+            Python::attach(|py| {
+                let value = loader.bind(py).call0()?;
+                loaded(&value, tags.as_ref().map(|tags| tags.bind(py)))
+            })
+        });
+        answer(py, &block_on(py, load)?)
+    }
+
+    /// Starts a load of `key` for an asyncio task, to be driven with [`LoadOp::poll`]. `tags` as
+    /// for `get_or_load`.
+    ///
+    /// Errors: `TypeError` if `key` is not hashable.
+    #[pyo3(signature = (key, tags=None))]
+    fn load(&self, key: &Bound<'_, PyAny>, tags: Option<Py<PyAny>>) -> PyResult<LoadOp> {
+        let key = self.keys.key(key)?;
+        let cache = self.cache.clone();
+        let slot = Arc::new(Mutex::new(Slot::Idle));
+        let loader = Handoff {
+            slot: Arc::clone(&slot),
+        };
+        let future: LoadFuture = Box::pin(async move { cache.get_or_load(key, || loader).await });
+        Ok(LoadOp {
+            state: Mutex::new(OpState {
+                future: Some(future),
+                answer: None,
+            }),
+            slot,
+            tags,
+        })
+    }
+
+    /// Removes `key`. Once this returns, no read that starts afterwards gets a value whose load
+    /// began before the call.
+    ///
+    /// Errors: `TypeError` if `key` is not hashable.
+    fn invalidate(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = self.keys.key(key)?;
+        self.cache.invalidate(&key);
+        Ok(())
+    }
+
+    /// Removes every entry tagged `tag`, with the same guarantee as `invalidate`.
+    fn invalidate_tag(&self, tag: &str) {
+        self.cache.invalidate_tag(tag);
+    }
+
+    /// Removes every entry, with the same guarantee as `invalidate`.
+    fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// The counters since the cache was built, as a dict of ints: `hits`, `misses`, `loads`,
+    /// `load_errors`, `coalesced_waiters`, `invalidations_key`, `invalidations_tag`,
+    /// `invalidations_all`, `invalidated_entries`, `discarded_loads`, `evictions_size`,
+    /// `evictions_expired`, `evictions_idle`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.cache.stats();
+        let dict = PyDict::new(py);
+        for (name, count) in [
+            ("hits", stats.hits),
+            ("misses", stats.misses),
+            ("loads", stats.loads),
+            ("load_errors", stats.load_errors),
+            ("coalesced_waiters", stats.coalesced_waiters),
+            ("invalidations_key", stats.invalidations_key),
+            ("invalidations_tag", stats.invalidations_tag),
+            ("invalidations_all", stats.invalidations_all),
+            ("invalidated_entries", stats.invalidated_entries),
+            ("discarded_loads", stats.discarded_loads),
+            ("evictions_size", stats.evictions_size),
+            ("evictions_expired", stats.evictions_expired),
+            ("evictions_idle", stats.evictions_idle),
+        ] {
+            dict.set_item(name, count)?;
+        }
+        Ok(dict)
+    }
+
+    /// The number of entries, including expired ones not yet removed.
+    fn __len__(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// What an asyncio task's loader hands the cache.
+enum Slot {
+    /// The cache has not asked for a value.
+    Idle,
+    /// The cache made this task the leader and waits for its loader.
+    Requested,
+    /// The task's loader finished.
+    Filled(PyResult<Loaded<Value>>),
+}
+
+/// The loader future of an asyncio load: ready once the task has filled the slot.
+struct Handoff {
+    slot: Arc<Mutex<Slot>>,
+}
+
+impl Future for Handoff {
+    type Output = PyResult<Loaded<Value>>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.slot.lock();
+        match std::mem::replace(&mut *slot, Slot::Requested) {
+            Slot::Filled(result) => Poll::Ready(result),
+            // The task re-polls after filling the slot; no waker is needed.
+            Slot::Idle | Slot::Requested => Poll::Pending,
+        }
+    }
+}
+
+struct OpState {
+    /// The cache's `get_or_load`, until it ends or the op is closed.
+    future: Option<LoadFuture>,
+    answer: Option<Answer>,
+}
+
+/// One asyncio task's `get_or_load`, driven by `rulebook.cache`. Used by one task only.
+#[pyclass(module = "rulebook._native", frozen)]
+struct LoadOp {
+    // Guards the future and its answer. Only the task that owns the op takes it, so no other
+    // thread ever waits for it.
+    state: Mutex<OpState>,
+    slot: Arc<Mutex<Slot>>,
+    tags: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl LoadOp {
+    /// Advances the load: `DONE` (then call `result`), `RUN` (run the loader, then `set_result`
+    /// or `set_error`, then poll again) or `WAIT` (`wake()` will be called, from any thread,
+    /// when it is worth polling again).
+    fn poll(&self, wake: Py<PyAny>) -> u8 {
+        let mut state = self.state.lock();
+        let Some(future) = state.future.as_mut() else {
+            return DONE;
+        };
+        let waker: Waker = CallbackWaker::waker(wake);
+        match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(answer) => {
+                state.answer = Some(answer);
+                state.future = None;
+                DONE
+            }
+            Poll::Pending if matches!(*self.slot.lock(), Slot::Requested) => RUN,
+            Poll::Pending => WAIT,
+        }
+    }
+
+    /// Hands the loader's value to the cache (with the op's tags).
+    ///
+    /// Errors: none of its own; a tags callable's exception becomes the load's error.
+    fn set_result(&self, value: &Bound<'_, PyAny>) {
+        let tags = self.tags.as_ref().map(|tags| tags.bind(value.py()));
+        *self.slot.lock() = Slot::Filled(loaded(value, tags));
+    }
+
+    /// Hands the loader's exception to the cache: every caller waiting for this load gets it.
+    fn set_error(&self, error: &Bound<'_, PyAny>) {
+        *self.slot.lock() = Slot::Filled(Err(PyErr::from_value(error.clone())));
+    }
+
+    /// The value, once `poll` said `DONE`.
+    ///
+    /// Errors: the loader's exception; `RuntimeError` if the load is not over.
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.state.lock().answer.take() {
+            Some(done) => answer(py, &done),
+            None => Err(PyRuntimeError::new_err(
+                "the load is not over: poll it first",
+            )),
+        }
+    }
+
+    /// Abandons the load if it is not over: when this task was running the loader, a waiting
+    /// caller takes over with its own.
+    fn close(&self) {
+        let future = self.state.lock().future.take();
+        drop(future);
+    }
+}
+
+/// A loader's value with its tags, for the cache.
+fn loaded(value: &Bound<'_, PyAny>, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Loaded<Value>> {
+    let mut names = Vec::new();
+    if let Some(tags) = tags {
+        let tags = if tags.is_callable() {
+            tags.call1((value,))?
+        } else {
+            tags.clone()
+        };
+        if tags.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
+                "`tags` must be an iterable of strings, not one string: write [tag]",
+            ));
+        }
+        for tag in tags.try_iter()? {
+            names.push(tag?.extract::<String>()?);
+        }
+    }
+    Ok(Loaded::new(value.clone().unbind()).with_tags(names))
+}
+
+fn answer(py: Python<'_>, answer: &Answer) -> PyResult<Py<PyAny>> {
+    match answer {
+        Ok(value) => Ok(value.clone_ref(py)),
+        Err(LoadError::Failed(error)) => Err(error.clone_ref(py)),
+        Err(error) => Err(PyRuntimeError::new_err(error.to_string())),
+    }
+}
+
+fn seconds(name: &str, seconds: f64) -> PyResult<Duration> {
+    if seconds.is_finite() && seconds > 0.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(PyValueError::new_err(format!(
+            "`{name}` must be a positive number of seconds, not {seconds}"
+        )))
+    }
+}
+
+/// The native module.
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<NativeCache>()?;
+    module.add_class::<LoadOp>()?;
+    module.add("DONE", DONE)?;
+    module.add("RUN", RUN)?;
+    module.add("WAIT", WAIT)?;
+    Ok(())
+}
