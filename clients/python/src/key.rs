@@ -40,6 +40,12 @@ pub(crate) enum Key {
     Tuple(Arc<[Key]>),
     /// Any other hashable value, by its representative.
     Object(Representative),
+    /// A call with keyword arguments: the positional arguments, then each keyword and its value.
+    /// No Python value has this form, so it never collides with a plain key.
+    Call {
+        positional: usize,
+        items: Arc<[Key]>,
+    },
 }
 
 /// The representative of a class of equal Python values: compared by identity, hashed by the
@@ -113,6 +119,40 @@ impl Keys {
             return Ok(Key::Bytes(Arc::from(bytes.as_bytes())));
         }
         self.representative(value)
+    }
+
+    /// The key of a call's arguments, as `functools.lru_cache` makes it: a lone `int` or `str`
+    /// argument is its own key, other positional arguments their tuple, and keyword arguments
+    /// (in the order given) are kept apart from positional ones.
+    ///
+    /// Errors: as [`Keys::key`], for any argument.
+    pub(crate) fn call_key(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Key> {
+        let kwargs = kwargs.filter(|kwargs| !kwargs.is_empty());
+        let Some(kwargs) = kwargs else {
+            if args.len() == 1 {
+                let arg = args.get_item(0)?;
+                if arg.is_exact_instance_of::<PyString>() || arg.is_exact_instance_of::<PyInt>() {
+                    return self.key(&arg);
+                }
+            }
+            return self.key(args.as_any());
+        };
+        let mut items = Vec::with_capacity(args.len() + 2 * kwargs.len());
+        for arg in args.iter() {
+            items.push(self.key(&arg)?);
+        }
+        for (name, value) in kwargs.iter() {
+            items.push(self.key(&name)?);
+            items.push(self.key(&value)?);
+        }
+        Ok(Key::Call {
+            positional: args.len(),
+            items: Arc::from(items),
+        })
     }
 
     fn representative(&self, value: &Bound<'_, PyAny>) -> PyResult<Key> {

@@ -36,7 +36,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use rulebook_cache::{Cache, LoadError, Loaded};
 
 use crate::drive::{block_on, CallbackWaker};
@@ -140,21 +140,60 @@ impl NativeCache {
     /// Errors: `TypeError` if `key` is not hashable.
     #[pyo3(signature = (key, tags=None))]
     fn load(&self, key: &Bound<'_, PyAny>, tags: Option<Py<PyAny>>) -> PyResult<LoadOp> {
-        let key = self.keys.key(key)?;
-        let cache = self.cache.clone();
-        let slot = Arc::new(Mutex::new(Slot::Idle));
-        let loader = Handoff {
-            slot: Arc::clone(&slot),
-        };
-        let future: LoadFuture = Box::pin(async move { cache.get_or_load(key, || loader).await });
-        Ok(LoadOp {
-            state: Mutex::new(OpState {
-                future: Some(future),
-                answer: None,
-            }),
-            slot,
-            tags,
-        })
+        Ok(self.start(self.keys.key(key)?, tags))
+    }
+
+    /// `func(*args, **kwargs)`, cached under a key made of the arguments (as
+    /// `functools.lru_cache` makes it): the `cached` decorator's whole call. `tags`, if given,
+    /// is called with the same arguments when the value is loaded and returns its tags.
+    ///
+    /// Errors: `func`'s or `tags`' exception (not cached); `TypeError` for an unhashable
+    /// argument or tags that are not strings; `KeyboardInterrupt` while waiting.
+    #[pyo3(signature = (func, tags, args, kwargs=None))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        func: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let key = self.keys.call_key(args, kwargs)?;
+        let load = self.cache.get_or_load(key, || async {
+            let value = func.call(args, kwargs)?;
+            let names = match tags {
+                Some(tags) => tag_names(&tags.call(args, kwargs)?)?,
+                None => Vec::new(),
+            };
+            Ok(Loaded::new(value.unbind()).with_tags(names))
+        });
+        answer(py, &block_on(py, load)?)
+    }
+
+    /// `load` for a call of a decorated `async def`: keyed as `call` keys it.
+    ///
+    /// Errors: `TypeError` for an unhashable argument.
+    #[pyo3(signature = (args, kwargs=None, tags=None))]
+    fn load_call(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        tags: Option<Py<PyAny>>,
+    ) -> PyResult<LoadOp> {
+        Ok(self.start(self.keys.call_key(args, kwargs)?, tags))
+    }
+
+    /// `invalidate` for the entry of the call `func(*args, **kwargs)`, keyed as `call` keys it.
+    ///
+    /// Errors: `TypeError` for an unhashable argument.
+    #[pyo3(signature = (args, kwargs=None))]
+    fn invalidate_call(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        self.cache.invalidate(&self.keys.call_key(args, kwargs)?);
+        Ok(())
     }
 
     /// Removes `key`. Once this returns, no read that starts afterwards gets a value whose load
@@ -207,6 +246,26 @@ impl NativeCache {
     /// The number of entries, including expired ones not yet removed.
     fn __len__(&self) -> usize {
         self.cache.len()
+    }
+}
+
+impl NativeCache {
+    /// A [`LoadOp`] for `key`: the cache's `get_or_load` with a loader that waits for the task.
+    fn start(&self, key: Key, tags: Option<Py<PyAny>>) -> LoadOp {
+        let cache = self.cache.clone();
+        let slot = Arc::new(Mutex::new(Slot::Idle));
+        let loader = Handoff {
+            slot: Arc::clone(&slot),
+        };
+        let future: LoadFuture = Box::pin(async move { cache.get_or_load(key, || loader).await });
+        LoadOp {
+            state: Mutex::new(OpState {
+                future: Some(future),
+                answer: None,
+            }),
+            slot,
+            tags,
+        }
     }
 }
 
@@ -311,23 +370,24 @@ impl LoadOp {
 
 /// A loader's value with its tags, for the cache.
 fn loaded(value: &Bound<'_, PyAny>, tags: Option<&Bound<'_, PyAny>>) -> PyResult<Loaded<Value>> {
-    let mut names = Vec::new();
-    if let Some(tags) = tags {
-        let tags = if tags.is_callable() {
-            tags.call1((value,))?
-        } else {
-            tags.clone()
-        };
-        if tags.is_instance_of::<PyString>() {
-            return Err(PyTypeError::new_err(
-                "`tags` must be an iterable of strings, not one string: write [tag]",
-            ));
-        }
-        for tag in tags.try_iter()? {
-            names.push(tag?.extract::<String>()?);
-        }
-    }
+    let names = match tags {
+        Some(tags) if tags.is_callable() => tag_names(&tags.call1((value,))?)?,
+        Some(tags) => tag_names(tags)?,
+        None => Vec::new(),
+    };
     Ok(Loaded::new(value.clone().unbind()).with_tags(names))
+}
+
+/// The strings of an iterable of tags.
+fn tag_names(tags: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if tags.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "`tags` must be an iterable of strings, not one string: write [tag]",
+        ));
+    }
+    tags.try_iter()?
+        .map(|tag| tag?.extract::<String>())
+        .collect()
 }
 
 fn answer(py: Python<'_>, answer: &Answer) -> PyResult<Py<PyAny>> {

@@ -225,3 +225,36 @@ def test_cached_keys_like_lru_cache_and_exposes_invalidation():
     assert len(calls) == 6
     assert config.stats()["loads"] == 6
     assert config.__name__ == "config"
+
+
+def test_cached_keeps_positional_keyword_and_tuple_arguments_apart():
+    calls = []
+
+    @cached()
+    def echo(*args, **kwargs):
+        calls.append(1)
+        return (args, kwargs)
+
+    shapes = [((1, 2), {}), ((1,), {"b": 2}), (((1, 2),), {}), ((1,), {}), (((1,),), {})]
+    shapes += [(("a",), {}), ((), {"a": 1}), (((), (("a", 1),)), {}), ((None,), {})]
+    for args, kwargs in shapes * 2:
+        assert echo(*args, **kwargs) == (args, kwargs)
+    assert len(calls) == len(shapes)
+    echo.invalidate(1, b=2)
+    assert echo(1, b=2) == ((1,), {"b": 2}) and len(calls) == len(shapes) + 1
+
+
+def test_cached_methods_are_cached_per_instance():
+    class Repository:
+        def __init__(self, name):
+            self.name = name
+
+        @cached(maxsize=10)
+        def describe(self, tenant):
+            return f"{self.name}/{tenant}"
+
+    first, second = Repository("a"), Repository("b")
+    assert first.describe("acme") == "a/acme"
+    assert second.describe("acme") == "b/acme"
+    assert first.describe("acme") is first.describe("acme")
+    assert Repository.describe.stats()["loads"] == 2

@@ -54,6 +54,30 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+async def _drive(op: Any, loader: Callable[[], Awaitable[T]]) -> T:
+    """Runs a native load op to its end from an asyncio task (see ``_native.LoadOp``)."""
+    try:
+        loop = asyncio.get_running_loop()
+        while True:
+            woken = loop.create_future()
+            state = op.poll(functools.partial(loop.call_soon_threadsafe, _wake, woken))
+            if state == _native.DONE:
+                return op.result()
+            if state == _native.RUN:
+                try:
+                    value = await loader()
+                except Exception as error:
+                    op.set_error(error)
+                else:
+                    op.set_result(value)
+            else:
+                await woken
+    finally:
+        # Abandons the load if this task is cancelled while it runs the loader (or waits): a
+        # task waiting for it takes over.
+        op.close()
+
+
 class Cache:
     """A coherent, bounded cache of Python values.
 
@@ -99,27 +123,7 @@ class Cache:
 
         Raises the loader's exception (not cached), ``TypeError`` as ``get_or_load``.
         """
-        op = self._native.load(key, tags)
-        try:
-            loop = asyncio.get_running_loop()
-            while True:
-                woken = loop.create_future()
-                state = op.poll(functools.partial(loop.call_soon_threadsafe, _wake, woken))
-                if state == _native.DONE:
-                    return op.result()
-                if state == _native.RUN:
-                    try:
-                        value = await loader()
-                    except Exception as error:
-                        op.set_error(error)
-                    else:
-                        op.set_result(value)
-                else:
-                    await woken
-        finally:
-            # Abandons the load if this task is cancelled while it leads (or waits): a task
-            # waiting for it takes over.
-            op.close()
+        return await _drive(self._native.load(key, tags), loader)
 
     def invalidate(self, key: Hashable) -> None:
         """Drops ``key``. Once this returns, no read that starts afterwards returns a value
@@ -147,11 +151,6 @@ class Cache:
         return len(self._native)
 
 
-def _key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    # A pair, so positional arguments can never collide with keyword ones.
-    return (args, tuple(kwargs.items()))
-
-
 def cached(
     maxsize: int = 10_000,
     ttl: float | None = None,
@@ -172,28 +171,23 @@ def cached(
         cache = Cache(maxsize, ttl, tti)
         native = cache._native
 
-        def tags_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tags | None:
-            # Called at load time only, with the loaded value, which the arguments' tags ignore.
-            return None if tags is None else lambda _value: tags(*args, **kwargs)
-
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await cache.aget_or_load(
-                    _key(args, kwargs), lambda: func(*args, **kwargs), tags_for(args, kwargs)
-                )
+                entry_tags = None if tags is None else lambda _value: tags(*args, **kwargs)
+                op = native.load_call(args, kwargs, entry_tags)
+                return await _drive(op, lambda: func(*args, **kwargs))
 
         else:
+            call = native.call
 
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return native.get_or_load(
-                    _key(args, kwargs), lambda: func(*args, **kwargs), tags_for(args, kwargs)
-                )
+                return call(func, tags, args, kwargs)
 
         def invalidate(*args: Any, **kwargs: Any) -> None:
-            cache.invalidate(_key(args, kwargs))
+            native.invalidate_call(args, kwargs)
 
         wrapper.invalidate = invalidate
         wrapper.invalidate_tag = cache.invalidate_tag
