@@ -129,3 +129,31 @@ def test_cached_wraps_async_functions():
     assert all(value is first[0] for value in first)
     assert after is not first[0]
     assert calls == ["USD", "USD"]
+
+
+def test_a_thread_waiting_for_a_cancelled_task_loads_itself():
+    cache = Cache()
+    got = []
+
+    async def main():
+        started = asyncio.Event()
+
+        async def stuck():
+            started.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(cache.aget_or_load("k", stuck))
+        await started.wait()
+        thread = threading.Thread(
+            target=lambda: got.append(cache.get_or_load("k", lambda: "loaded by the thread"))
+        )
+        thread.start()
+        await until(lambda: cache.stats()["coalesced_waiters"] == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(thread.join, TIMEOUT)
+
+    asyncio.run(main())
+    assert got == ["loaded by the thread"]
+    assert cache.get("k") == "loaded by the thread"

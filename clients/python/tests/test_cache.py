@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 import threading
 import weakref
 from dataclasses import dataclass
@@ -258,3 +259,31 @@ def test_cached_methods_are_cached_per_instance():
     assert second.describe("acme") == "b/acme"
     assert first.describe("acme") is first.describe("acme")
     assert Repository.describe.stats()["loads"] == 2
+
+
+def test_ctrl_c_interrupts_a_waiting_main_thread_and_leaves_the_load_to_its_leader():
+    assert threading.current_thread() is threading.main_thread()
+    cache = Cache()
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        assert release.wait(TIMEOUT)
+        return "loaded"
+
+    leader = threading.Thread(target=lambda: cache.get_or_load("k", slow))
+    leader.start()
+    assert started.wait(TIMEOUT)
+
+    def interrupt():
+        wait_until(lambda: cache.stats()["coalesced_waiters"] == 1)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_load("k", lambda: "not this")
+    interrupter.join(TIMEOUT)
+    release.set()
+    leader.join(TIMEOUT)
+    assert cache.get("k") == "loaded"
