@@ -15,6 +15,8 @@
 //!   reader (the sync crate's) when the change log grows.
 //! - `files`: [`RuleFiles`], the rule-files source.
 //! - `tokens`: the server's API tokens.
+//! - `hooks` (feature `test-hooks`, for tests only): `Store::fail_next_write` and
+//!   `Store::pause_next_write`, which act on a write between its rows and its commit.
 #![deny(missing_docs)]
 
 mod change_log;
@@ -22,6 +24,8 @@ mod db;
 pub mod deps;
 mod error;
 mod files;
+#[cfg(feature = "test-hooks")]
+mod hooks;
 mod model;
 mod notifications;
 mod registry;
@@ -33,6 +37,8 @@ pub use change_log::{Change, ChangeListener, ChangeOp, Cursor, FeedRead};
 pub use db::{redact_url, Backend, StoreOptions};
 pub use error::StoreError;
 pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
+#[cfg(feature = "test-hooks")]
+pub use hooks::WritePause;
 pub use model::{Author, ChangeKind, HistoryEntry};
 pub use notifications::{ChangeNotifications, NOTIFY_CHANNEL};
 pub use registry::{Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey};

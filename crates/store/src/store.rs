@@ -1,6 +1,5 @@
 //! [`Store`]: opening a database, tenants, and the reads the registry loads from.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
@@ -29,8 +28,9 @@ struct StoreInner {
     /// Told of each commit. Weak, so that a registry dropped by its owner stops being told
     /// (and the store does not keep it alive). A read-write lock because commits only read it.
     listeners: RwLock<Vec<Weak<dyn ChangeListener>>>,
-    /// The test-only fault injection point (see [`Store::fail_next_write`]).
-    pub(crate) fail_next_write: AtomicBool,
+    /// The test-only switches of the write path (see `hooks.rs`).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) hooks: crate::hooks::WriteHooks,
 }
 
 impl std::fmt::Debug for Store {
@@ -58,7 +58,8 @@ impl Store {
                 pool,
                 url: redact_url(url),
                 listeners: RwLock::new(Vec::new()),
-                fail_next_write: AtomicBool::new(false),
+                #[cfg(feature = "test-hooks")]
+                hooks: crate::hooks::WriteHooks::default(),
             }),
         };
         if options.migrate {
@@ -81,8 +82,9 @@ impl Store {
         &self.inner.pool
     }
 
-    pub(crate) fn fail_next_write_flag(&self) -> &AtomicBool {
-        &self.inner.fail_next_write
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn hooks(&self) -> &crate::hooks::WriteHooks {
+        &self.inner.hooks
     }
 
     /// Closes the pool, waiting for connections in use to be returned.

@@ -8,7 +8,6 @@
 //! [`Store::subscribe`]); a transaction that does not commit hands nothing to anyone.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
 
 use rulebook_rules::{Rule, DEFAULT_TENANT};
 use serde_json::{Map, Value};
@@ -60,7 +59,8 @@ impl Store {
     /// the listeners.
     async fn finish_rule_write(&self, mut write: WriteTx) -> Result<Vec<Change>, StoreError> {
         let changes = own_changes(&mut write.tx.conn(), self.backend(), write.before_seq).await?;
-        if self.fail_next_write_flag().swap(false, Ordering::SeqCst) {
+        #[cfg(feature = "test-hooks")]
+        if self.hooks().before_commit().await {
             // Dropping the transaction rolls it back: rule row, history row and change row.
             drop(write);
             return Err(StoreError::Internal(
@@ -70,14 +70,6 @@ impl Store {
         write.tx.commit().await?;
         self.publish(&changes);
         Ok(changes)
-    }
-
-    /// Test support: makes the next write transaction fail just before its commit, after its
-    /// rule row, history row and change-log row have been written, so that tests can show a
-    /// failed write leaves nothing behind and invalidates nothing.
-    #[doc(hidden)]
-    pub fn fail_next_write(&self) {
-        self.fail_next_write_flag().store(true, Ordering::SeqCst);
     }
 
     /// Creates `rule` in `tenant` at the next version its id has had (1 for a new id; a rule

@@ -5,8 +5,9 @@
 mod common;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{ep, plain_sql, rule, TestDb};
 use parking_lot::Mutex;
@@ -24,6 +25,8 @@ on_both_backends!(
     failed_write_leaves_no_change_no_history_and_no_invalidation,
     moved_rule_leaves_the_old_entry_point_and_joins_the_new,
     concurrent_updates_from_one_version_one_wins_and_nothing_is_lost,
+    an_update_waiting_on_an_uncommitted_update_of_its_version_is_a_conflict,
+    readers_see_a_write_only_after_its_commit_and_always_after_it_returns,
     plain_sql_update_on_another_connection_reaches_the_cache,
     plain_sql_cannot_move_a_version_backwards,
     transactions_committing_out_of_seq_order_are_both_seen_by_the_cursor,
@@ -265,6 +268,199 @@ async fn concurrent_updates_from_one_version_one_wins_and_nothing_is_lost(db: &T
         numbers,
         (1..=11).collect::<Vec<_>>(),
         "one entry per version"
+    );
+}
+
+/// How long a test waits for an event before it fails.
+const EVENT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until `check` holds, failing with `what` after [`EVENT_DEADLINE`].
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {EVENT_DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Two updates of one rule from the same version, the second waiting for the row while the first
+/// is written but not committed (held at the store's pause point): once the first commits, the
+/// second is a conflict naming the new version. On PostgreSQL the second has read the old version
+/// and is blocked inside its `UPDATE ... WHERE version = v`, so this reaches the conflict found at
+/// write time, not the one found when reading; on SQLite the second waits for the write lock.
+async fn an_update_waiting_on_an_uncommitted_update_of_its_version_is_a_conflict(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .create_rule(T, rule("R1", "checkout", "x"), &Author::new("setup"))
+        .await
+        .unwrap();
+    let mut pause = store.pause_next_write();
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .set_enabled(T, "R1", false, Some(1), &Author::new("a"))
+                .await
+        })
+    };
+    pause.reached(EVENT_DEADLINE).await;
+    let mut next = store.get_rule(T, "R1").await.unwrap();
+    assert_eq!(next.version, 1, "the uncommitted write is not visible");
+    next.description = "by b".into();
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move { store.update_rule(T, next, 1, &Author::new("b")).await })
+    };
+    if db.backend == Backend::Postgres {
+        // The second update is blocked on the row lock the first holds.
+        let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let deadline = Instant::now() + EVENT_DEADLINE;
+        loop {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE 'UPDATE rules%'",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            if waiting == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the second update never waited for the row lock"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        admin.close().await.ok();
+    }
+    pause.resume();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.version, 2);
+    assert_eq!(
+        second.await.unwrap().unwrap_err(),
+        StoreError::Conflict {
+            id: "R1".into(),
+            expected_version: 1,
+            current_version: 2
+        }
+    );
+    let stored = store.get_rule(T, "R1").await.unwrap();
+    assert_eq!((stored.version, stored.enabled), (2, false));
+    assert_eq!(stored.description, "", "the loser wrote nothing");
+    assert_eq!(store.history(T, "R1").await.unwrap().len(), 2);
+}
+
+/// Phases of the write in `readers_see_a_write_only_after_its_commit_and_always_after_it_returns`.
+const BEFORE: u8 = 0;
+const PAUSED: u8 = 1;
+const COMMITTING: u8 = 2;
+const RETURNED: u8 = 3;
+const PHASES: [&str; 4] = [
+    "before the write",
+    "while the write was paused before its commit",
+    "while the write committed",
+    "after the write returned",
+];
+
+/// Readers hammer an entry point while a write of one of its rules is held between its writes and
+/// its commit (the store's pause point), then commits. Every read is checked against the phase it
+/// started and ended in: a read that ended before the commit began returns the old version, and
+/// a read that started after the write returned returns the new one. If the store handed the
+/// change to the registry before the commit, readers would reload the old rows during the pause
+/// and keep them cached after the commit (the registry skips its own changes when the feed brings
+/// them back, so until the TTL).
+async fn readers_see_a_write_only_after_its_commit_and_always_after_it_returns(db: &TestDb) {
+    const READERS: usize = 4;
+    const READS_PER_PHASE: usize = 200;
+    let store = db.open().await;
+    let registry = registry(&store);
+    store
+        .create_rule(T, rule("R1", "hot", "v1"), &Author::new("setup"))
+        .await
+        .unwrap();
+    let version = |registry: Registry| async move {
+        let ruleset = registry.ruleset(T, &ep("hot")).await.unwrap();
+        let found = ruleset.rules().find(|(id, _)| *id == "R1").map(|(_, v)| v);
+        found.unwrap()
+    };
+    assert_eq!(version(registry.clone()).await, 1);
+
+    let phase = Arc::new(AtomicU8::new(BEFORE));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Reads that started and ended in each phase.
+    let within: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+    let violations = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (registry, phase, stop) = (registry.clone(), phase.clone(), stop.clone());
+            let (within, violations) = (within.clone(), violations.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let started = phase.load(Ordering::SeqCst);
+                    let got = version(registry.clone()).await;
+                    let ended = phase.load(Ordering::SeqCst);
+                    let wrong = (ended <= PAUSED && got != 1) || (started == RETURNED && got != 2);
+                    if wrong {
+                        let mut violations = violations.lock();
+                        if violations.len() < 10 {
+                            violations.push(format!(
+                                "a read that started {} and ended {} returned v{got}",
+                                PHASES[usize::from(started)],
+                                PHASES[usize::from(ended)]
+                            ));
+                        }
+                    }
+                    if started == ended {
+                        within[usize::from(started)].fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+
+    let mut pause = store.pause_next_write();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .set_enabled(T, "R1", false, Some(1), &Author::new("w"))
+                .await
+        })
+    };
+    pause.reached(EVENT_DEADLINE).await;
+    phase.store(PAUSED, Ordering::SeqCst);
+    let read_while = |p: u8| {
+        let within = within.clone();
+        move || {
+            let within = within.clone();
+            async move { within[usize::from(p)].load(Ordering::SeqCst) >= READS_PER_PHASE }
+        }
+    };
+    until("reads while the write is paused", read_while(PAUSED)).await;
+    phase.store(COMMITTING, Ordering::SeqCst);
+    pause.resume();
+    assert_eq!(writer.await.unwrap().unwrap().version, 2);
+    phase.store(RETURNED, Ordering::SeqCst);
+    until("reads after the write returned", read_while(RETURNED)).await;
+    stop.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    let violations = violations.lock().clone();
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    assert_eq!(
+        registry.ruleset_loads(T, &ep("hot")),
+        2,
+        "one load before the write, one after its commit"
     );
 }
 
