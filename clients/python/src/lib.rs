@@ -19,6 +19,10 @@
 //!   with `set_result` or `set_error`), or whether it must wait (the waker schedules a callback
 //!   on its event loop). A task cancelled while it runs the loader closes its op, which drops
 //!   the cache's load guard: a waiter takes over with its own loader, as the Rust contract says.
+//!   An op is polled first without a waker, so a hit allocates no callback.
+//! - A call of a function decorated with `cached` is one native call (`call`): its key is made
+//!   from the arguments here, as `functools.lru_cache` makes it, without building a Python
+//!   tuple, and the function is called as the loader.
 //!
 //! Values are Python objects, cached as they are (not copied). A loader's exception is handed
 //! to every caller that waited for that load, as the same exception object.
@@ -317,13 +321,15 @@ struct LoadOp {
 impl LoadOp {
     /// Advances the load: `DONE` (then call `result`), `RUN` (run the loader, then `set_result`
     /// or `set_error`, then poll again) or `WAIT` (`wake()` will be called, from any thread,
-    /// when it is worth polling again).
-    fn poll(&self, wake: Py<PyAny>) -> u8 {
+    /// when it is worth polling again). With `wake=None` nothing will be called: a caller told
+    /// `WAIT` polls again with a callable before it waits (a hit costs no callback that way).
+    #[pyo3(signature = (wake=None))]
+    fn poll(&self, wake: Option<Py<PyAny>>) -> u8 {
         let mut state = self.state.lock();
         let Some(future) = state.future.as_mut() else {
             return DONE;
         };
-        let waker: Waker = CallbackWaker::waker(wake);
+        let waker = wake.map_or_else(|| Waker::noop().clone(), CallbackWaker::waker);
         match future.as_mut().poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(answer) => {
                 state.answer = Some(answer);

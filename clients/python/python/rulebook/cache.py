@@ -57,12 +57,8 @@ def _wake(future: asyncio.Future[None]) -> None:
 async def _drive(op: Any, loader: Callable[[], Awaitable[T]]) -> T:
     """Runs a native load op to its end from an asyncio task (see ``_native.LoadOp``)."""
     try:
-        loop = asyncio.get_running_loop()
-        while True:
-            woken = loop.create_future()
-            state = op.poll(functools.partial(loop.call_soon_threadsafe, _wake, woken))
-            if state == _native.DONE:
-                return op.result()
+        state = op.poll()
+        while state != _native.DONE:
             if state == _native.RUN:
                 try:
                     value = await loader()
@@ -70,8 +66,16 @@ async def _drive(op: Any, loader: Callable[[], Awaitable[T]]) -> T:
                     op.set_error(error)
                 else:
                     op.set_result(value)
-            else:
+                state = op.poll()
+                continue
+            # Waiting for another caller's load: poll again with a waker, then sleep on it.
+            loop = asyncio.get_running_loop()
+            woken = loop.create_future()
+            state = op.poll(functools.partial(loop.call_soon_threadsafe, _wake, woken))
+            if state == _native.WAIT:
                 await woken
+                state = op.poll()
+        return op.result()
     finally:
         # Abandons the load if this task is cancelled while it runs the loader (or waits): a
         # task waiting for it takes over.
