@@ -1,7 +1,18 @@
 //! Rulebook's rules engine (see the README below for a tour).
 #![doc = include_str!("../README.md")]
+//!
+//! ## Where each concept lives
+//!
+//! - `rule` and `validation`: [`Rule`] and its checks, every problem with its field path.
+//! - `documents` ([`read_rules`], [`parse_rules`], [`rule_files`]): the one reader of rule files
+//!   and folders (JSON or YAML, one rule or a list, subfolders followed), used by the store's
+//!   rules folder and the CLI; every problem names its file, rule and field.
+//! - `entry_point`: [`EntryPoint`], the normalised key. [`DEFAULT_TENANT`] is defined in `rule`.
+//! - [`logic`]: JSONLogic conditions; `ruleset`, `params`, `scorecard`: what is compiled from
+//!   rules; `limits`: bounds on compiling and evaluating.
 #![deny(missing_docs)]
 
+mod documents;
 mod entry_point;
 mod level;
 mod limits;
@@ -9,6 +20,10 @@ pub mod logic;
 mod rule;
 mod validation;
 
+pub use documents::{
+    is_rule_file, parse_rules, read_rules, rule_files, DocumentErrors, DocumentProblem,
+    DocumentSource, RuleDocument,
+};
 pub use entry_point::{EntryPoint, EntryPointError, MAX_ENTRY_POINT_LEN};
 pub use level::Level;
 pub use limits::{CompileError, EvalError, EvalLimits};

@@ -8,8 +8,9 @@
 //! those rules (only rules this source imported; rules of files deleted while Rulebook was not
 //! running stay until written again).
 //!
-//! **Scanning.** [`RuleFiles::scan`] reads every `.json`, `.yaml` and `.yml` file under the
-//! folder and compares content hashes with the previous scan: an unchanged file costs a read and
+//! **Scanning.** [`RuleFiles::scan`] reads every rule file under the folder, as the rules
+//! crate's one reader of rule documents defines them (`rulebook_rules::rule_files` and
+//! `parse_rules`: JSON or YAML, one rule or a list, subfolders followed), and compares content hashes with the previous scan: an unchanged file costs a read and
 //! a hash, and a rule whose content did not change is not written again, so a changed file
 //! invalidates exactly the rules it changed. A file that does not parse, or holds an invalid rule,
 //! is reported in [`RuleFiles::status`] with its path and the error; its last good rules stay in
@@ -17,8 +18,6 @@
 //!
 //! **The first load** goes through a `rulebook_cache::Cache::get_or_load`, so however many
 //! callers ask for it at once ([`RuleFiles::ensure_loaded`]), the folder is read once.
-//!
-//! A file holds one rule (an object) or several (a list).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -27,8 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rulebook_cache::{Cache, LoadError, Loaded};
-use rulebook_rules::Rule;
-use serde::Deserialize;
+use rulebook_rules::{parse_rules, rule_files};
 
 use crate::model::Author;
 use crate::{Store, StoreError};
@@ -185,10 +183,12 @@ impl RuleFiles {
                 .filter(|(p, _)| *p != path)
                 .flat_map(|(_, s)| s.rule_ids.iter())
                 .collect();
-            let rules = match parse_rule_file(path, &bytes) {
-                Ok(rules) => rules,
-                Err(problem) => {
-                    record_problem(&mut state, path, hash, problem);
+            let rules: Vec<_> = match parse_rules(path, &bytes) {
+                Ok(documents) => documents.into_iter().map(|d| d.rule).collect(),
+                Err(errors) => {
+                    let problems: Vec<String> =
+                        errors.problems.iter().map(|p| p.to_string()).collect();
+                    record_problem(&mut state, path, hash, problems.join("; "));
                     continue;
                 }
             };
@@ -297,78 +297,21 @@ fn content_hash(bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// Every rule file under `dir`, sorted, following subfolders.
+/// Every rule file under `dir` (see `rulebook_rules::rule_files`).
 fn list_rule_files(dir: &Path) -> Result<BTreeSet<PathBuf>, StoreError> {
-    let mut found = BTreeSet::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let entries = std::fs::read_dir(&folder).map_err(|e| StoreError::File {
-            path: folder.display().to_string(),
-            reason: format!("the rules folder cannot be read ({e}); check that it exists"),
-        })?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if is_rule_file(&path) {
-                found.insert(path);
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn is_rule_file(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("json" | "yaml" | "yml")
-    )
-}
-
-/// Parses a file's rules: one rule or a list of rules, in JSON or YAML by extension.
-fn parse_rule_file(path: &Path, bytes: &[u8]) -> Result<Vec<Rule>, String> {
-    let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
-    let value: serde_json::Value = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| format!("is not valid JSON ({e})"))?
-    } else {
-        serde_yaml::from_slice(bytes).map_err(|e| format!("is not valid YAML ({e})"))?
+    let not_a_folder = |reason: String| StoreError::File {
+        path: dir.display().to_string(),
+        reason,
     };
-    let one = |value: serde_json::Value, which: String| {
-        Rule::deserialize(value).map_err(|e| format!("{which} is not a rule ({e})"))
-    };
-    match value {
-        serde_json::Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| one(item, format!("item {i}")))
-            .collect(),
-        serde_json::Value::Object(_) => Ok(vec![one(value, "the file".into())?]),
-        _ => Err("holds neither a rule (an object) nor a list of rules".into()),
+    if !dir.is_dir() {
+        return Err(not_a_folder(
+            "the rules folder cannot be read (it is not a folder); check that it exists".into(),
+        ));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_file_holds_one_rule_or_a_list() {
-        let one = parse_rule_file(Path::new("a.json"), br#"{"id": "R1"}"#);
-        assert_eq!(one.map(|r| r.len()), Ok(1));
-        let list = parse_rule_file(Path::new("a.yaml"), b"- id: R1\n- id: R2\n");
-        assert_eq!(list.map(|r| r.len()), Ok(2));
-    }
-
-    #[test]
-    fn a_malformed_file_says_what_is_wrong() {
-        let err = parse_rule_file(Path::new("a.json"), b"{\"id\": ").err();
-        assert!(err.is_some_and(|e| e.starts_with("is not valid JSON")));
-        let err = parse_rule_file(Path::new("a.yml"), b"- id: R1\n- idd: R2\n").err();
-        assert!(
-            err.as_deref().is_some_and(|e| e.contains("item 1")),
-            "{err:?}"
-        );
-        let err = parse_rule_file(Path::new("a.json"), b"42").err();
-        assert!(err.is_some_and(|e| e.contains("neither a rule")));
+    match rule_files(dir) {
+        Ok(files) => Ok(files.into_iter().collect()),
+        Err(errors) => Err(not_a_folder(format!(
+            "the rules folder cannot be read ({errors})"
+        ))),
     }
 }

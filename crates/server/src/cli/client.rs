@@ -4,7 +4,7 @@ use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::{CliError, Exit};
+use super::{ApiFieldProblem, ApiProblem, CliError, Exit};
 
 /// Where the server is and who is asking; shared by every command that talks to a server.
 #[derive(Args, Debug, Clone)]
@@ -138,20 +138,29 @@ fn error_of(status: StatusCode, body: &Value) -> CliError {
         _ => Exit::Server,
     };
     let error = &body["error"];
-    let mut message = match (error["code"].as_str(), error["message"].as_str()) {
-        (Some(code), Some(message)) => format!("{message} ({code}, HTTP {})", status.as_u16()),
-        _ => format!("the server answered HTTP {}: {body}", status.as_u16()),
+    let (Some(code), Some(message)) = (error["code"].as_str(), error["message"].as_str()) else {
+        return CliError::new(
+            exit,
+            format!("the server answered HTTP {}: {body}", status.as_u16()),
+        );
     };
-    if let Some(problems) = error["errors"].as_array() {
-        for problem in problems {
-            message.push_str(&format!(
-                "\n  - `{}`: {}",
-                problem["path"].as_str().unwrap_or_default(),
-                problem["message"].as_str().unwrap_or_default()
-            ));
-        }
-    }
-    CliError::new(exit, message)
+    let errors = error["errors"]
+        .as_array()
+        .map_or(&[][..], |e| e)
+        .iter()
+        .map(|problem| ApiFieldProblem {
+            path: problem["path"].as_str().unwrap_or_default().to_owned(),
+            message: problem["message"].as_str().unwrap_or_default().to_owned(),
+            origin: None,
+        })
+        .collect();
+    let mut failed = CliError::new(exit, message);
+    failed.api = Some(ApiProblem {
+        status: status.as_u16(),
+        code: code.to_owned(),
+        errors,
+    });
+    failed
 }
 
 /// Percent-encodes one path segment.

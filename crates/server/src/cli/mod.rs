@@ -110,8 +110,35 @@ pub enum Exit {
 pub struct CliError {
     /// The exit code.
     pub exit: Exit,
-    /// What went wrong and what to do.
+    /// What went wrong and what to do (for a server's error, its `message`).
     pub message: String,
+    /// The server's error as it sent it, when the server refused the request.
+    pub api: Option<ApiProblem>,
+    /// Advice a command adds after the message, such as how to raise a limit.
+    pub hint: Option<String>,
+}
+
+/// A server's error answer, `{"error": {"code", "message", "errors": [{"path", "message"}]}}`,
+/// kept as data so that commands can act on its code and fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiProblem {
+    /// The HTTP status.
+    pub status: u16,
+    /// The machine-readable code, such as `validation_failed` or `body_too_large`.
+    pub code: String,
+    /// Every field problem the server listed (422), in its order.
+    pub errors: Vec<ApiFieldProblem>,
+}
+
+/// One field problem of an [`ApiProblem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFieldProblem {
+    /// Where, in the request body, such as `rules[17].priority`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// Where that part of the request came from, such as a rule file, when the command knows.
+    pub origin: Option<String>,
 }
 
 impl CliError {
@@ -120,6 +147,8 @@ impl CliError {
         CliError {
             exit,
             message: message.into(),
+            api: None,
+            hint: None,
         }
     }
 
@@ -130,8 +159,23 @@ impl CliError {
 }
 
 impl std::fmt::Display for CliError {
+    /// The message; for a server's error its code, status and field problems, one per line;
+    /// then the hint.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if let Some(api) = &self.api {
+            write!(f, " ({}, HTTP {})", api.code, api.status)?;
+            for problem in &api.errors {
+                write!(f, "\n  - `{}`: {}", problem.path, problem.message)?;
+                if let Some(origin) = &problem.origin {
+                    write!(f, " (in {origin})")?;
+                }
+            }
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n{hint}")?;
+        }
+        Ok(())
     }
 }
 

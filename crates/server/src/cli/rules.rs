@@ -1,11 +1,11 @@
 //! `rulebook rules ...`: the rules API for people and scripts.
 
-use std::io::{IsTerminal, Read as _, Write as _};
+use std::io::{IsTerminal, Read as _};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
-use rulebook_rules::Rule;
+use rulebook_rules::{Rule, RuleDocument};
 use serde_json::{json, Value};
 
 use super::client::{segment, Client, ClientOpts};
@@ -154,7 +154,9 @@ impl RulesArgs {
                 reason,
             } => {
                 let mut rule = single(read_rules(&file)?, &file)?;
-                let version = if_match.or_else(|| rule["version"].as_i64());
+                // A file without a `version` reads as version 0, which no stored rule has.
+                let version =
+                    if_match.or_else(|| rule["version"].as_i64().filter(|version| *version > 0));
                 let Some(version) = version else {
                     return Err(CliError::usage(format!(
                         "`{}` has no `version`: give the version you read with --if-match",
@@ -316,7 +318,7 @@ fn print_table(rules: &[Value]) {
     ));
 }
 
-fn single(mut rules: Vec<Value>, file: &Path) -> Result<Value, CliError> {
+fn single(mut rules: Vec<RuleDocument>, file: &Path) -> Result<Value, CliError> {
     if rules.len() != 1 {
         return Err(CliError::usage(format!(
             "`{}` holds {} rules; this command takes exactly one (use `rules import` for many)",
@@ -324,121 +326,47 @@ fn single(mut rules: Vec<Value>, file: &Path) -> Result<Value, CliError> {
             rules.len()
         )));
     }
-    Ok(rules.remove(0))
+    rule_value(&rules.remove(0).rule)
 }
 
-/// The rules in a file, a folder of files, or standard input (`-`): each file one rule or a list.
-fn read_rules(path: &Path) -> Result<Vec<Value>, CliError> {
-    let mut rules = Vec::new();
-    for file in rule_files(path)? {
-        rules.extend(read_file(&file)?);
-    }
-    Ok(rules)
-}
-
-/// The files `path` names: itself (or `-`), or the JSON and YAML files of a folder, sorted.
-fn rule_files(path: &Path) -> Result<Vec<PathBuf>, CliError> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", path.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// The rules of one file, or of standard input for `-`.
-fn read_file(path: &Path) -> Result<Vec<Value>, CliError> {
-    let read_error =
-        |e: std::io::Error| CliError::usage(format!("cannot read `{}`: {e}", path.display()));
-    let text = if path == Path::new("-") {
-        let mut text = String::new();
+/// The rules in a file, a folder of files (subfolders too), or standard input (`-`), read and
+/// checked by the rules crate's reader, which names every problem's file, rule and field.
+fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, CliError> {
+    let read = if path == Path::new("-") {
+        let mut text = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(read_error)?;
-        text
+            .read_to_end(&mut text)
+            .map_err(|e| CliError::usage(format!("cannot read standard input: {e}")))?;
+        rulebook_rules::parse_rules(path, &text)
     } else {
-        std::fs::read_to_string(path).map_err(read_error)?
+        rulebook_rules::read_rules(path)
     };
-    parse_rules(&text, path)
+    read.map_err(|errors| {
+        let n = errors.problems.len();
+        CliError::new(
+            Exit::Refused,
+            format!(
+                "nothing was sent: fix {} and try again\n{}",
+                if n == 1 {
+                    "this problem".to_owned()
+                } else {
+                    format!("these {n} problems")
+                },
+                errors
+                    .problems
+                    .iter()
+                    .map(|p| format!("  - {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        )
+    })
 }
 
-fn parse_rules(text: &str, path: &Path) -> Result<Vec<Value>, CliError> {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(json_error) => serde_yaml::from_str(text).map_err(|yaml_error| {
-            CliError::usage(format!(
-                "`{}` is neither JSON ({json_error}) nor YAML ({yaml_error}): fix its syntax",
-                path.display()
-            ))
-        })?,
-    };
-    match value {
-        Value::Array(rules) => Ok(rules),
-        Value::Object(_) => Ok(vec![value]),
-        _ => Err(CliError::usage(format!(
-            "`{}` holds neither a rule nor a list of rules",
-            path.display()
-        ))),
-    }
-}
-
-/// Where one rule of an import came from, for messages.
-struct Source {
-    file: PathBuf,
-    /// Its place in the file.
-    index: usize,
-    /// How many rules the file holds.
-    of: usize,
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.of == 1 {
-            write!(f, "`{}`", self.file.display())
-        } else {
-            write!(f, "rule {} of `{}`", self.index + 1, self.file.display())
-        }
-    }
-}
-
-/// A `done/total` counter on standard error, drawn only on a terminal.
-struct Progress {
-    what: &'static str,
-    total: usize,
-    every: usize,
-    on: bool,
-}
-
-impl Progress {
-    fn new(what: &'static str, total: usize) -> Progress {
-        Progress {
-            what,
-            total,
-            // About a hundred redraws, however many items.
-            every: (total / 100).max(1),
-            on: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn step(&self, done: usize) {
-        if self.on && (done % self.every == 0 || done == self.total) {
-            let _ = write!(std::io::stderr(), "\r{}: {done}/{}", self.what, self.total);
-        }
-    }
-
-    fn finish(&self) {
-        if self.on {
-            note("");
-        }
-    }
+/// A checked rule as the JSON the API takes.
+fn rule_value(rule: &Rule) -> Result<Value, CliError> {
+    serde_json::to_value(rule)
+        .map_err(|e| CliError::new(Exit::Server, format!("cannot write the rule as JSON: {e}")))
 }
 
 /// `rules import`: reads every file, checks every rule, and sends them in one request, which the
@@ -449,66 +377,17 @@ async fn import(
     reason: Option<String>,
     dry_run: bool,
 ) -> Result<(), CliError> {
-    let files = rule_files(path)?;
-    let mut rules = Vec::new();
-    let mut sources = Vec::new();
-    let reading = Progress::new("reading rule files", files.len());
-    for (done, file) in files.into_iter().enumerate() {
-        let found = read_file(&file)?;
-        let of = found.len();
-        for (index, rule) in found.into_iter().enumerate() {
-            rules.push(rule);
-            sources.push(Source {
-                file: file.clone(),
-                index,
-                of,
-            });
-        }
-        reading.step(done + 1);
-    }
-    reading.finish();
-    if rules.is_empty() {
+    let documents = read_rules(path)?;
+    if documents.is_empty() {
         return Err(CliError::usage(format!(
             "`{}` holds no rules: give a JSON or YAML file, or a folder of them",
             path.display()
         )));
     }
-
-    // Check here first, so that problems name their files; the server checks again.
-    let mut problems = Vec::new();
-    let checking = Progress::new("checking rules", rules.len());
-    for (done, (rule, source)) in rules.iter().zip(&sources).enumerate() {
-        if let Err(errors) = Rule::from_json_value(rule.clone()) {
-            let id = rule["id"]
-                .as_str()
-                .map(|id| format!(" (`{id}`)"))
-                .unwrap_or_default();
-            for error in errors.errors {
-                let at = if error.path.is_empty() {
-                    String::new()
-                } else {
-                    format!(" `{}`:", error.path)
-                };
-                problems.push(format!("  - {source}{id}:{at} {}", error.message));
-            }
-        }
-        checking.step(done + 1);
-    }
-    checking.finish();
-    if !problems.is_empty() {
-        return Err(CliError::new(
-            Exit::Refused,
-            format!(
-                "nothing was imported: fix {} and import again\n{}",
-                if problems.len() == 1 {
-                    "this problem".to_owned()
-                } else {
-                    format!("these {} problems", problems.len())
-                },
-                problems.join("\n")
-            ),
-        ));
-    }
+    let rules = documents
+        .iter()
+        .map(|document| rule_value(&document.rule))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let total = rules.len();
     let mut body = json!({ "rules": rules, "dry_run": dry_run });
@@ -526,13 +405,19 @@ async fn import(
         .await
     {
         Ok(answer) => answer.body,
-        Err(mut e) if e.message.contains("(body_too_large, HTTP 413)") => {
+        Err(mut e) if e.api.as_ref().is_some_and(|a| a.code == "body_too_large") => {
             let size = serde_json::to_vec(&body).map_or(0, |b| b.len());
-            e.message.push_str(&too_large_hint(size));
+            e.hint = Some(too_large_hint(size));
             return Err(e);
         }
         Err(mut e) => {
-            e.message = locate(&e.message, &sources);
+            if let Some(api) = &mut e.api {
+                for problem in &mut api.errors {
+                    problem.origin = import_index(&problem.path)
+                        .and_then(|i| documents.get(i))
+                        .map(|d| d.source.to_string());
+                }
+            }
             return Err(e);
         }
     };
@@ -562,27 +447,15 @@ fn too_large_hint(size: usize) -> String {
     let mib = size.div_ceil(1 << 20);
     let suggest = (2 * mib).next_power_of_two().max(2);
     format!(
-        "\nthe import is {:.1} MiB and is sent as one request so that it commits as one transaction: \
+        "the import is {:.1} MiB and is sent as one request so that it commits as one transaction: \
          start the server with a larger limit, such as `rulebook serve --body-limit {suggest}MiB` \
          (or RULEBOOK_BODY_LIMIT={suggest}MiB), and import again",
         size as f64 / f64::from(1 << 20)
     )
 }
 
-/// The server's message with each `rules[i]` it names followed by the file the rule came from.
-fn locate(message: &str, sources: &[Source]) -> String {
-    message
-        .lines()
-        .map(|line| {
-            let index = line
-                .split_once("`rules[")
-                .and_then(|(_, rest)| rest.split_once(']'))
-                .and_then(|(n, _)| n.parse::<usize>().ok());
-            match index.and_then(|i| sources.get(i)) {
-                Some(source) => format!("{line} (in {source})"),
-                None => line.to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The index of the imported rule a problem's path names (`rules[17].priority` is 17).
+fn import_index(path: &str) -> Option<usize> {
+    let (index, _) = path.strip_prefix("rules[")?.split_once(']')?;
+    index.parse().ok()
 }
