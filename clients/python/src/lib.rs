@@ -20,9 +20,9 @@
 //!   on its event loop). A task cancelled while it runs the loader closes its op, which drops
 //!   the cache's load guard: a waiter takes over with its own loader, as the Rust contract says.
 //!   An op is polled first without a waker, so a hit allocates no callback.
-//! - A call of a function decorated with `cached` is one native call (`call`): its key is made
-//!   from the arguments here, as `functools.lru_cache` makes it, without building a Python
-//!   tuple, and the function is called as the loader.
+//! - A call of a plain function decorated with `cached` is one native call (a
+//!   [`CachedFunction`]): its key is made from the arguments here, as `functools.lru_cache`
+//!   makes it, and the function is called as the loader.
 //!
 //! Values are Python objects, cached as they are (not copied). A loader's exception is handed
 //! to every caller that waited for that load, as the same exception object.
@@ -40,7 +40,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use rulebook_cache::{Cache, LoadError, Loaded};
 
 use crate::drive::{block_on, CallbackWaker};
@@ -147,33 +148,6 @@ impl NativeCache {
         Ok(self.start(self.keys.key(key)?, tags))
     }
 
-    /// `func(*args, **kwargs)`, cached under a key made of the arguments (as
-    /// `functools.lru_cache` makes it): the `cached` decorator's whole call. `tags`, if given,
-    /// is called with the same arguments when the value is loaded and returns its tags.
-    ///
-    /// Errors: `func`'s or `tags`' exception (not cached); `TypeError` for an unhashable
-    /// argument or tags that are not strings; `KeyboardInterrupt` while waiting.
-    #[pyo3(signature = (func, tags, args, kwargs=None))]
-    fn call(
-        &self,
-        py: Python<'_>,
-        func: &Bound<'_, PyAny>,
-        tags: Option<&Bound<'_, PyAny>>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        let key = self.keys.call_key(args, kwargs)?;
-        let load = self.cache.get_or_load(key, || async {
-            let value = func.call(args, kwargs)?;
-            let names = match tags {
-                Some(tags) => tag_names(&tags.call(args, kwargs)?)?,
-                None => Vec::new(),
-            };
-            Ok(Loaded::new(value.unbind()).with_tags(names))
-        });
-        answer(py, &block_on(py, load)?)
-    }
-
     /// `load` for a call of a decorated `async def`: keyed as `call` keys it.
     ///
     /// Errors: `TypeError` for an unhashable argument.
@@ -254,6 +228,32 @@ impl NativeCache {
 }
 
 impl NativeCache {
+    /// `func(*args, **kwargs)`, cached under a key made of the arguments (as
+    /// `functools.lru_cache` makes it). `tags`, if given, is called with the same arguments
+    /// when the value is loaded and returns its tags.
+    ///
+    /// Errors: `func`'s or `tags`' exception (not cached); `TypeError` for an unhashable
+    /// argument or tags that are not strings; `KeyboardInterrupt` while waiting.
+    fn call(
+        &self,
+        py: Python<'_>,
+        func: &Bound<'_, PyAny>,
+        tags: Option<&Bound<'_, PyAny>>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let key = self.keys.call_key(args, kwargs)?;
+        let load = self.cache.get_or_load(key, || async {
+            let value = func.call(args, kwargs)?;
+            let names = match tags {
+                Some(tags) => tag_names(&tags.call(args, kwargs)?)?,
+                None => Vec::new(),
+            };
+            Ok(Loaded::new(value.unbind()).with_tags(names))
+        });
+        answer(py, &block_on(py, load)?)
+    }
+
     /// A [`LoadOp`] for `key`: the cache's `get_or_load` with a loader that waits for the task.
     fn start(&self, key: Key, tags: Option<Py<PyAny>>) -> LoadOp {
         let cache = self.cache.clone();
@@ -270,6 +270,69 @@ impl NativeCache {
             slot,
             tags,
         }
+    }
+}
+
+/// A plain function decorated with `cached`: calling it is one native call, keyed from the
+/// arguments. It binds as a method does (`__get__`), and has a `__dict__` so `functools.wraps`
+/// can give it the function's name and docs.
+#[pyclass(module = "rulebook._native", frozen, dict)]
+struct CachedFunction {
+    cache: Py<NativeCache>,
+    func: Py<PyAny>,
+    tags: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl CachedFunction {
+    /// `func` cached in `cache`; `tags`, if given, takes `func`'s arguments and returns the
+    /// entry's tags.
+    #[new]
+    #[pyo3(signature = (cache, func, tags=None))]
+    fn new(cache: Py<NativeCache>, func: Py<PyAny>, tags: Option<Py<PyAny>>) -> Self {
+        Self { cache, func, tags }
+    }
+
+    /// `func(*args, **kwargs)` from the cache, or loaded (see `NativeCache.call`).
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let tags = self.tags.as_ref().map(|tags| tags.bind(py));
+        self.cache
+            .get()
+            .call(py, self.func.bind(py), tags, args, kwargs)
+    }
+
+    /// Binds to `instance` like a function: `instance.method(...)` passes it first.
+    fn __get__<'py>(
+        slf: Bound<'py, Self>,
+        instance: Option<Bound<'py, PyAny>>,
+        _owner: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static METHOD: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        match instance {
+            Some(instance) if !instance.is_none() => METHOD
+                .import(slf.py(), "types", "MethodType")?
+                .call1((slf, instance)),
+            _ => Ok(slf.into_any()),
+        }
+    }
+
+    /// Drops the entry of the call `func(*args, **kwargs)`: once this returns, no call that
+    /// starts afterwards gets a value whose load began before it.
+    ///
+    /// Errors: `TypeError` for an unhashable argument.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn invalidate(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        self.cache.get().invalidate_call(args, kwargs)
     }
 }
 
@@ -419,6 +482,7 @@ fn seconds(name: &str, seconds: f64) -> PyResult<Duration> {
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeCache>()?;
     module.add_class::<LoadOp>()?;
+    module.add_class::<CachedFunction>()?;
     module.add("DONE", DONE)?;
     module.add("RUN", RUN)?;
     module.add("WAIT", WAIT)?;

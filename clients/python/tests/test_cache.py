@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import signal
 import threading
 import weakref
@@ -259,6 +260,13 @@ def test_cached_methods_are_cached_per_instance():
     assert second.describe("acme") == "b/acme"
     assert first.describe("acme") is first.describe("acme")
     assert Repository.describe.stats()["loads"] == 2
+    Repository.describe.invalidate(first, "acme")
+    first.describe("acme")
+    assert Repository.describe.stats()["loads"] == 3
+    assert Repository.describe.__name__ == "describe"
+    assert inspect.signature(Repository.describe) == inspect.signature(
+        Repository.describe.__wrapped__
+    )
 
 
 def test_ctrl_c_interrupts_a_waiting_main_thread_and_leaves_the_load_to_its_leader():

@@ -166,7 +166,9 @@ def cached(
 
     ``tags``: a callable taking the function's arguments and returning the entry's tags.
     The wrapped function gains ``invalidate(*args, **kwargs)``, ``invalidate_tag(tag)``,
-    ``invalidate_all()``, ``stats()`` and ``cache`` (the ``Cache``).
+    ``invalidate_all()``, ``stats()`` and ``cache`` (the ``Cache``). Methods are cached per
+    instance (``self`` is part of the key); invalidate one through the class:
+    ``Repository.describe.invalidate(repository, "acme")``.
 
     Raises ``ValueError`` as ``Cache``; calls raise ``TypeError`` for unhashable arguments.
     """
@@ -183,17 +185,13 @@ def cached(
                 op = native.load_call(args, kwargs, entry_tags)
                 return await _drive(op, lambda: func(*args, **kwargs))
 
+            def invalidate(*args: Any, **kwargs: Any) -> None:
+                native.invalidate_call(args, kwargs)
+
+            wrapper.invalidate = invalidate
         else:
-            call = native.call
+            wrapper = functools.update_wrapper(_native.CachedFunction(native, func, tags), func)
 
-            @functools.wraps(func)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return call(func, tags, args, kwargs)
-
-        def invalidate(*args: Any, **kwargs: Any) -> None:
-            native.invalidate_call(args, kwargs)
-
-        wrapper.invalidate = invalidate
         wrapper.invalidate_tag = cache.invalidate_tag
         wrapper.invalidate_all = cache.invalidate_all
         wrapper.stats = cache.stats
