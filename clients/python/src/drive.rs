@@ -6,6 +6,7 @@
 //! The GIL is released in exactly one place: while a thread waits for a load that another
 //! thread (or task) runs, which may need the GIL to finish.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 /// How often a thread waiting for another's load looks at pending signals, so Ctrl-C still
@@ -25,9 +27,14 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 /// there without allocating. Only a caller that must wait for another's load builds a real
 /// waker, and it waits with the GIL released.
 ///
-/// Errors: whatever a signal handler raises while waiting (`KeyboardInterrupt`); the future is
-/// then dropped, which leaves the load it was waiting for to its other callers.
-pub(crate) fn block_on<F: Future>(py: Python<'_>, future: F) -> PyResult<F::Output> {
+/// Errors: whatever a signal handler raises while waiting (`KeyboardInterrupt`), or the
+/// interruption `interrupt` caught in this thread's loader; the future is then dropped, which
+/// leaves the load to its other callers (a waiter takes over with its own loader).
+pub(crate) fn block_on<F: Future>(
+    py: Python<'_>,
+    future: F,
+    interrupt: &Interrupt,
+) -> PyResult<F::Output> {
     let mut future = pin!(future);
     if let Poll::Ready(output) = future
         .as_mut()
@@ -35,6 +42,7 @@ pub(crate) fn block_on<F: Future>(py: Python<'_>, future: F) -> PyResult<F::Outp
     {
         return Ok(output);
     }
+    interrupt.check()?;
     let parker = Arc::new(Parker::default());
     let waker = Waker::from(Arc::clone(&parker));
     let mut context = Context::from_waker(&waker);
@@ -42,8 +50,41 @@ pub(crate) fn block_on<F: Future>(py: Python<'_>, future: F) -> PyResult<F::Outp
         if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
             return Ok(output);
         }
+        interrupt.check()?;
         while !py.detach(|| parker.park(SIGNAL_CHECK)) {
             py.check_signals()?;
+        }
+    }
+}
+
+/// How a thread's loader is interrupted rather than failed.
+///
+/// A loader's `Exception` is the load's error, shared with every caller waiting for it. A
+/// `BaseException` that is not an `Exception` (`KeyboardInterrupt`, `SystemExit`) concerns
+/// only the thread it was raised in: the loader's future parks it here and never finishes,
+/// [`block_on`] raises it in this thread and drops the load, and the waiters take over, as they
+/// do when an asyncio task is cancelled.
+#[derive(Default)]
+pub(crate) struct Interrupt {
+    raised: RefCell<Option<PyErr>>,
+}
+
+impl Interrupt {
+    /// The loader's result as the cache should see it: interruptions never reach the cache.
+    pub(crate) async fn guard<T>(&self, result: PyResult<T>) -> PyResult<T> {
+        match result {
+            Err(error) if Python::attach(|py| !error.is_instance_of::<PyException>(py)) => {
+                *self.raised.borrow_mut() = Some(error);
+                std::future::pending().await
+            }
+            result => result,
+        }
+    }
+
+    fn check(&self) -> PyResult<()> {
+        match self.raised.borrow_mut().take() {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 }

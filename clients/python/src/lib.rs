@@ -14,6 +14,8 @@
 //!
 //! - A **thread** calling `get_or_load` polls to completion. As the leader it calls the Python
 //!   loader inside the poll; as a waiter it parks, GIL released, until the leader's end wakes it.
+//!   A loader's `KeyboardInterrupt` or `SystemExit` interrupts its own thread only: the load is
+//!   abandoned and a waiter takes over (see `drive::Interrupt`).
 //! - An **asyncio task** drives a [`LoadOp`] step by step: `poll` says whether the load is done,
 //!   whether this task must run the loader (it awaits the coroutine and hands the result back
 //!   with `set_result` or `set_error`), or whether it must wait (the waker schedules a callback
@@ -44,7 +46,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use rulebook_cache::{Cache, LoadError, Loaded};
 
-use crate::drive::{block_on, CallbackWaker};
+use crate::drive::{block_on, CallbackWaker, Interrupt};
 use crate::key::{Key, Keys};
 
 type Value = Py<PyAny>;
@@ -130,13 +132,15 @@ impl NativeCache {
         tags: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let key = self.keys.key(key)?;
-        let load = self.cache.get_or_load(key, move || async move {
-            Python::attach(|py| {
-                let value = loader.bind(py).call0()?;
-                loaded(&value, tags.as_ref().map(|tags| tags.bind(py)))
-            })
+        let interrupt = Interrupt::default();
+        let load = self.cache.get_or_load(key, || async {
+            let value = loader.bind(py).call0();
+            let tags = tags.as_ref().map(|tags| tags.bind(py));
+            interrupt
+                .guard(value.and_then(|value| loaded(&value, tags)))
+                .await
         });
-        answer(py, &block_on(py, load)?)
+        answer(py, &block_on(py, load, &interrupt)?)
     }
 
     /// Starts a load of `key` for an asyncio task, to be driven with [`LoadOp::poll`]. `tags` as
@@ -243,15 +247,18 @@ impl NativeCache {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let key = self.keys.call_key(args, kwargs)?;
+        let interrupt = Interrupt::default();
         let load = self.cache.get_or_load(key, || async {
-            let value = func.call(args, kwargs)?;
-            let names = match tags {
-                Some(tags) => tag_names(&tags.call(args, kwargs)?)?,
-                None => Vec::new(),
-            };
-            Ok(Loaded::new(value.unbind()).with_tags(names))
+            let loaded = func.call(args, kwargs).and_then(|value| {
+                let names = match tags {
+                    Some(tags) => tag_names(&tags.call(args, kwargs)?)?,
+                    None => Vec::new(),
+                };
+                Ok(Loaded::new(value.unbind()).with_tags(names))
+            });
+            interrupt.guard(loaded).await
         });
-        answer(py, &block_on(py, load)?)
+        answer(py, &block_on(py, load, &interrupt)?)
     }
 
     /// A [`LoadOp`] for `key`: the cache's `get_or_load` with a loader that waits for the task.

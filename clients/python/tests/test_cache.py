@@ -295,3 +295,27 @@ def test_ctrl_c_interrupts_a_waiting_main_thread_and_leaves_the_load_to_its_lead
     release.set()
     leader.join(TIMEOUT)
     assert cache.get("k") == "loaded"
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, SystemExit])
+def test_an_interrupted_loader_interrupts_its_thread_only_and_a_waiter_takes_over(interruption):
+    cache = Cache()
+    got = []
+
+    def interrupted():
+        wait_until(lambda: cache.stats()["coalesced_waiters"] == 1)
+        raise interruption()
+
+    def wait_then_load():
+        got.append(cache.get_or_load("k", lambda: "loaded by the waiter"))
+
+    waiter = threading.Thread(
+        target=lambda: (wait_until(lambda: cache.stats()["loads"] == 1), wait_then_load())
+    )
+    waiter.start()
+    with pytest.raises(interruption):
+        cache.get_or_load("k", interrupted)
+    waiter.join(TIMEOUT)
+    assert got == ["loaded by the waiter"]
+    assert cache.get("k") == "loaded by the waiter"
+    assert cache.stats()["load_errors"] == 0

@@ -7,9 +7,10 @@
   exception. A waiting thread releases the GIL, so the loader can run.
 - **Errors are shared, not cached.** Every caller that waited for a failed load gets the same
   exception; the next call loads again.
-- **No waiter is stranded.** A loader that raises ends the wait of every caller with its
-  exception. An asyncio task cancelled while it runs the loader hands the load to one of the
-  tasks waiting for it, which runs its own loader.
+- **No waiter is stranded.** A loader that raises an ``Exception`` ends the wait of every
+  caller with it. A loader interrupted by ``KeyboardInterrupt`` or ``SystemExit``, or an
+  asyncio task cancelled while it runs the loader, raises in its own thread or task only and
+  hands the load to one of the callers waiting for it, which runs its own loader.
 - **No resurrection.** Once ``invalidate(key)``, ``invalidate_tag(tag)`` or
   ``invalidate_all()`` has returned, no read that starts afterwards returns a value whose load
   began before it: a load that was in flight still answers the callers already waiting for it,
