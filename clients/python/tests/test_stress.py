@@ -1,10 +1,11 @@
-"""Threads read, write and invalidate at random; every read is checked against the history of
-writes and invalidations. The checker is shown to catch a cache without the protocol: the
+"""Threads (and asyncio tasks on several threads) read, write and invalidate at random; every
+read is checked against the history of writes and invalidations. The checker is shown to catch a cache without the protocol: the
 check-then-store cache below (what ``lru_cache`` or ``cachetools`` behind a lock amount to),
 which lets a load that an invalidation raced put its old value back."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sys
 import threading
@@ -125,6 +126,49 @@ def stress(cache, seed: int) -> History:
     return history
 
 
+def stress_async(cache: Cache, seed: int) -> History:
+    """The same history and checks, with asyncio loads: each thread runs an event loop of
+    TASKS tasks, so loads coalesce across tasks and across threads."""
+    history = History()
+
+    async def source(key):
+        with history.lock:
+            version = history.versions[key]
+        await asyncio.sleep(0)  # let other tasks run while this load is in flight
+        return (key, version)
+
+    async def task(rng):
+        for _ in range(OPERATIONS // TASKS):
+            key = rng.randrange(KEYS)
+            if rng.random() < 0.15:
+                with history.lock:
+                    history.versions[key] += 1
+                    written = history.versions[key]
+                if rng.random() < 0.5:
+                    cache.invalidate(key)
+                else:
+                    cache.invalidate_tag(f"group:{key % GROUPS}")
+                with history.lock:
+                    history.floor[key] = max(history.floor[key], written)
+            else:
+                with history.lock:
+                    floor = history.floor[key]
+                tags = [f"group:{key % GROUPS}"]
+                value = await cache.aget_or_load(key, lambda k=key: source(k), tags)
+                history.check(key, floor, value, "aget_or_load")
+
+    async def loop(index):
+        await asyncio.gather(
+            *(task(random.Random(seed * 1_000 + index * TASKS + t)) for t in range(TASKS))
+        )
+
+    run_threads(4, lambda index: asyncio.run(loop(index)))
+    return history
+
+
+TASKS = 8
+
+
 @pytest.fixture(autouse=True)
 def many_switches():
     # Switch threads every 10 µs instead of 5 ms, for many more interleavings.
@@ -146,3 +190,12 @@ def test_every_read_agrees_with_the_history_of_writes_and_invalidations():
 def test_the_checker_catches_a_cache_that_lets_raced_loads_back():
     history = stress(NaiveCache(), seed=1)
     assert history.violations, "the checker missed the naive cache's stale reads"
+
+
+def test_every_async_read_agrees_with_the_history_of_writes_and_invalidations():
+    cache = Cache(maxsize=KEYS // 2)
+    history = stress_async(cache, seed=2)
+    assert history.violations == []
+    stats = cache.stats()
+    assert stats["discarded_loads"] > 0, "no invalidation ever raced a load: the test is blind"
+    assert stats["coalesced_waiters"] > 0
