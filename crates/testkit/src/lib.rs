@@ -6,7 +6,8 @@
 //!   `CI=true` a missing variable or a service that does not answer fails the test loudly;
 //!   elsewhere the loopback default is used and, when the service does not answer, the test prints
 //!   why and skips.
-//! - [`spawn_redis_server`]: a `redis-server` of the test's own on a given loopback port.
+//! - [`find_on_path`] and [`spawn_redis_server`]: a `redis-server` (found on the `PATH`) of the
+//!   test's own on a given loopback port.
 #![deny(missing_docs)]
 
 use std::fmt::Display;
@@ -148,6 +149,14 @@ fn with_database(admin: &str, name: &str) -> String {
         .map(|i| i + after_scheme)
         .unwrap_or(base.len());
     format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// The first executable file called `program` in the directories of the `PATH`.
+pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Starts `program` (a `redis-server`) on `127.0.0.1:port` without persistence and with its

@@ -181,26 +181,29 @@ pub fn unique_channel() -> String {
 /// A `redis-server` of this test's own on a free loopback port, stopped when dropped.
 pub struct PrivateRedis {
     pub port: u16,
+    program: String,
     child: Option<std::process::Child>,
 }
 
-const REDIS_SERVER: &str = "/usr/bin/redis-server";
-
 impl PrivateRedis {
-    /// Starts one; `None` when `redis-server` is missing outside CI.
+    /// Starts one; `None` when there is no `redis-server` on the `PATH` outside CI.
     pub async fn start() -> Option<PrivateRedis> {
-        if !std::path::Path::new(REDIS_SERVER).exists() {
+        let Some(program) = rulebook_testkit::find_on_path("redis-server") else {
             if in_ci() {
-                panic!("CI=true but {REDIS_SERVER} is missing: install the redis-server package");
+                panic!("CI=true but there is no `redis-server` on the PATH: install the redis-server package");
             }
-            eprintln!("skipping: {REDIS_SERVER} is missing");
+            eprintln!("skipping: no `redis-server` on the PATH");
             return None;
-        }
+        };
         let port = {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let mut redis = PrivateRedis { port, child: None };
+        let mut redis = PrivateRedis {
+            port,
+            program: program.to_string_lossy().into_owned(),
+            child: None,
+        };
         redis.restart().await;
         Some(redis)
     }
@@ -212,7 +215,7 @@ impl PrivateRedis {
     /// Starts the server (again) on the same port and waits until it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = rulebook_testkit::spawn_redis_server(REDIS_SERVER, self.port);
+        let child = rulebook_testkit::spawn_redis_server(&self.program, self.port);
         self.child = Some(child);
         let url = self.url();
         eventually(
