@@ -1,7 +1,8 @@
 """Threads (and asyncio tasks on several threads) read, write and invalidate at random; every
-read is checked against the history of writes and invalidations. The checker is shown to catch a cache without the protocol: the
-check-then-store cache below (what ``lru_cache`` or ``cachetools`` behind a lock amount to),
-which lets a load that an invalidation raced put its old value back."""
+read is checked against the history of writes and invalidations. The checker is shown to catch
+a cache without the protocol: the check-then-store cache below (what ``lru_cache`` or
+``cachetools`` behind a lock amount to), which lets a load that an invalidation raced put its
+old value back."""
 
 from __future__ import annotations
 
