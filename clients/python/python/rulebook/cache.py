@@ -178,6 +178,7 @@ def cached(
         cache = Cache(maxsize, ttl, tti)
         native = cache._native
 
+        wrapper: Any
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)

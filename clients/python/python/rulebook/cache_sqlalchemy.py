@@ -81,7 +81,7 @@ def attach(
     def after_rollback(session: Session) -> None:
         session.info.pop(_PENDING, None)
 
-    listeners = [
+    listeners: list[tuple[str, Callable[..., Any]]] = [
         ("after_flush", after_flush),
         ("after_commit", after_commit),
         ("after_rollback", after_rollback),
