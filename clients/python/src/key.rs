@@ -94,7 +94,11 @@ impl Keys {
             return Ok(Key::None);
         }
         if let Ok(text) = value.cast_exact::<PyString>() {
-            return Ok(Key::Str(Arc::from(text.to_str()?)));
+            // A string with a lone surrogate has no UTF-8 form: it is keyed as an object.
+            if let Ok(text) = text.to_str() {
+                return Ok(Key::Str(Arc::from(text)));
+            }
+            return self.representative(value);
         }
         if let Ok(int) = value.cast_exact::<PyInt>() {
             return Ok(match int.extract::<i64>() {

@@ -132,6 +132,8 @@ def test_keys_compare_like_dict_keys():
     assert cache.get(("a", 2.0, None, b"x", 2.5, 10**30)) == "tuple"
     assert cache.get(("a", 2, None, b"x", 2.5, 10**30 + 1)) is None
     assert cache.get("1") is None
+    cache.get_or_load("lone \udc80 surrogate", lambda: "odd")
+    assert cache.get("lone \udc80 surrogate") == "odd"
     with pytest.raises(TypeError):
         cache.get(["unhashable"])
 
