@@ -52,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "RULEBOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// How long a read sent with `min_seq` (or `X-Rulebook-Min-Seq`) waits for this instance to
+    /// apply the changes through that position before it is answered 503 `not_yet_current`.
+    #[arg(long, env = "RULEBOOK_MIN_SEQ_WAIT", default_value = "1s", value_parser = parse_duration)]
+    pub min_seq_wait: Duration,
+
     /// Whether reads (evaluate, params, score, rules, stats) need a token with the read role.
     /// Off by default when listening on loopback, on otherwise.
     #[arg(long, env = "RULEBOOK_READS_NEED_TOKEN")]

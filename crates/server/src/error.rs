@@ -21,6 +21,10 @@ pub struct ApiError {
     message: String,
     errors: Vec<FieldError>,
     current_version: Option<i64>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
+    /// The applied position for an `X-Rulebook-Seq` header.
+    seq: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +51,8 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             current_version: None,
+            retry_after: None,
+            seq: None,
         }
     }
 
@@ -102,6 +108,18 @@ impl ApiError {
         )
     }
 
+    /// The same error with `Retry-After: <secs>`.
+    pub fn with_retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The same error with the instance's applied position in `X-Rulebook-Seq`.
+    pub fn with_seq(mut self, seq: i64) -> ApiError {
+        self.seq = Some(seq);
+        self
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -137,12 +155,20 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&envelope).unwrap_or_else(|_| {
             br#"{"error":{"code":"internal","message":"the error could not be encoded"}}"#.to_vec()
         });
-        (
+        let mut response = (
             self.status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if let Some(seq) = self.seq {
+            headers.insert(crate::freshness::SEQ_HEADER, seq.into());
+        }
+        response
     }
 }
 

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod freshness;
 pub mod logging;
 pub mod metrics;
 pub mod server;

@@ -96,6 +96,7 @@ impl Server {
                 request_timeout: config.request_timeout,
                 reads_need_token: config.reads_need_token(),
                 eval: EvalLimits::default(),
+                min_seq_wait: config.min_seq_wait,
             },
             config.admin_token.as_deref(),
             files.clone(),

@@ -54,6 +54,8 @@ pub struct Limits {
     pub reads_need_token: bool,
     /// Bounds on one evaluation.
     pub eval: EvalLimits,
+    /// How long a read with `min_seq` waits for the applied position before answering 503.
+    pub min_seq_wait: std::time::Duration,
 }
 
 struct Inner {
@@ -179,6 +181,20 @@ impl AppState {
                 text
             })
             .unwrap_or_default()
+    }
+
+    /// Asks the feed to bring the applied position to `seq` soon; nothing when no feed runs.
+    pub fn want_position(&self, seq: i64) {
+        if let Some(feed) = self.inner.feed.read().as_ref() {
+            feed.want(seq);
+        }
+    }
+
+    /// The feed's released changes from now on; `None` when no feed runs.
+    pub fn subscribe_released(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<rulebook_sync::Released>> {
+        self.inner.feed.read().as_ref().map(|f| f.subscribe())
     }
 
     /// Whether `secret` is the configured admin token (constant time).

@@ -767,7 +767,8 @@ async fn an_import_of_200_rules_is_one_change_set() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(
         r.body,
-        json!({"dry_run": false, "total": 200, "created": 200, "updated": 0, "unchanged": 0})
+        json!({"seq": head + 200, "dry_run": false, "total": 200, "created": 200, "updated": 0, "unchanged": 0}),
+        "the answer's seq is the import's last change"
     );
     assert_eq!(
         *batches.0.lock().unwrap(),

@@ -17,6 +17,28 @@
 //!   its first write to its commit, and the next writer's rows get higher `seq`s. So `seq` order
 //!   is commit order and `seq > last_seen` is commit-safe.
 //!
+//! **The applied position.** A reader also needs one number saying how current it is: the
+//! *applied position* `P`, the highest `seq` such that every change with a `seq` at or below `P`
+//! that will ever commit has been returned ([`Cursor::position`]). Once a reader has applied what
+//! a read returned, it has applied every change through `P`, so an answer it gives reflects at
+//! least `P`, and a client that wrote change `s` reads its write there once `P >= s`.
+//!
+//! - **SQLite.** `seq` order is commit order, so `P` is the log's head in the read's snapshot.
+//! - **PostgreSQL.** The head `M` of a snapshot `S` is not enough: a transaction still running
+//!   at `S` may hold a lower `seq` and commit later (the trap above). Every `seq <= M` was taken
+//!   before `S` by a transaction whose id was assigned before it took the `seq` (the log is
+//!   written by an `AFTER` trigger on `rules`, whose row write assigns the id first), hence
+//!   before `S`. The read ends by taking a transaction id `N` of its own: ids are handed out in
+//!   order, so every transaction that can hold a `seq <= M` has an id below `N`. A later read
+//!   whose snapshot's `xmin` is at least `N` sees every one of those transactions finished:
+//!   committed and visible to it (so returned by it or before), or rolled back. So after that
+//!   read, `P >= M`. The cursor keeps the `(N, M)` pairs not yet settled and `P` is the highest
+//!   settled `M`. When nothing else is writing, `xmin` already equals `N` in the same read, so
+//!   `P` is the head at once; while transactions are running anywhere in the cluster (`xmin` is
+//!   cluster-wide), `P` waits for them to end, which a reader that wants a position sooner
+//!   turns into another read. Taking `N` costs one transaction id per read and no disk flush
+//!   (the read writes nothing).
+//!
 //! **Pruning.** [`Store::prune_changes`] deletes old rows and records in `change_log_pruned` the
 //! highest `seq` (and on PostgreSQL the highest transaction id) it removed. A read whose cursor
 //! still needs a row at or below that mark (on PostgreSQL: whose watermark is not above the
@@ -26,7 +48,7 @@
 //! horizon, so every pruned row was final, and a cursor taken after the prune is never told it
 //! was pruned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -109,7 +131,16 @@ pub struct Cursor {
     watermark: Option<u64>,
     /// PostgreSQL: `seq`s already returned whose transaction id is at or above the watermark.
     returned: BTreeSet<i64>,
+    /// The applied position (see the module docs).
+    position: i64,
+    /// PostgreSQL: `(N, M)` of past reads not yet settled: once a read's `xmin` reaches `N`,
+    /// every change through `M` has been returned. Both increase along the queue.
+    unsettled: VecDeque<(u64, i64)>,
 }
+
+/// How many unsettled `(N, M)` pairs a cursor keeps while a long transaction holds `xmin` back.
+/// Dropping one but the newest is safe: the newer pairs cover its changes, settling later.
+const UNSETTLED_KEPT: usize = 64;
 
 impl Cursor {
     /// The position before the first change.
@@ -120,6 +151,31 @@ impl Cursor {
     /// The highest change sequence number returned so far (for status pages and lag).
     pub fn last_seq(&self) -> i64 {
         self.last_seq
+    }
+
+    /// The applied position: every change with a `seq` at or below it that will ever commit has
+    /// been returned by the reads that led to this cursor (see the module docs). Never goes
+    /// backwards along a chain of reads; 0 before anything is known.
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// PostgreSQL: records a read whose snapshot had the given `xmin`, saw the log's head at
+    /// `head`, and then took transaction id `bound`; settles what that `xmin` settles.
+    fn settle(&mut self, xmin: u64, head: i64, bound: u64) {
+        if self.unsettled.back().is_none_or(|&(_, m)| head > m) {
+            self.unsettled.push_back((bound, head));
+            if self.unsettled.len() > UNSETTLED_KEPT {
+                self.unsettled.remove(UNSETTLED_KEPT - 1);
+            }
+        }
+        while let Some(&(n, m)) = self.unsettled.front() {
+            if n > xmin {
+                break;
+            }
+            self.position = self.position.max(m);
+            self.unsettled.pop_front();
+        }
     }
 }
 
@@ -314,6 +370,7 @@ impl Store {
                     )
                     .await
                     .map_err(|e| db_error("reading the change log", e))?;
+                let head = head_seq(&mut conn).await?;
                 let mut next = cursor.clone();
                 let mut changes = Vec::with_capacity(rows.len());
                 for row in rows {
@@ -321,6 +378,8 @@ impl Store {
                     next.last_seq = next.last_seq.max(change.seq);
                     changes.push(change);
                 }
+                // One writer at a time: everything through the head has committed and is read.
+                next.position = next.position.max(head);
                 (changes, next)
             }
             Backend::Postgres => {
@@ -345,11 +404,23 @@ impl Store {
                     )
                     .await
                     .map_err(|e| db_error("reading the change log", e))?;
+                let head = head_seq(&mut conn).await?;
+                // Taken last: every transaction that took a `seq` up to `head` has a lower id.
+                let (bound,): (String,) = conn
+                    .fetch_one("SELECT pg_current_xact_id()::text", args![])
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let bound: u64 = bound
+                    .parse()
+                    .map_err(|_| StoreError::Internal("reading a transaction id".into()))?;
                 let mut next = Cursor {
                     last_seq: cursor.last_seq,
                     watermark: Some(xmin),
                     returned: BTreeSet::new(),
+                    position: cursor.position,
+                    unsettled: cursor.unsettled.clone(),
                 };
+                next.settle(xmin, head, bound);
                 let mut changes = Vec::new();
                 for row in rows {
                     let (change, txid) = row.into_change()?;
@@ -379,6 +450,7 @@ impl Store {
                 let last_seq = head_seq(&mut held.conn()).await?;
                 Ok(Cursor {
                     last_seq,
+                    position: last_seq,
                     ..Cursor::default()
                 })
             }
@@ -402,7 +474,7 @@ impl Store {
                 let start = Cursor {
                     last_seq: head,
                     watermark: Some(xmin),
-                    returned: BTreeSet::new(),
+                    ..Cursor::default()
                 };
                 // Rows at or above the horizon that have committed by now count as returned.
                 match self.read_feed(&start).await? {

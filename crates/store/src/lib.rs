@@ -44,4 +44,4 @@ pub use notifications::{ChangeNotifications, NOTIFY_CHANNEL};
 pub use registry::{Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey};
 pub use store::Store;
 pub use tokens::{TokenRecord, TokenRole};
-pub use write::ImportReport;
+pub use write::{ImportReport, Written};

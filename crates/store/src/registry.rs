@@ -110,12 +110,14 @@ struct RegistryInner {
     loads: Mutex<HashMap<RegistryKey, u64>>,
     /// What has been applied. A mutex: touched once per commit or feed batch.
     applied: Mutex<Applied>,
+    /// The applied position, for readers that wait for one ([`Registry::wait_for_position`]).
+    /// Written only by [`Registry::advance_position`], under `applied`'s lock, so it never goes
+    /// backwards.
+    position: tokio::sync::watch::Sender<i64>,
 }
 
 #[derive(Default)]
 struct Applied {
-    /// The highest change `seq` applied.
-    max_seq: i64,
     /// `seq`s applied synchronously by this registry's own writes that the feed has not
     /// brought back yet; the feed skips them.
     own: BTreeSet<i64>,
@@ -139,7 +141,6 @@ impl ChangeListener for RegistryInner {
         self.invalidate_changes(changes.iter());
         let mut applied = self.applied.lock();
         for change in changes {
-            applied.max_seq = applied.max_seq.max(change.seq);
             applied.own.insert(change.seq);
         }
         while applied.own.len() > OWN_SEQS_KEPT {
@@ -181,6 +182,7 @@ impl Registry {
             cache: builder.build(),
             loads: Mutex::new(HashMap::new()),
             applied: Mutex::new(Applied::default()),
+            position: tokio::sync::watch::Sender::new(0),
         });
         let listener: Arc<dyn ChangeListener> = inner.clone();
         store.subscribe(&listener);
@@ -289,25 +291,53 @@ impl Registry {
 
     /// Applies changes read from the change feed: invalidates what they touch, skipping changes
     /// this registry already applied when its own write committed. Returns how many tags were
-    /// invalidated.
+    /// invalidated. Does not move the applied position: the feed reader does that with
+    /// [`Registry::advance_position`] once a whole read is applied.
     pub fn apply_feed(&self, changes: &[Change]) -> usize {
         let fresh: Vec<&Change> = {
             let mut applied = self.inner.applied.lock();
-            let fresh: Vec<&Change> = changes
+            changes
                 .iter()
                 .filter(|c| !applied.own.remove(&c.seq))
-                .collect();
-            if let Some(max) = changes.iter().map(|c| c.seq).max() {
-                applied.max_seq = applied.max_seq.max(max);
-            }
-            fresh
+                .collect()
         };
         self.inner.invalidate_changes(fresh)
     }
 
-    /// The highest change `seq` applied, from own writes or the feed.
+    /// The applied position: every change with a `seq` at or below it has been applied to this
+    /// registry (see [`crate::Cursor::position`]), so every answer read from it after this call
+    /// reflects at least that position. 0 until a feed reader has read the log.
     pub fn applied_seq(&self) -> i64 {
-        self.inner.applied.lock().max_seq
+        *self.inner.position.borrow()
+    }
+
+    /// Moves the applied position up to `position` (never down). The feed reader calls it with
+    /// [`crate::Cursor::position`] after applying (or invalidating everything for) the read that
+    /// returned that cursor; calling it earlier would let an answer claim a change it does not
+    /// reflect.
+    pub fn advance_position(&self, position: i64) {
+        let _applied = self.inner.applied.lock();
+        self.inner.position.send_if_modified(|current| {
+            if position > *current {
+                *current = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Waits until the applied position is at least `seq`, for at most `timeout`. Returns the
+    /// position reached: `Ok` once it is at least `seq`, `Err` with the position at the end of
+    /// the wait when the timeout came first.
+    pub async fn wait_for_position(&self, seq: i64, timeout: Duration) -> Result<i64, i64> {
+        let mut position = self.inner.position.subscribe();
+        let reached = tokio::time::timeout(timeout, position.wait_for(|p| *p >= seq)).await;
+        match reached {
+            Ok(Ok(p)) => Ok(*p),
+            // The sender lives as long as the registry, so only the timeout ends the wait.
+            Ok(Err(_)) | Err(_) => Err(self.applied_seq()),
+        }
     }
 
     /// Drops the rulesets of these entry points of `tenant`.

@@ -34,6 +34,17 @@ pub struct ImportReport {
     pub changes: Vec<Change>,
 }
 
+/// What a one-rule write committed: the rule as written (for a delete, as it was) and the
+/// change log's `seq` of its change, which a reader waits for to read the write (see
+/// [`crate::Cursor::position`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// The rule.
+    pub rule: Rule,
+    /// The `seq` of the change this write committed.
+    pub seq: i64,
+}
+
 /// A write transaction in progress.
 struct WriteTx {
     tx: Tx,
@@ -56,7 +67,7 @@ impl Store {
     }
 
     /// Reads the transaction's change rows, commits, and then (only then) hands the changes to
-    /// the listeners.
+    /// the listeners. Returns the changes.
     async fn finish_rule_write(&self, mut write: WriteTx) -> Result<Vec<Change>, StoreError> {
         let changes = own_changes(&mut write.tx.conn(), self.backend(), write.before_seq).await?;
         #[cfg(feature = "test-hooks")]
@@ -73,13 +84,14 @@ impl Store {
     }
 
     /// Creates `rule` in `tenant` at the next version its id has had (1 for a new id; a rule
-    /// created again after a delete continues its history). Returns the stored rule.
+    /// created again after a delete continues its history). Returns the stored rule and the `seq` of
+    /// its change.
     pub async fn create_rule(
         &self,
         tenant: &str,
         rule: Rule,
         author: &Author,
-    ) -> Result<Rule, StoreError> {
+    ) -> Result<Written, StoreError> {
         let mut rule = prepare(tenant, rule)?;
         let mut write = self.begin_rule_write(tenant).await?;
         {
@@ -97,8 +109,8 @@ impl Store {
             insert_row(&mut conn, &rule).await?;
             insert_history(&mut conn, &rule, rule.version, ChangeKind::Create, author).await?;
         }
-        self.finish_rule_write(write).await?;
-        Ok(rule)
+        let seq = last_seq(self.finish_rule_write(write).await?)?;
+        Ok(Written { rule, seq })
     }
 
     /// Replaces rule `rule.id` with `rule`, if it is still at `expected_version` (the version
@@ -109,7 +121,7 @@ impl Store {
         rule: Rule,
         expected_version: i64,
         author: &Author,
-    ) -> Result<Rule, StoreError> {
+    ) -> Result<Written, StoreError> {
         let rule = prepare(tenant, rule)?;
         let id = rule.id.clone();
         self.modify(
@@ -132,7 +144,7 @@ impl Store {
         params: Map<String, Value>,
         expected_version: Option<i64>,
         author: &Author,
-    ) -> Result<Rule, StoreError> {
+    ) -> Result<Written, StoreError> {
         self.modify(
             tenant,
             id,
@@ -157,7 +169,7 @@ impl Store {
         enabled: bool,
         expected_version: Option<i64>,
         author: &Author,
-    ) -> Result<Rule, StoreError> {
+    ) -> Result<Written, StoreError> {
         let kind = if enabled {
             ChangeKind::Enable
         } else {
@@ -178,7 +190,7 @@ impl Store {
         id: &str,
         expected_version: Option<i64>,
         author: &Author,
-    ) -> Result<Rule, StoreError> {
+    ) -> Result<Written, StoreError> {
         let mut write = self.begin_rule_write(tenant).await?;
         let current = {
             let mut conn = write.tx.conn();
@@ -197,8 +209,8 @@ impl Store {
             .await?;
             current
         };
-        self.finish_rule_write(write).await?;
-        Ok(current)
+        let seq = last_seq(self.finish_rule_write(write).await?)?;
+        Ok(Written { rule: current, seq })
     }
 
     /// Writes every rule of `rules` into `tenant` in one transaction: new ids are created,
@@ -303,7 +315,7 @@ impl Store {
         kind: ChangeKind,
         author: &Author,
         change: impl FnOnce(Rule) -> Result<Rule, StoreError>,
-    ) -> Result<Rule, StoreError> {
+    ) -> Result<Written, StoreError> {
         let mut write = self.begin_rule_write(tenant).await?;
         let next = {
             let mut conn = write.tx.conn();
@@ -328,9 +340,17 @@ impl Store {
             insert_history(&mut conn, &next, next.version, kind, author).await?;
             next
         };
-        self.finish_rule_write(write).await?;
-        Ok(next)
+        let seq = last_seq(self.finish_rule_write(write).await?)?;
+        Ok(Written { rule: next, seq })
     }
+}
+
+/// The `seq` of a one-rule write's change (the trigger writes exactly one row per rule row).
+fn last_seq(changes: Vec<Change>) -> Result<i64, StoreError> {
+    changes
+        .last()
+        .map(|c| c.seq)
+        .ok_or_else(|| StoreError::Internal("a write left no change-log row".into()))
 }
 
 /// Sets the tenant and validates, before any write.

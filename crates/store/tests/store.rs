@@ -13,8 +13,8 @@ use common::{ep, plain_sql, rule, TestDb};
 use parking_lot::Mutex;
 use rulebook_rules::{Action, Rule, Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
-    deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeOp, FeedRead, Registry,
-    RegistryConfig, RuleFiles, Store, StoreError, TokenRole,
+    deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeOp, Cursor, FeedRead,
+    Registry, RegistryConfig, RuleFiles, Store, StoreError, TokenRole,
 };
 use sqlx::Connection;
 
@@ -103,7 +103,7 @@ async fn writer_reads_its_own_write(db: &TestDb) {
         .update_rule(T, next, 1, &alice.clone().with_reason("new wording"))
         .await
         .unwrap();
-    assert_eq!(written.version, 2);
+    assert_eq!(written.rule.version, 2);
 
     // The very next read, on the writing side, sees the write: no wait, no TTL.
     let after = registry.ruleset(T, &ep("checkout")).await.unwrap();
@@ -343,7 +343,7 @@ async fn an_update_waiting_on_an_uncommitted_update_of_its_version_is_a_conflict
     }
     pause.resume();
     let first = first.await.unwrap().unwrap();
-    assert_eq!(first.version, 2);
+    assert_eq!(first.rule.version, 2);
     assert_eq!(
         second.await.unwrap().unwrap_err(),
         StoreError::Conflict {
@@ -448,7 +448,7 @@ async fn readers_see_a_write_only_after_its_commit_and_always_after_it_returns(d
     until("reads while the write is paused", read_while(PAUSED)).await;
     phase.store(COMMITTING, Ordering::SeqCst);
     pause.resume();
-    assert_eq!(writer.await.unwrap().unwrap().version, 2);
+    assert_eq!(writer.await.unwrap().unwrap().rule.version, 2);
     phase.store(RETURNED, Ordering::SeqCst);
     until("reads after the write returned", read_while(RETURNED)).await;
     stop.store(true, Ordering::SeqCst);
@@ -506,7 +506,20 @@ async fn plain_sql_update_on_another_connection_reaches_the_cache(db: &TestDb) {
         registry.apply_feed(&changes) > 0,
         "the change touches cached tags"
     );
-    assert_eq!(registry.applied_seq(), changes[0].seq);
+    assert_eq!(
+        registry.applied_seq(),
+        0,
+        "applying changes alone does not move the position"
+    );
+    let next = read_until_position(&store, next, changes[0].seq).await;
+    registry.advance_position(next.position());
+    assert!(registry.applied_seq() >= changes[0].seq);
+    registry.advance_position(0);
+    assert_eq!(
+        registry.applied_seq(),
+        next.position(),
+        "it never goes back"
+    );
     assert_eq!(
         versions(&registry.ruleset(T, &ep("checkout")).await.unwrap()),
         vec![("R1".to_owned(), 2)]
@@ -529,13 +542,14 @@ async fn plain_sql_cannot_move_a_version_backwards(db: &TestDb) {
     let created = store
         .create_rule(T, rule("R1", "checkout", "x"), &author)
         .await
-        .unwrap();
+        .unwrap()
+        .rule;
     let v2 = store
         .update_rule(T, created.clone(), 1, &author)
         .await
         .unwrap();
-    let v3 = store.update_rule(T, v2, 2, &author).await.unwrap();
-    assert_eq!(v3.version, 3);
+    let v3 = store.update_rule(T, v2.rule, 2, &author).await.unwrap();
+    assert_eq!(v3.rule.version, 3);
 
     for backwards in [1, 2] {
         let sql = format!(
@@ -606,6 +620,15 @@ async fn transactions_committing_out_of_seq_order_are_both_seen_by_the_cursor(db
 
             let (first, cursor) = store.changes_since(&start).await.unwrap();
             assert_eq!(ids(&first), vec!["Y"]);
+            // Y is read, but X (lower seq, still open) is not: the position stays below both.
+            let mut position_while_open = cursor.position();
+            let mut cursor = cursor;
+            for _ in 0..3 {
+                let (none, next) = store.changes_since(&cursor).await.unwrap();
+                assert!(none.is_empty(), "{none:?}");
+                position_while_open = position_while_open.max(next.position());
+                cursor = next;
+            }
 
             sqlx::query("COMMIT").execute(&mut a).await.unwrap();
             let (second, cursor) = store.changes_since(&cursor).await.unwrap();
@@ -614,6 +637,14 @@ async fn transactions_committing_out_of_seq_order_are_both_seen_by_the_cursor(db
                 second[0].seq < first[0].seq,
                 "X committed after Y with a lower seq: a `seq > last` cursor would skip it"
             );
+            assert!(
+                position_while_open < second[0].seq,
+                "the applied position {position_while_open} passed X ({}) while X could still commit",
+                second[0].seq
+            );
+            // Once X has committed, the position reaches Y (after every transaction that was
+            // running anywhere in the cluster when it was read has ended).
+            let cursor = read_until_position(&store, cursor, first[0].seq).await;
             let (third, _) = store.changes_since(&cursor).await.unwrap();
             assert!(third.is_empty(), "nothing is returned twice: {third:?}");
         }
@@ -646,10 +677,26 @@ async fn transactions_committing_out_of_seq_order_are_both_seen_by_the_cursor(db
             let (both, cursor) = store.changes_since(&start).await.unwrap();
             assert_eq!(ids(&both), vec!["X", "Y"]);
             assert!(both[0].seq < both[1].seq, "seq order is commit order");
+            assert_eq!(cursor.position(), both[1].seq, "the head is the position");
             let (again, _) = store.changes_since(&cursor).await.unwrap();
             assert!(again.is_empty());
         }
     }
+}
+
+/// Reads the feed until its applied position reaches `seq` (or fails after 10 s).
+async fn read_until_position(store: &Store, mut cursor: Cursor, seq: i64) -> Cursor {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cursor.position() < seq {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the applied position stayed at {} below {seq}",
+            cursor.position()
+        );
+        tokio::task::yield_now().await;
+        cursor = store.changes_since(&cursor).await.unwrap().1;
+    }
+    cursor
 }
 
 fn ids(changes: &[Change]) -> Vec<&str> {
@@ -863,11 +910,11 @@ async fn rule_lifecycle_with_history_and_clear_errors(db: &TestDb) {
         .create_rule(T, rule("R1", "checkout", "x"), &dan)
         .await
         .unwrap();
-    assert_eq!(created.version, 1);
-    assert_eq!(created.created_by.as_deref(), Some("dan"));
+    assert_eq!(created.rule.version, 1);
+    assert_eq!(created.rule.created_by.as_deref(), Some("dan"));
     assert_eq!(
         store.get_rule(T, "R1").await.unwrap(),
-        created,
+        created.rule,
         "round trip"
     );
 
@@ -898,14 +945,14 @@ async fn rule_lifecycle_with_history_and_clear_errors(db: &TestDb) {
         .set_enabled(T, "R1", false, Some(1), &dan)
         .await
         .unwrap();
-    assert!(!disabled.enabled);
+    assert!(!disabled.rule.enabled);
     assert_eq!(
         versions(&registry.ruleset(T, &ep("checkout")).await.unwrap()),
         vec![("R1".to_owned(), 2)]
     );
     store.set_enabled(T, "R1", true, None, &dan).await.unwrap();
     let deleted = store.delete_rule(T, "R1", Some(3), &dan).await.unwrap();
-    assert_eq!(deleted.version, 3);
+    assert_eq!(deleted.rule.version, 3);
     assert!(registry
         .ruleset(T, &ep("checkout"))
         .await
@@ -921,7 +968,7 @@ async fn rule_lifecycle_with_history_and_clear_errors(db: &TestDb) {
         .create_rule(T, rule("R1", "checkout", "z"), &dan)
         .await
         .unwrap();
-    assert_eq!(again.version, 5);
+    assert_eq!(again.rule.version, 5);
     let kinds: Vec<ChangeKind> = store
         .history(T, "R1")
         .await

@@ -4,16 +4,34 @@
 //! every poll interval, and at once when something wakes it: a NOTIFY (see `listen`), a Redis
 //! message too large to carry its changes, a transport that reconnected, or [`Feed::read_now`].
 //! Wake-ups go through one [`Notify`], so a burst of them costs one read.
+//!
+//! **The applied position.** After applying a read, the reader moves the registry's applied
+//! position to the cursor's ([`rulebook_store::Cursor::position`]): every change through it has
+//! been applied. A caller that needs a position this instance has not reached yet (a read with
+//! `min_seq`) says so with [`Feed::want`]: the reader reads at once, and keeps reading at short,
+//! growing intervals (1 ms doubling up to the poll interval) until the position reaches it,
+//! instead of waiting for the next wake-up or poll.
+//!
+//! **Released changes.** The change stream (`GET /v1/changes`) must hand changes out in `seq`
+//! order with nothing skipped, so that a client resuming after `seq` misses nothing; on
+//! PostgreSQL a read can return a change above the applied position before a lower one has
+//! committed. So the reader holds the changes it read above the position and releases, after
+//! each read that moves the position, every held change at or below it, in `seq` order, with the
+//! position ([`Released`], from [`Feed::subscribe`]). Every change the log holds is released
+//! exactly once (own writes and those applied from Redis too), in increasing `seq` across
+//! messages. When the reader cannot tell what changed (it started afresh after the log was
+//! pruned past its cursor, or it held more than [`HELD_MAX`] changes), it sends
+//! [`Released::Reset`] instead, and subscribers start again from a snapshot.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use parking_lot::Mutex;
 use rulebook_store::{Backend, Change, ChangeListener, Cursor, FeedRead, Registry, StoreError};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::FeedConfig;
@@ -24,6 +42,32 @@ use rulebook_store::redact_url;
 /// remembered so that the log read does not count (or, for Redis, apply) them twice. Beyond it
 /// the oldest are forgotten, which costs one more invalidation, nothing worse.
 const SEQS_KEPT: usize = 10_000;
+
+/// The most changes held above the applied position, waiting to be released (see the module
+/// docs). Beyond it they are dropped and subscribers are told to start again.
+pub const HELD_MAX: usize = 100_000;
+
+/// How many released messages a slow subscriber may fall behind before it is told it lagged.
+const RELEASED_BUFFER: usize = 1024;
+
+/// What the reader releases to subscribers (see the module docs and [`Feed::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// Every change with a `seq` above the previous message's position and at or below
+    /// `position`, in `seq` order (possibly none: the position moved without a change).
+    Changes {
+        /// The changes, of every tenant.
+        changes: Arc<[Change]>,
+        /// The applied position now.
+        position: i64,
+    },
+    /// The reader could not tell which changes happened before `position`: start again from a
+    /// snapshot taken at or after it.
+    Reset {
+        /// The applied position now.
+        position: i64,
+    },
+}
 
 /// A running change feed for one registry: keeps the registry's cache coherent with changes
 /// committed by other instances and by plain SQL. Stops when [`Feed::stop`] is called or the
@@ -58,6 +102,11 @@ pub(crate) struct Shared {
     /// Changes from elsewhere applied, by either path (an atomic so benches can wait on it
     /// cheaply).
     pub(crate) changes_applied: AtomicU64,
+    /// The highest position a caller is waiting for ([`Feed::want`]).
+    pub(crate) wanted: AtomicI64,
+    /// Released changes for subscribers; a broadcast ring, so a slow subscriber costs no memory
+    /// beyond it and learns that it lagged.
+    pub(crate) released: broadcast::Sender<Released>,
     /// The rest of the state. A mutex: touched a few times per read or message, never held
     /// across an await.
     pub(crate) state: Mutex<State>,
@@ -90,6 +139,8 @@ pub(crate) struct State {
     pub(crate) own: BTreeSet<i64>,
     /// `seq`s applied straight from Redis messages, not yet seen in the log.
     pub(crate) by_message: BTreeSet<i64>,
+    /// Changes read above the applied position, not yet released, by `seq`.
+    pub(crate) held: BTreeMap<i64, Change>,
 }
 
 fn remember(set: &mut BTreeSet<i64>, seq: i64) {
@@ -183,6 +234,8 @@ impl Feed {
             wake: Notify::new(),
             replay_pending: AtomicBool::new(false),
             changes_applied: AtomicU64::new(0),
+            wanted: AtomicI64::new(0),
+            released: broadcast::Sender::new(RELEASED_BUFFER),
             state: Mutex::new(state),
             config,
         });
@@ -302,6 +355,23 @@ impl Feed {
         self.shared.wake(false);
     }
 
+    /// Asks for the applied position to reach `seq` soon: reads the log now, and again at
+    /// short intervals until it has (see the module docs). Wait for it with
+    /// [`rulebook_store::Registry::wait_for_position`].
+    pub fn want(&self, seq: i64) {
+        if seq > self.shared.registry.applied_seq() {
+            self.shared.wanted.fetch_max(seq, Ordering::SeqCst);
+            self.shared.wake(false);
+        }
+    }
+
+    /// Released changes from now on, in `seq` order (see [`Released`]). A subscriber that falls
+    /// more than 1024 messages behind gets [`broadcast::error::RecvError::Lagged`] and must start
+    /// again from the log or a snapshot.
+    pub fn subscribe(&self) -> broadcast::Receiver<Released> {
+        self.shared.released.subscribe()
+    }
+
     /// Stops the feed and waits until its tasks have ended.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
@@ -326,6 +396,8 @@ async fn read_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let registry = shared.registry.clone();
     let store = registry.store().clone();
     let mut cursor: Option<Cursor> = None;
+    // How soon to read again while a caller wants a position not reached yet.
+    let mut soon = WANT_FIRST_RETRY;
     loop {
         if *stopped.borrow() {
             return;
@@ -336,7 +408,7 @@ async fn read_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
             Some(current) => match store.read_feed(current).await {
                 Ok(FeedRead::Changes { changes, next }) => {
                     let read = changes.len() as u64;
-                    apply(&shared, &registry, changes);
+                    apply(&shared, &registry, changes, next.position());
                     Ok((next, read, false))
                 }
                 Ok(FeedRead::Pruned) => {
@@ -378,13 +450,25 @@ async fn read_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                 }
             }
         }
+        let pause = if shared.wanted.load(Ordering::SeqCst) > registry.applied_seq() {
+            let pause = soon;
+            soon = (soon * 2).min(shared.config.poll_interval);
+            pause
+        } else {
+            soon = WANT_FIRST_RETRY;
+            shared.config.poll_interval
+        };
         tokio::select! {
-            _ = tokio::time::sleep(shared.config.poll_interval) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shared.wake.notified() => {}
             _ = stopped.changed() => return,
         }
     }
 }
+
+/// The first pause before reading again for a wanted position; it doubles up to the poll
+/// interval.
+const WANT_FIRST_RETRY: Duration = Duration::from_millis(1);
 
 /// Takes the log's current position, then empties the registry: whatever committed before the
 /// position is in the database that a fresh load reads, whatever commits after is read from the
@@ -392,29 +476,67 @@ async fn read_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
 async fn start(shared: &Shared, registry: &Registry) -> Result<Cursor, StoreError> {
     let cursor = registry.store().current_cursor().await?;
     registry.invalidate_all();
-    // Whatever came by Redis before this point is covered by the flush.
-    shared.state.lock().by_message.clear();
+    registry.advance_position(cursor.position());
+    {
+        let mut state = shared.state.lock();
+        // Whatever came by Redis before this point is covered by the flush.
+        state.by_message.clear();
+        state.held.clear();
+    }
+    // Subscribers cannot be told what changed before this point: they start again.
+    let _ = shared.released.send(Released::Reset {
+        position: registry.applied_seq(),
+    });
     Ok(cursor)
 }
 
 /// Applies changes read from the log: those already applied from a Redis message are skipped;
 /// own writes go to the registry too (it skips them and forgets them) but count for nothing.
-fn apply(shared: &Shared, registry: &Registry, changes: Vec<Change>) {
-    if changes.is_empty() {
-        return;
-    }
-    let fresh: Vec<Change> = {
+/// Then moves the applied position to `position` and releases what it covers.
+fn apply(shared: &Shared, registry: &Registry, changes: Vec<Change>, position: i64) {
+    let before = registry.applied_seq();
+    if !changes.is_empty() {
+        let fresh: Vec<Change> = {
+            let mut state = shared.state.lock();
+            changes
+                .iter()
+                .filter(|c| !state.by_message.remove(&c.seq))
+                .cloned()
+                .collect()
+        };
+        registry.apply_feed(&fresh);
         let mut state = shared.state.lock();
-        changes
-            .into_iter()
-            .filter(|c| !state.by_message.remove(&c.seq))
-            .collect()
-    };
-    registry.apply_feed(&fresh);
-    let mut state = shared.state.lock();
-    for change in &fresh {
-        if !state.own.remove(&change.seq) {
-            shared.applied(&mut state, change);
+        for change in &fresh {
+            if !state.own.remove(&change.seq) {
+                shared.applied(&mut state, change);
+            }
         }
+    }
+    registry.advance_position(position);
+    let position = registry.applied_seq();
+    let released = {
+        let mut state = shared.state.lock();
+        for change in changes {
+            if change.seq > before {
+                state.held.insert(change.seq, change);
+            }
+        }
+        if state.held.len() > HELD_MAX {
+            state.held.clear();
+            Some(Released::Reset { position })
+        } else if position > before {
+            let above = state.held.split_off(&(position + 1));
+            let covered = std::mem::replace(&mut state.held, above);
+            Some(Released::Changes {
+                changes: covered.into_values().collect(),
+                position,
+            })
+        } else {
+            None
+        }
+    };
+    if let Some(released) = released {
+        // No subscriber is fine.
+        let _ = shared.released.send(released);
     }
 }

@@ -29,7 +29,7 @@ mod redis;
 mod status;
 
 pub use config::{ConfigError, FeedConfig, PruneConfig, RedisConfig, DEFAULT_REDIS_CHANNEL};
-pub use feed::Feed;
+pub use feed::{Feed, Released, HELD_MAX};
 pub use status::{
     FeedMetrics, FeedStatus, LagHistogram, ListenStatus, PruneStatus, RedisStatus, LAG_BUCKETS,
 };

@@ -12,8 +12,8 @@ use common::{
     bump, converge, eventually, rule, shared_redis_url, unique_channel, Event, History, Instance,
     PrivateRedis, TestDb, TENANT,
 };
-use rulebook_store::{Cursor, FeedRead, StoreError};
-use rulebook_sync::{FeedConfig, PruneConfig, RedisConfig};
+use rulebook_store::{ChangeOp, Cursor, FeedRead, StoreError};
+use rulebook_sync::{FeedConfig, PruneConfig, RedisConfig, Released};
 use sqlx::Connection;
 
 /// Generous: convergence is expected in milliseconds, but CI machines are small and shared.
@@ -525,6 +525,7 @@ async fn overlapping_writers_committing_out_of_seq_order_are_both_seen_everywher
         .map(|i| i.feed.status().changes_read)
         .collect();
 
+    let mut released: Vec<_> = instances.iter().map(|i| i.feed.subscribe()).collect();
     let mut first = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let mut second = sqlx::PgConnection::connect(&db.url).await.unwrap();
     // The first takes the lower seq and stays open; the second takes the higher and commits.
@@ -544,8 +545,72 @@ async fn overlapping_writers_committing_out_of_seq_order_are_both_seen_everywher
     for instance in &instances {
         assert_eq!(instance.version("ep_x", "X").await, Some(1));
     }
+    let positions_while_open: Vec<i64> =
+        instances.iter().map(|i| i.registry.applied_seq()).collect();
     sqlx::query("COMMIT").execute(&mut first).await.unwrap();
     converge(&[a, b, c], "ep_x", "X", 2).await;
+    let seq_of = |id: &'static str| {
+        let url = db.url.clone();
+        async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let (seq,): (i64,) = sqlx::query_as(
+                "SELECT MAX(seq) FROM change_log WHERE rule_id = $1 AND op = 'update'",
+            )
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            seq
+        }
+    };
+    let (seq_x, seq_y) = (seq_of("X").await, seq_of("Y").await);
+    assert!(seq_x < seq_y, "X took the lower seq");
+    for ((instance, before), stream) in instances
+        .iter()
+        .zip(&positions_while_open)
+        .zip(&mut released)
+    {
+        assert!(
+            *before < seq_x,
+            "{}: applied position {before} passed X ({seq_x}) while X was open",
+            instance.name
+        );
+        instance.feed.want(seq_y);
+        let reached = instance
+            .registry
+            .wait_for_position(seq_y, CONVERGE)
+            .await
+            .unwrap_or_else(|p| panic!("{}: position stayed at {p}", instance.name));
+        assert!(reached >= seq_y);
+        // Released in seq order, each once, X before Y although Y was read first.
+        let mut seqs = Vec::new();
+        let mut last_position = 0;
+        while last_position < seq_y {
+            let message = tokio::time::timeout(CONVERGE, stream.recv())
+                .await
+                .expect("the release of Y")
+                .unwrap();
+            match message {
+                Released::Changes { changes, position } => {
+                    assert!(position > last_position, "positions only grow");
+                    last_position = position;
+                    for change in changes.iter() {
+                        assert!(change.seq <= position, "released above the position");
+                        if change.op == ChangeOp::Update {
+                            seqs.push((change.seq, change.rule_id.clone()));
+                        }
+                    }
+                }
+                Released::Reset { .. } => panic!("{}: nothing was pruned", instance.name),
+            }
+        }
+        assert_eq!(
+            seqs,
+            vec![(seq_x, "X".to_owned()), (seq_y, "Y".to_owned())],
+            "{}: released in seq order, each once",
+            instance.name
+        );
+    }
     for (instance, before) in instances.iter().zip(read_before) {
         instance.caught_up().await;
         assert_eq!(

@@ -1,11 +1,10 @@
 //! The hot reads: evaluation, parameters, enabled flags and scorecards, all from the registry.
+//! Each answer carries the applied position it reflects (`seq`) and waits for `min_seq` when
+//! asked (see [`crate::freshness`]).
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{DateTime, Utc};
 use rulebook_rules::{EntryPoint, Evaluation, ScoreRequest, ScoreResult};
 use serde::{Deserialize, Serialize};
@@ -14,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
+use crate::freshness::{Answer, Fresh};
 use crate::state::AppState;
 
 /// The body of `POST /v1/evaluate/{entry_point}`.
@@ -36,9 +36,10 @@ fn empty_object() -> Value {
 pub async fn evaluate(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    Fresh(seq): Fresh,
     PathParams(entry_point): PathParams<String>,
     JsonBody(body): JsonBody<EvaluateBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Answer<Evaluation>, ApiError> {
     let entry_point = EntryPoint::parse(&entry_point)?;
     if !body.context.is_object() {
         return Err(ApiError::bad_request(
@@ -55,23 +56,10 @@ pub async fn evaluate(
         body.at.unwrap_or_else(Utc::now),
         &state.limits().eval,
     )?;
-    json_response(&evaluation)
-}
-
-/// The evaluation as a JSON response, written into a buffer sized for it up front (a 50-rule
-/// answer is a few kilobytes; growing from a small buffer would copy it several times).
-fn json_response(evaluation: &Evaluation) -> Result<Response, ApiError> {
+    // Written into a buffer sized for it up front (a 50-rule answer is a few kilobytes; growing
+    // from a small buffer would copy it several times).
     let estimate = 256 + 64 * evaluation.matched.len() + 160 * evaluation.actions.len();
-    let mut body = Vec::with_capacity(estimate);
-    serde_json::to_writer(&mut body, evaluation).map_err(ApiError::internal)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    Ok(Answer::new(seq, evaluation).with_capacity(estimate))
 }
 
 /// The answer of `GET /v1/params/{rule_id}/{field}`.
@@ -91,8 +79,9 @@ pub struct ParamAnswer {
 pub async fn param(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    Fresh(seq): Fresh,
     PathParams((rule_id, field)): PathParams<(String, String)>,
-) -> Result<Json<ParamAnswer>, ApiError> {
+) -> Result<Answer<ParamAnswer>, ApiError> {
     let params = state.registry().params(&caller.tenant).await?;
     let Some(version) = params.version(&rule_id) else {
         return Err(rule_not_found(&caller.tenant, &rule_id));
@@ -114,12 +103,15 @@ pub async fn param(
             },
         ));
     };
-    Ok(Json(ParamAnswer {
-        rule_id,
-        field,
-        value: value.clone(),
-        version,
-    }))
+    Ok(Answer::new(
+        seq,
+        ParamAnswer {
+            rule_id,
+            field,
+            value: value.clone(),
+            version,
+        },
+    ))
 }
 
 /// The answer of `GET /v1/rules/{id}/enabled`.
@@ -137,15 +129,19 @@ pub struct EnabledAnswer {
 pub async fn enabled(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    Fresh(seq): Fresh,
     PathParams(rule_id): PathParams<String>,
-) -> Result<Json<EnabledAnswer>, ApiError> {
+) -> Result<Answer<EnabledAnswer>, ApiError> {
     let params = state.registry().params(&caller.tenant).await?;
     match (params.is_enabled(&rule_id), params.version(&rule_id)) {
-        (Some(enabled), Some(version)) => Ok(Json(EnabledAnswer {
-            rule_id,
-            enabled,
-            version,
-        })),
+        (Some(enabled), Some(version)) => Ok(Answer::new(
+            seq,
+            EnabledAnswer {
+                rule_id,
+                enabled,
+                version,
+            },
+        )),
         _ => Err(rule_not_found(&caller.tenant, &rule_id)),
     }
 }
@@ -168,9 +164,10 @@ pub struct ScoreBody {
 pub async fn score(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    Fresh(seq): Fresh,
     PathParams(name): PathParams<String>,
     JsonBody(body): JsonBody<ScoreBody>,
-) -> Result<Json<ScoreResult>, ApiError> {
+) -> Result<Answer<ScoreResult>, ApiError> {
     let scorecard = state.registry().scorecard(&caller.tenant, &name).await?;
     if scorecard.factors().next().is_none() {
         return Err(ApiError::not_found(
@@ -190,7 +187,7 @@ pub async fn score(
         body.at.unwrap_or_else(Utc::now),
         &state.limits().eval,
     )?;
-    Ok(Json(result))
+    Ok(Answer::new(seq, result))
 }
 
 pub(crate) fn rule_not_found(tenant: &str, id: &str) -> ApiError {

@@ -5,13 +5,16 @@
 //! (`version`, `created_*`, `updated_*`) are accepted and ignored, except that a `version` that
 //! disagrees with `If-Match` is a conflict. Unknown fields are rejected. Every write body may
 //! carry `reason`, recorded in the history with the token's name as the author.
+//!
+//! Reads carry the applied position they reflect and writes the `seq` of their change, as `seq`
+//! in the body and `X-Rulebook-Seq` (see [`crate::freshness`]); `seq` in a rule sent back is a
+//! read-only field like `version`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use rulebook_rules::{EntryPoint, FieldError, Rule};
-use rulebook_store::{Author, HistoryEntry};
+use rulebook_store::{Author, HistoryEntry, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -19,6 +22,7 @@ use crate::api::evaluate::rule_not_found;
 use crate::auth::{Caller, Reader, Writer};
 use crate::error::{plural, ApiError};
 use crate::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
+use crate::freshness::{Answer, Fresh};
 use crate::state::AppState;
 
 /// The query of `GET /v1/rules`.
@@ -39,8 +43,9 @@ pub struct RuleList {
 pub async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    Fresh(seq): Fresh,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<RuleList>, ApiError> {
+) -> Result<Answer<RuleList>, ApiError> {
     let entry_point = query
         .entry_point
         .as_deref()
@@ -52,17 +57,18 @@ pub async fn list(
         .filter(|r| entry_point.is_none() || r.entry_point == entry_point)
         .cloned()
         .collect();
-    Ok(Json(RuleList { rules }))
+    Ok(Answer::new(seq, RuleList { rules }))
 }
 
 /// `GET /v1/rules/{id}`, with `ETag` = the version.
 pub async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    Fresh(seq): Fresh,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let rule = cached_rule(&state, &caller.tenant, &id).await?;
-    Ok(with_etag(StatusCode::OK, rule))
+    Ok(with_etag(StatusCode::OK, Written { rule, seq }))
 }
 
 async fn cached_rule(state: &AppState, tenant: &str, id: &str) -> Result<Rule, ApiError> {
@@ -75,10 +81,16 @@ async fn cached_rule(state: &AppState, tenant: &str, id: &str) -> Result<Rule, A
         .ok_or_else(|| rule_not_found(tenant, id))
 }
 
-fn with_etag(status: StatusCode, rule: Rule) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", rule.version))
+/// A rule answer: the rule with `seq`, and `ETag` = its version.
+fn with_etag(status: StatusCode, written: Written) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", written.rule.version))
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
-    (status, [(header::ETAG, etag)], Json(rule)).into_response()
+    (
+        status,
+        [(header::ETAG, etag)],
+        Answer::new(written.seq, written.rule),
+    )
+        .into_response()
 }
 
 /// `POST /v1/rules`: creates a rule (201, with `ETag` and `Location`).
@@ -93,7 +105,7 @@ pub async fn create(
         .store()
         .create_rule(&caller.tenant, rule, &author(&caller, reason))
         .await?;
-    let location = HeaderValue::from_str(&format!("/v1/rules/{}", created.id)).ok();
+    let location = HeaderValue::from_str(&format!("/v1/rules/{}", created.rule.id)).ok();
     let mut response = with_etag(StatusCode::CREATED, created);
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
@@ -284,13 +296,18 @@ pub async fn delete(
     PathParams(id): PathParams<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<WriteBody>,
-) -> Result<Json<Deleted>, ApiError> {
+) -> Result<Answer<Deleted>, ApiError> {
     let expected = one_version(if_match(&headers)?, body.version, &id)?;
-    let deleted = state
+    let written = state
         .store()
         .delete_rule(&caller.tenant, &id, expected, &author(&caller, body.reason))
         .await?;
-    Ok(Json(Deleted { deleted }))
+    Ok(Answer::new(
+        written.seq,
+        Deleted {
+            deleted: written.rule,
+        },
+    ))
 }
 
 /// The answer of `GET /v1/rules/{id}/history`.
@@ -306,13 +323,17 @@ pub struct History {
 pub async fn history(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    Fresh(seq): Fresh,
     PathParams(id): PathParams<String>,
-) -> Result<Json<History>, ApiError> {
+) -> Result<Answer<History>, ApiError> {
     let history = state.store().history(&caller.tenant, &id).await?;
-    Ok(Json(History {
-        rule_id: id,
-        history,
-    }))
+    Ok(Answer::new(
+        seq,
+        History {
+            rule_id: id,
+            history,
+        },
+    ))
 }
 
 fn author(caller: &Caller, reason: Option<String>) -> Author {
@@ -332,6 +353,8 @@ fn rule_document(body: &[u8]) -> Result<(Map<String, Value>, Option<String>), Ap
             "the request body must be a rule: a JSON object with at least an `id`",
         ));
     };
+    // Read-only, like `version`: what a read answered with.
+    document.remove("seq");
     let reason = match document.remove("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(reason)) => Some(reason),
@@ -442,8 +465,9 @@ pub struct ImportAnswer {
 pub async fn import(
     State(state): State<AppState>,
     Writer(caller): Writer,
+    Fresh(seq): Fresh,
     JsonBody(body): JsonBody<ImportBody>,
-) -> Result<Json<ImportAnswer>, ApiError> {
+) -> Result<Answer<ImportAnswer>, ApiError> {
     let total = body.rules.len();
     let rules = check_import(&caller.tenant, body.rules)?;
     let mut answer = ImportAnswer {
@@ -454,7 +478,7 @@ pub async fn import(
         unchanged: 0,
     };
     if rules.is_empty() {
-        return Ok(Json(answer));
+        return Ok(Answer::new(seq, answer));
     }
     if body.dry_run {
         let current: std::collections::HashMap<String, Rule> = state
@@ -471,7 +495,7 @@ pub async fn import(
                 Some(_) => answer.updated += 1,
             }
         }
-        return Ok(Json(answer));
+        return Ok(Answer::new(seq, answer));
     }
     let report = state
         .store()
@@ -480,7 +504,9 @@ pub async fn import(
     answer.created = report.created;
     answer.updated = report.updated;
     answer.unchanged = report.unchanged;
-    Ok(Json(answer))
+    // Nothing written: the answer reflects the position it was checked against.
+    let seq = report.changes.last().map_or(seq, |c| c.seq);
+    Ok(Answer::new(seq, answer))
 }
 
 /// Reads and checks every rule of an import for `tenant`, collecting every problem of every
@@ -569,8 +595,12 @@ fn content(rule: &Rule) -> Rule {
 
 /// `GET /v1/rules/import`: the rule whose id is `import` (the import endpoint's static path
 /// would otherwise hide it).
-pub async fn get_import(state: State<AppState>, reader: Reader) -> Result<Response, ApiError> {
-    get(state, reader, PathParams("import".to_owned())).await
+pub async fn get_import(
+    state: State<AppState>,
+    reader: Reader,
+    fresh: Fresh,
+) -> Result<Response, ApiError> {
+    get(state, reader, fresh, PathParams("import".to_owned())).await
 }
 
 /// `PUT /v1/rules/import`: updates the rule whose id is `import`.
@@ -596,7 +626,7 @@ pub async fn delete_import(
     writer: Writer,
     headers: HeaderMap,
     body: JsonBody<WriteBody>,
-) -> Result<Json<Deleted>, ApiError> {
+) -> Result<Answer<Deleted>, ApiError> {
     delete(
         state,
         writer,

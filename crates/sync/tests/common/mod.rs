@@ -404,7 +404,7 @@ pub async fn bump(store: &Store, id: &str, enabled: bool) -> i64 {
             .set_enabled(TENANT, id, enabled, None, &author())
             .await
         {
-            Ok(rule) => return rule.version,
+            Ok(written) => return written.rule.version,
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => panic!("writing {id}: {e}"),
         }
