@@ -13,7 +13,10 @@
 //!   that maps each value to the first equal value seen (its *representative*). Equal keys share
 //!   a representative, so the cache compares representatives by identity. The dictionary is
 //!   swept when it grows: a representative that nothing but the dictionary refers to (no entry,
-//!   no load in flight, no caller holding it) is dropped.
+//!   no load in flight, no caller holding it) is dropped. Should a thread take up a
+//!   representative while a sweep drops it (a key's own `__hash__` or `__eq__` can let the GIL
+//!   go), later equal keys get a new representative: the old entry is no longer found and ages
+//!   out. That costs a load, never a wrong or stale value.
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
