@@ -319,7 +319,7 @@ async fn a_move_between_entry_points_and_a_delete_reach_the_other_instances() {
         .delete_rule(TENANT, "D1", Some(1), &author)
         .await
         .unwrap();
-    converge(&[b, c], "to_there", "M1", moved.version).await;
+    converge(&[b, c], "to_there", "M1", moved.rule.version).await;
     for instance in [b, c] {
         eventually(
             &format!("M1 and D1 to leave from_here on {}", instance.name),
