@@ -56,7 +56,21 @@ async fn evaluate_params_enabled_and_score_answer_from_the_seeded_rules() {
         })))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert!(r.body["overall"].is_string(), "{}", r.text);
+    // Position size 75,000 is above the low threshold (MEDIUM), 10 days is under the minimum hold
+    // (MEDIUM); two MEDIUM factors escalate to HIGH, which routes to compliance.
+    assert_eq!(
+        levels(&r.body),
+        json!({"instrument_type": "LOW", "firm_traded": "LOW", "position_size": "MEDIUM",
+               "holding_period": "MEDIUM", "restricted_list": "LOW"}),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        (&r.body["overall"], &r.body["escalated"], &r.body["route"]),
+        (&json!("HIGH"), &json!(true), &json!("compliance_review")),
+        "{}",
+        r.text
+    );
 
     let r = api
         .call(req(Method::POST, "/v1/score/no_such_card").json(json!({"input": {}})))
@@ -64,6 +78,96 @@ async fn evaluate_params_enabled_and_score_answer_from_the_seeded_rules() {
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::NOT_FOUND, "scorecard_not_found")
+    );
+}
+
+/// A score answer's level per factor, as `{factor: level}`.
+fn levels(score: &serde_json::Value) -> serde_json::Value {
+    score["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["factor"].as_str().unwrap().to_owned(), f["level"].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Overrides apply to their own request only; a params write reaches the cached scorecard at
+/// once.
+#[tokio::test]
+async fn score_overrides_are_per_request_and_a_params_write_reaches_the_cached_scorecard() {
+    let api = Api::start(|_| {}).await;
+    let score = |overrides: serde_json::Value| {
+        req(Method::POST, "/v1/score/pad_trade").json(json!({
+            "input": {"instrument_type": "equity", "value": 75000, "holding_days": 10},
+            "overrides": overrides
+        }))
+    };
+    let outcome = |r: &common::Resp| {
+        (
+            r.body["factors"][2]["level"].clone(),
+            r.body["overall"].clone(),
+            r.body["route"].clone(),
+        )
+    };
+    let r = api.call(score(json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["factors"][2]["factor"], "position_size",
+        "{}",
+        r.text
+    );
+    let stored = (json!("MEDIUM"), json!("HIGH"), json!("compliance_review"));
+    assert_eq!(outcome(&r), stored, "{}", r.text);
+
+    // Raising the low threshold over the value for one request: position size LOW, one MEDIUM
+    // factor left, no escalation.
+    let r = api
+        .call(score(json!({"RF-005": {"lowThreshold": 80000}})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let overridden = (json!("LOW"), json!("MEDIUM"), json!("line_manager"));
+    assert_eq!(outcome(&r), overridden, "{}", r.text);
+    assert_eq!(r.body["escalated"], false, "{}", r.text);
+    // The next request without overrides is scored with the stored thresholds.
+    let r = api.call(score(json!({}))).await;
+    assert_eq!(outcome(&r), stored, "{}", r.text);
+    // An override the param schema refuses (low above high) is the caller's error.
+    let r = api
+        .call(score(json!({"RF-005": {"lowThreshold": 200000}})))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.body["error"]["errors"][0]["path"], "overrides.RF-005.params.lowThreshold",
+        "{}",
+        r.text
+    );
+
+    // The same thresholds written as params: the cached scorecard is replaced before the write
+    // returns.
+    let loads_before = api.state.registry().cache_stats().loads;
+    let r = api
+        .call(
+            req(Method::PATCH, "/v1/rules/RF-005/params")
+                .token(ADMIN)
+                .json(
+                    json!({"params": {"lowThreshold": 80000, "highThreshold": 100000},
+                             "reason": "raise the material trade threshold"}),
+                ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = api.call(score(json!({}))).await;
+    assert_eq!(outcome(&r), overridden, "{}", r.text);
+    assert_eq!(r.body["factors"][2]["version"], 2, "{}", r.text);
+    assert!(
+        api.state.registry().cache_stats().loads > loads_before,
+        "the scorecard was reloaded, not recomputed around the cache"
     );
 }
 
@@ -411,8 +515,25 @@ async fn tenants_are_isolated() {
     };
     let acme = api.call(eval("acme")).await;
     let default = api.call(eval("default")).await;
+    assert_eq!(acme.status, StatusCode::OK, "{}", acme.text);
+    assert_eq!(default.status, StatusCode::OK, "{}", default.text);
     assert_eq!(acme.body["actions"][0]["message"], "acme only");
-    assert_ne!(default.body["actions"][0]["message"], "acme only");
+    let seeded = api
+        .store()
+        .get_rule("default", "checkout_terms_banner")
+        .await
+        .unwrap();
+    assert_eq!(
+        default.body["matched"][0]["version"], seeded.version,
+        "{}",
+        default.text
+    );
+    assert_eq!(
+        default.body["actions"][0]["message"],
+        serde_json::to_value(&seeded.actions[0]).unwrap()["message"],
+        "the default tenant still answers with its own rule: {}",
+        default.text
+    );
     assert_eq!(
         api.call(req(Method::GET, "/v1/rules").tenant("acme"))
             .await
@@ -602,6 +723,81 @@ async fn a_rules_folder_is_loaded_before_ready_and_reported_in_health() {
         "{}",
         r.text
     );
+}
+
+/// The rules folder is watched: an edited file, a new file and a removed file each reach the
+/// cached entry points while the server runs.
+#[tokio::test]
+async fn the_rules_folder_watcher_sees_an_edit_a_new_file_and_a_removed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |id: &str, ep: &str, message: &str| {
+        format!("id: {id}\nentry_point: {ep}\nactions:\n  - type: display_message\n    message: {message}\n")
+    };
+    std::fs::write(
+        dir.path().join("promo.yaml"),
+        file("FILE-1", "promo", "first"),
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let api = Api::start(move |c| {
+        c.rules_dir = Some(path);
+        c.rules_scan = Duration::from_millis(20);
+    })
+    .await;
+    let message = |ep: &'static str| {
+        let api = &api;
+        async move {
+            let r = api
+                .call(req(Method::POST, &format!("/v1/evaluate/{ep}")).json(json!({"context": {}})))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.body["actions"][0]["message"].as_str().map(str::to_owned)
+        }
+    };
+    // Both entry points are cached before the files change.
+    assert_eq!(message("promo").await.as_deref(), Some("first"));
+    assert_eq!(message("banner").await, None);
+
+    std::fs::write(
+        dir.path().join("promo.yaml"),
+        file("FILE-1", "promo", "second"),
+    )
+    .unwrap();
+    until("the edited file to be served", || async {
+        message("promo").await.as_deref() == Some("second")
+    })
+    .await;
+    std::fs::write(dir.path().join("banner.json"), r#"{"id": "FILE-2", "entry_point": "banner", "actions": [{"type": "display_message", "message": "new file"}]}"#).unwrap();
+    until("the new file to be served", || async {
+        message("banner").await.as_deref() == Some("new file")
+    })
+    .await;
+    std::fs::remove_file(dir.path().join("promo.yaml")).unwrap();
+    until("the removed file's rule to go", || async {
+        message("promo").await.is_none()
+    })
+    .await;
+    assert_eq!(message("banner").await.as_deref(), Some("new file"));
+    let r = api.call(req(Method::GET, "/health")).await;
+    assert_eq!(r.body["rules_dir"]["rules"], 1, "{}", r.text);
+    let history = api.store().history("default", "FILE-1").await.unwrap();
+    assert_eq!(history.len(), 3, "created, updated, deleted");
+}
+
+/// Waits until `check` holds, failing with `what` after 30 s.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Rules `IMP-0`.. spread over the entry points `import_0`..`import_{entry_points - 1}`.

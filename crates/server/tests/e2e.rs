@@ -7,6 +7,7 @@ mod common;
 use common::{banner, binary, http, Running, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 /// Create, evaluate, update with If-Match, see the change in the very next request, disable, move
 /// to another entry point, delete, read the history: each step checked.
@@ -237,23 +238,41 @@ async fn lifecycle_on_postgres() {
     lifecycle(&db).await;
 }
 
-/// Restart on a cold cache, send 500 concurrent evaluations of one entry point: it loads once.
+/// Restart on a cold cache and send 500 concurrent evaluations of one entry point while
+/// PostgreSQL holds the `rules` table locked from another connection, so the first load cannot
+/// finish before every other request has joined it: all 500 overlap, and the entry point loads
+/// once.
 #[tokio::test]
 async fn a_stampede_on_a_cold_cache_loads_the_entry_point_once() {
-    let db = TestDb::sqlite();
+    const REQUESTS: usize = 500;
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let env = [("RULEBOOK_REQUEST_TIMEOUT", "120s")];
     // First start: seed, then stop, so the second start begins with a cold cache.
-    let mut first = Running::start(&db.url, &[]);
+    let mut first = Running::start(&db.url, &env);
     first.ready().await;
     first.stop();
 
-    let server = Running::start(&db.url, &[]);
+    let server = Running::start(&db.url, &env);
     server.ready().await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(600)
         .build()
         .unwrap();
+    let stats = |client: reqwest::Client, url: String| async move {
+        http(&client, Method::GET, &url, None, &[], None).await.2
+    };
+    let stats_url = server.url("/v1/cache/stats");
+
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE rules IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
     let url = server.url("/v1/evaluate/checkout_terms");
-    let requests = (0..500).map(|_| {
+    let requests = (0..REQUESTS).map(|_| {
         let client = client.clone();
         let url = url.clone();
         tokio::spawn(async move {
@@ -267,18 +286,25 @@ async fn a_stampede_on_a_cold_cache_loads_the_entry_point_once() {
                 .as_u16()
         })
     });
-    let statuses: Vec<u16> = futures_join(requests).await;
+    let requests: Vec<_> = requests.collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = stats(client.clone(), stats_url.clone()).await;
+        if now["counters"]["coalesced_waiters"].as_u64().unwrap() >= REQUESTS as u64 - 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the requests never all waited on one load: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    lock.close().await.ok();
+    let statuses: Vec<u16> = futures_join(requests.into_iter()).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 
-    let (_, _, stats) = http(
-        &client,
-        Method::GET,
-        &server.url("/v1/cache/stats"),
-        None,
-        &[],
-        None,
-    )
-    .await;
+    let stats = stats(client.clone(), stats_url).await;
     let loads: Vec<&Value> = stats["loads"]
         .as_array()
         .unwrap()
@@ -287,6 +313,10 @@ async fn a_stampede_on_a_cold_cache_loads_the_entry_point_once() {
         .collect();
     assert_eq!(loads.len(), 1, "{stats}");
     assert_eq!(loads[0]["loads"], 1, "{stats}");
+    assert!(
+        stats["counters"]["coalesced_waiters"].as_u64().unwrap() >= REQUESTS as u64 - 1,
+        "{stats}"
+    );
 }
 
 async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<u16>>) -> Vec<u16> {
@@ -489,35 +519,84 @@ async fn the_cli_drives_a_running_server() {
     assert_eq!(r.0, 401, "a revoked token no longer works");
 }
 
-/// SIGTERM lets a request in flight finish before the process exits.
+/// SIGTERM lets a request in flight finish before the process exits. The request is held inside
+/// its handler (its first load waits for the `rules` table, locked from another connection), the
+/// signal comes, the server stops taking connections, and only then is the table released.
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish() {
-    use std::io::{Read, Write};
-    let db = TestDb::sqlite();
-    let mut server = Running::start(&db.url, &[]);
+    use std::time::{Duration, Instant};
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let mut server = Running::start(&db.url, &[("RULEBOOK_REQUEST_TIMEOUT", "120s")]);
     server.ready().await;
-    let addr = server.base.trim_start_matches("http://").to_owned();
-    let body = br#"{"context": {"country": "FR"}}"#;
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "POST /v1/evaluate/checkout_terms HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(&body[..10]).unwrap();
-    stream.flush().unwrap();
-    // The request is in flight (its body half sent) when the signal comes.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let misses = |stats: &Value| stats["counters"]["misses"].as_u64().unwrap();
+    let stats_url = server.url("/v1/cache/stats");
+    let before = misses(
+        &http(&client, Method::GET, &stats_url, None, &[], None)
+            .await
+            .2,
+    );
+
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE rules IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let in_flight = {
+        let (client, url) = (client.clone(), server.url("/v1/evaluate/checkout_terms"));
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .json(&json!({"context": {"country": "FR"}}))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while misses(
+        &http(&client, Method::GET, &stats_url, None, &[], None)
+            .await
+            .2,
+    ) == before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
     std::process::Command::new("kill")
         .args(["-TERM", &server.pid().to_string()])
         .status()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    stream.write_all(&body[10..]).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains("checkout_terms_banner"), "{answer}");
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept taking connections after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the request was answered before the table was released"
+    );
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    lock.close().await.ok();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(60), in_flight)
+        .await
+        .expect("the request in flight was never answered")
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("checkout_terms_banner"), "{body}");
     assert!(server.stop().success());
 }
