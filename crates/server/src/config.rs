@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "RULEBOOK_MIN_SEQ_WAIT", default_value = "1s", value_parser = parse_duration)]
     pub min_seq_wait: Duration,
 
+    /// How often `GET /v1/changes` sends a heartbeat event (with the position reached) when
+    /// there is no change to send.
+    #[arg(long, env = "RULEBOOK_CHANGES_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub changes_heartbeat: Duration,
+
     /// Whether reads (evaluate, params, score, rules, stats) need a token with the read role.
     /// Off by default when listening on loopback, on otherwise.
     #[arg(long, env = "RULEBOOK_READS_NEED_TOKEN")]

@@ -97,6 +97,7 @@ impl Server {
                 reads_need_token: config.reads_need_token(),
                 eval: EvalLimits::default(),
                 min_seq_wait: config.min_seq_wait,
+                changes_heartbeat: config.changes_heartbeat,
             },
             config.admin_token.as_deref(),
             files.clone(),
@@ -139,6 +140,13 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = crate::api::app(self.state.clone());
+        let state = self.state.clone();
+        // Change streams never finish on their own: end them when shutdown starts, so that the
+        // graceful shutdown does not wait for them.
+        let shutdown = async move {
+            shutdown.await;
+            state.close_streams();
+        };
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

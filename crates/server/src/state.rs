@@ -56,6 +56,8 @@ pub struct Limits {
     pub eval: EvalLimits,
     /// How long a read with `min_seq` waits for the applied position before answering 503.
     pub min_seq_wait: std::time::Duration,
+    /// How often the change stream sends a heartbeat.
+    pub changes_heartbeat: std::time::Duration,
 }
 
 struct Inner {
@@ -73,6 +75,8 @@ struct Inner {
     ready: AtomicBool,
     /// The running feed. A read-write lock: read by every `/health`, written at start and stop.
     feed: RwLock<Option<Feed>>,
+    /// Set when the server starts shutting down, so that change streams end.
+    closing: tokio::sync::watch::Sender<bool>,
     files: Option<RuleFiles>,
 }
 
@@ -117,6 +121,7 @@ impl AppState {
                 metrics: Metrics::default(),
                 ready: AtomicBool::new(false),
                 feed: RwLock::new(None),
+                closing: tokio::sync::watch::Sender::new(false),
                 files,
             }),
         }
@@ -181,6 +186,16 @@ impl AppState {
                 text
             })
             .unwrap_or_default()
+    }
+
+    /// Becomes `true` when the server starts shutting down (change streams end then).
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Tells change streams to end: the server is shutting down.
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// Asks the feed to bring the applied position to `seq` soon; nothing when no feed runs.

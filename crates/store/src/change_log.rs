@@ -486,6 +486,43 @@ impl Store {
         }
     }
 
+    /// The changes of `tenant` with a `seq` above `after` and at most `through`, in `seq` order,
+    /// at most `limit` of them: for serving a change stream from a position. Only meaningful
+    /// when `through` is an applied position ([`Cursor::position`]): every change up to it has
+    /// committed, so none can appear later inside the range. [`StoreError::CursorPruned`] when the
+    /// log was pruned past `after` (changes after it may be gone).
+    pub async fn tenant_changes(
+        &self,
+        tenant: &str,
+        after: i64,
+        through: i64,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut tx = self.pool().begin_snapshot().await?;
+        let mut conn = tx.conn();
+        if pruned_mark(&mut conn, self.backend())
+            .await?
+            .is_some_and(|(seq, _)| seq > after)
+        {
+            tx.commit().await?;
+            return Err(StoreError::CursorPruned);
+        }
+        let rows: Vec<ChangeRow> = conn
+            .fetch_all(
+                &format!(
+                    "SELECT {CHANGE_COLUMNS}, NULL AS txid FROM change_log \
+                     WHERE tenant = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"
+                ),
+                args![tenant.to_owned(), after, through, i64::from(limit)],
+            )
+            .await
+            .map_err(|e| db_error("reading the change log", e))?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|r| r.into_change().map(|(c, _)| c))
+            .collect()
+    }
+
     /// The change log's highest sequence number (0 when empty): the source version of a load
     /// that starts now.
     pub async fn head_seq(&self) -> Result<i64, StoreError> {

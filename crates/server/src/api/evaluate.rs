@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use rulebook_rules::{EntryPoint, Evaluation, ScoreRequest, ScoreResult};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
+
+pub use rulebook_client::wire::{EnabledAnswer, ParamAnswer};
 
 use crate::auth::Reader;
 use crate::error::ApiError;
@@ -62,19 +64,6 @@ pub async fn evaluate(
     Ok(Answer::new(seq, evaluation).with_capacity(estimate))
 }
 
-/// The answer of `GET /v1/params/{rule_id}/{field}`.
-#[derive(Debug, Serialize)]
-pub struct ParamAnswer {
-    /// The rule.
-    pub rule_id: String,
-    /// The param's name.
-    pub field: String,
-    /// Its value.
-    pub value: Value,
-    /// The rule's version the value comes from.
-    pub version: i64,
-}
-
 /// `GET /v1/params/{rule_id}/{field}`: a parameter's current value.
 pub async fn param(
     State(state): State<AppState>,
@@ -112,17 +101,6 @@ pub async fn param(
             version,
         },
     ))
-}
-
-/// The answer of `GET /v1/rules/{id}/enabled`.
-#[derive(Debug, Serialize)]
-pub struct EnabledAnswer {
-    /// The rule.
-    pub rule_id: String,
-    /// Whether it is enabled.
-    pub enabled: bool,
-    /// Its version.
-    pub version: i64,
 }
 
 /// `GET /v1/rules/{id}/enabled`.

@@ -5,12 +5,16 @@
 //! | [`evaluate`] | `POST /v1/evaluate/{entry_point}`, `GET /v1/params/{rule_id}/{field}`, `GET /v1/rules/{id}/enabled`, `POST /v1/score/{scorecard}` |
 //! | [`rules`] | rules CRUD, enable, disable, params, history, `POST /v1/rules/import` |
 //! | [`cache`] | `GET /v1/cache/stats`, `POST /v1/cache/invalidate` |
+//! | [`snapshot`] | `GET /v1/snapshot` |
+//! | [`changes`] | `GET /v1/changes` (Server-Sent Events) |
 //! | [`ops`] | `GET /health`, `GET /health/live`, `GET /metrics`, `GET /admin` |
 
 pub mod cache;
+pub mod changes;
 pub mod evaluate;
 pub mod ops;
 pub mod rules;
+pub mod snapshot;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri};
@@ -52,6 +56,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/rules/{id}/enable", post(rules::enable))
         .route("/v1/rules/{id}/disable", post(rules::disable))
         .route("/v1/rules/{id}/history", get(rules::history))
+        .route("/v1/snapshot", get(snapshot::snapshot))
+        .route("/v1/changes", get(changes::changes))
         .route("/v1/cache/stats", get(cache::stats))
         .route("/v1/cache/invalidate", post(cache::invalidate))
         .fallback(no_route)
