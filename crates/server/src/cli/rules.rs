@@ -136,7 +136,12 @@ impl RulesArgs {
                 }
             }
             RulesCommand::Get { id } => {
-                let answer = client.get(&format!("/v1/rules/{}", segment(&id))).await?;
+                let mut answer = client.get(&format!("/v1/rules/{}", segment(&id))).await?;
+                // A rule document to edit and send back: the answer's `seq` (the server's
+                // position) is not part of the rule.
+                if let Some(map) = answer.body.as_object_mut() {
+                    map.remove("seq");
+                }
                 out_json(&answer.body);
             }
             RulesCommand::Create { file, reason } => {
