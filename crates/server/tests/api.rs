@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use common::{banner, req, Api, ADMIN};
 use rulebook_store::TokenRole;
+use rulebook_testkit::eventually;
 use serde_json::json;
 
 #[tokio::test]
@@ -763,41 +764,31 @@ async fn the_rules_folder_watcher_sees_an_edit_a_new_file_and_a_removed_file() {
         file("FILE-1", "promo", "second"),
     )
     .unwrap();
-    until("the edited file to be served", || async {
-        message("promo").await.as_deref() == Some("second")
-    })
+    eventually(
+        "the edited file to be served",
+        Duration::from_secs(30),
+        || async { message("promo").await.as_deref() == Some("second") },
+    )
     .await;
     std::fs::write(dir.path().join("banner.json"), r#"{"id": "FILE-2", "entry_point": "banner", "actions": [{"type": "display_message", "message": "new file"}]}"#).unwrap();
-    until("the new file to be served", || async {
-        message("banner").await.as_deref() == Some("new file")
-    })
+    eventually(
+        "the new file to be served",
+        Duration::from_secs(30),
+        || async { message("banner").await.as_deref() == Some("new file") },
+    )
     .await;
     std::fs::remove_file(dir.path().join("promo.yaml")).unwrap();
-    until("the removed file's rule to go", || async {
-        message("promo").await.is_none()
-    })
+    eventually(
+        "the removed file's rule to go",
+        Duration::from_secs(30),
+        || async { message("promo").await.is_none() },
+    )
     .await;
     assert_eq!(message("banner").await.as_deref(), Some("new file"));
     let r = api.call(req(Method::GET, "/health")).await;
     assert_eq!(r.body["rules_dir"]["rules"], 1, "{}", r.text);
     let history = api.store().history("default", "FILE-1").await.unwrap();
     assert_eq!(history.len(), 3, "created, updated, deleted");
-}
-
-/// Waits until `check` holds, failing with `what` after 30 s.
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Rules `IMP-0`.. spread over the entry points `import_0`..`import_{entry_points - 1}`.

@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{banner, binary, http, Running, TestDb};
 use reqwest::Method;
+use rulebook_testkit::PrivateRedis;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
@@ -307,74 +306,6 @@ async fn a_write_through_one_instance_or_plain_sql_reaches_all_three() {
     }
 }
 
-/// A `redis-server` of this test's own on a free loopback port (the machine's shared Redis is
-/// never touched). Killed when dropped.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    /// `None` when there is no `redis-server` outside CI.
-    fn start() -> Option<PrivateRedis> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "CI=true but `redis-server` is not installed: the Redis multi-instance test must run in CI"
-            );
-            eprintln!("skipping: no `redis-server` to start a private Redis");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = PrivateRedis { port, child: None };
-        redis.restart();
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts it (again) on the same port and waits until it accepts connections.
-    fn restart(&mut self) {
-        let child = rulebook_testkit::spawn_redis_server("redis-server", self.port);
-        self.child = Some(child);
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "the private redis-server on port {} did not start",
-            self.port
-        );
-    }
-
-    /// Kills it, as a crash would.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Waits until every instance's `/health` shows Redis `up` as `up`, and still answers 200.
 async fn redis_shows(instances: &[Running], up: bool) {
     let start = Instant::now();
@@ -404,7 +335,7 @@ async fn instances_converge_while_redis_is_down_and_use_it_again_when_it_is_back
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(mut redis) = PrivateRedis::start() else {
+    let Some(mut redis) = PrivateRedis::start().await else {
         return;
     };
     let url = redis.url();
@@ -422,7 +353,7 @@ async fn instances_converge_while_redis_is_down_and_use_it_again_when_it_is_back
         "A heard B's write over Redis"
     );
 
-    redis.kill();
+    redis.stop();
     for (round, writer) in [2, 0, 1].into_iter().enumerate() {
         let version = write_through(&instances[writer], &token, &format!("down {round}")).await;
         converge(
@@ -436,7 +367,7 @@ async fn instances_converge_while_redis_is_down_and_use_it_again_when_it_is_back
     converge(&instances, version, "redis down: plain SQL").await;
     redis_shows(&instances, false).await;
 
-    redis.restart();
+    redis.restart().await;
     redis_shows(&instances, true).await;
     let before = redis_messages_received(&instances[2]).await;
     let version = write_through(&instances[0], &token, "back").await;

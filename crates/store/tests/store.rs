@@ -1,21 +1,20 @@
 //! The store's integration suite. Every test runs once against a fresh SQLite file and once
-//! against a fresh PostgreSQL database (see `common`).
+//! against a fresh PostgreSQL database (`rulebook_testkit::on_both_backends!`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ep, plain_sql, rule, TestDb};
 use parking_lot::Mutex;
 use rulebook_rules::{Action, Rule, Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
     deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeOp, Cursor, FeedRead,
     Registry, RegistryConfig, RuleFiles, Store, StoreError, TokenRole,
 };
+use rulebook_testkit::cluster::{ep, message_rule as rule};
+use rulebook_testkit::{eventually, on_both_backends, TestDb};
 use sqlx::Connection;
 
 const T: &str = DEFAULT_TENANT;
@@ -274,22 +273,6 @@ async fn concurrent_updates_from_one_version_one_wins_and_nothing_is_lost(db: &T
 /// How long a test waits for an event before it fails.
 const EVENT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Waits until `check` holds, failing with `what` after [`EVENT_DEADLINE`].
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + EVENT_DEADLINE;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {EVENT_DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// Two updates of one rule from the same version, the second waiting for the row while the first
 /// is written but not committed (held at the store's pause point): once the first commits, the
 /// second is a conflict naming the new version. On PostgreSQL the second has read the old version
@@ -445,12 +428,22 @@ async fn readers_see_a_write_only_after_its_commit_and_always_after_it_returns(d
             async move { within[usize::from(p)].load(Ordering::SeqCst) >= READS_PER_PHASE }
         }
     };
-    until("reads while the write is paused", read_while(PAUSED)).await;
+    eventually(
+        "reads while the write is paused",
+        EVENT_DEADLINE,
+        read_while(PAUSED),
+    )
+    .await;
     phase.store(COMMITTING, Ordering::SeqCst);
     pause.resume();
     assert_eq!(writer.await.unwrap().unwrap().rule.version, 2);
     phase.store(RETURNED, Ordering::SeqCst);
-    until("reads after the write returned", read_while(RETURNED)).await;
+    eventually(
+        "reads after the write returned",
+        EVENT_DEADLINE,
+        read_while(RETURNED),
+    )
+    .await;
     stop.store(true, Ordering::SeqCst);
     for reader in readers {
         reader.await.unwrap();
@@ -478,8 +471,7 @@ async fn plain_sql_update_on_another_connection_reaches_the_cache(db: &TestDb) {
     assert_eq!(versions(&cached), vec![("R1".to_owned(), 1)]);
 
     // What a person would type into sqlite3 or psql; the trigger logs it and bumps the version.
-    plain_sql(
-        db,
+    db.plain_sql(
         "UPDATE rules SET enabled = false, priority = 7 WHERE tenant = 'default' AND id = 'R1'",
     )
     .await;
@@ -579,16 +571,10 @@ async fn plain_sql_cannot_move_a_version_backwards(db: &TestDb) {
     );
 
     // Forward is allowed, and so is leaving the version out (the trigger bumps it).
-    plain_sql(
-        db,
-        "UPDATE rules SET version = 10 WHERE tenant = 'default' AND id = 'R1'",
-    )
-    .await;
-    plain_sql(
-        db,
-        "UPDATE rules SET priority = 3 WHERE tenant = 'default' AND id = 'R1'",
-    )
-    .await;
+    db.plain_sql("UPDATE rules SET version = 10 WHERE tenant = 'default' AND id = 'R1'")
+        .await;
+    db.plain_sql("UPDATE rules SET priority = 3 WHERE tenant = 'default' AND id = 'R1'")
+        .await;
     assert_eq!(store.get_rule(T, "R1").await.unwrap().version, 11);
 }
 

@@ -14,13 +14,11 @@
     clippy::print_stderr
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{bump, rule, Instance, TestDb, TENANT};
 use rulebook_sync::{FeedConfig, RedisConfig};
+use rulebook_testkit::cluster::{bump, rule, Instance, TENANT};
+use rulebook_testkit::TestDb;
 use sqlx::Connection;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -65,11 +63,15 @@ async fn measure(label: &str, config: FeedConfig, samples: usize) -> Option<Vec<
     a.wait_ready(true).await;
     b.wait_ready(true).await;
     a.store
-        .create_rule(TENANT, rule("BENCH", "bench"), &common::author())
+        .create_rule(
+            TENANT,
+            rule("BENCH", "bench"),
+            &rulebook_testkit::cluster::author(),
+        )
         .await
         .unwrap();
     // Warm up: both have the ruleset cached and B has seen the create.
-    common::converge(&[&a, &b], "bench", "BENCH", 1).await;
+    rulebook_testkit::cluster::converge(&[&a, &b], "bench", "BENCH", 1).await;
     b.feed.read_now();
     b.caught_up().await;
     let skip = b.feed.recent_lags().len();
@@ -114,7 +116,7 @@ fn main() {
         let pg = std::env::var("RULEBOOK_TEST_DATABASE_URL")
             .ok()
             .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| common::DEFAULT_PG.to_owned());
+            .unwrap_or_else(|| rulebook_testkit::DEFAULT_PG.to_owned());
         if let Err(e) = postgres_answers(&pg).await {
             println!("propagation bench skipped: PostgreSQL at {pg} is not answering ({e}); set RULEBOOK_TEST_DATABASE_URL");
             return;
@@ -122,7 +124,7 @@ fn main() {
         let redis = std::env::var("RULEBOOK_TEST_REDIS_URL")
             .ok()
             .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| common::DEFAULT_REDIS.to_owned());
+            .unwrap_or_else(|| rulebook_testkit::DEFAULT_REDIS.to_owned());
         let samples: usize = std::env::var("RULEBOOK_BENCH_SAMPLES")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -138,7 +140,7 @@ fn main() {
         if redis_answers(&redis).await {
             let config = FeedConfig {
                 listen: false,
-                redis: Some(RedisConfig::new(&redis).with_channel(common::unique_channel())),
+                redis: Some(RedisConfig::new(&redis).with_channel(rulebook_testkit::unique_channel())),
                 ..base.clone()
             };
             measure("Redis pub/sub (no LISTEN, no poll)", config, samples).await;

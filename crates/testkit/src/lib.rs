@@ -8,7 +8,26 @@
 //!   why and skips.
 //! - [`find_on_path`] and [`spawn_redis_server`]: a `redis-server` (found on the `PATH`) of the
 //!   test's own on a given loopback port.
+//! - [`TestDb`] and [`on_both_backends!`]: a fresh SQLite file or PostgreSQL database per test,
+//!   plain SQL on a connection of its own, and one suite run on both backends.
+//! - [`eventually`]: waiting for an event with a deadline, never a bare sleep.
+//! - [`shared_redis_url`], [`unique_channel`] and [`PrivateRedis`]: the machine's Redis with a
+//!   channel per test, or a `redis-server` of the test's own that it may stop and restart.
+//! - [`cluster`]: several in-process instances on one database and the history checker of their
+//!   reads against their writes.
+//!
+//! Test code: a failed setup panics with the reason, as a test would.
 #![deny(missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+pub mod cluster;
+mod db;
+mod redis;
+mod wait;
+
+pub use db::TestDb;
+pub use redis::{shared_redis_url, unique_channel, PrivateRedis};
+pub use wait::eventually;
 
 use std::fmt::Display;
 use std::process::{Child, Command, Stdio};

@@ -28,34 +28,7 @@ use tower::ServiceExt;
 /// The admin token the in-process tests configure.
 pub const ADMIN: &str = "test-admin-token";
 
-/// A fresh database for one test.
-pub struct TestDb {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<rulebook_testkit::PgDatabase>,
-}
-
-impl TestDb {
-    pub fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("rulebook.db").display());
-        TestDb {
-            url,
-            _dir: Some(dir),
-            _pg: None,
-        }
-    }
-
-    /// `None` when PostgreSQL is not available outside CI.
-    pub async fn postgres() -> Option<TestDb> {
-        let pg = rulebook_testkit::PgDatabase::fresh().await?;
-        Some(TestDb {
-            url: pg.url().to_owned(),
-            _dir: None,
-            _pg: Some(pg),
-        })
-    }
-}
+pub use rulebook_testkit::TestDb;
 
 // --- the router without a socket -------------------------------------------------------------
 
