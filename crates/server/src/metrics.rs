@@ -1,7 +1,7 @@
 //! Request metrics and the Prometheus text of `/metrics`.
 //!
 //! Each route (the matched path pattern, such as `/v1/evaluate/{entry_point}`, never the raw
-//! path, so the number of series stays bounded) has a request counter per status and a latency
+//! path) and method (standard methods by name, any other as `other`) has a request counter per status and a latency
 //! histogram. The counters are atomics: the hot path takes a read lock on the route table and
 //! adds to a few atomics, so metrics stay on in production.
 
@@ -163,6 +163,24 @@ impl Metrics {
     }
 }
 
+/// The method as a metric label: the standard methods by name, any other (a client may send any
+/// token as a method) as `other`, so that callers cannot add series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// The middleware that records every request.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -174,7 +192,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state
         .metrics()
-        .record(method.as_str(), route, status, elapsed);
+        .record(method_label(&method), route, status, elapsed);
     if status >= 500 {
         tracing::warn!(%method, %route, status, ?elapsed, "request failed");
     } else {
@@ -282,7 +300,7 @@ pub fn render(state: &AppState) -> String {
         &mut out,
         "rulebook_loads_total",
         "counter",
-        "loads from the store, by tenant and cached item (entry_point:<ep>, params, scorecard:<name>)",
+        "loads from the store, by tenant and cached item (entry_point:<ep>, params, scorecard:<name> when it has rules; the rest as unlisted)",
     );
     for count in state.registry().load_counts() {
         let _ = writeln!(

@@ -6,8 +6,8 @@
 //!
 //! - **Tenants in a bounded cache.** A tenant is looked up in the store once and then kept in a
 //!   cache of at most `--tenant-cache` tenants. When a tenant falls out of it (least recently
-//!   used), every registry entry of that tenant is dropped with it, so memory stays flat however
-//!   many tenants send requests. An unknown tenant is an error and is not cached.
+//!   used), every registry entry and load count of that tenant is dropped with it, so memory
+//!   stays flat however many tenants send requests. An unknown tenant is an error and is not cached.
 //! - **Rule lists validated by the parameter snapshot.** `GET /v1/rules` answers full rules,
 //!   which the registry does not hold. The tenant's parameter snapshot (a registry entry) is
 //!   invalidated by every change of any of the tenant's rules, so a rule list is kept together
@@ -105,7 +105,7 @@ impl AppState {
                     cause,
                     RemovalCause::Size | RemovalCause::Expired | RemovalCause::Idle
                 ) {
-                    evicted_registry.invalidate_tenant(tenant);
+                    evicted_registry.forget_tenant(tenant);
                     evicted_lists.lock().remove(tenant);
                 }
             })

@@ -41,7 +41,10 @@ pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
 pub use hooks::WritePause;
 pub use model::{Author, ChangeKind, HistoryEntry};
 pub use notifications::{ChangeNotifications, NOTIFY_CHANNEL};
-pub use registry::{Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey};
+pub use registry::{
+    Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey, MAX_LISTED_LOADS,
+    UNLISTED_LOADS,
+};
 pub use store::Store;
 pub use tokens::{TokenRecord, TokenRole};
 pub use write::{ImportReport, Written};

@@ -91,11 +91,22 @@ impl Default for RegistryConfig {
 pub struct LoadCount {
     /// The tenant.
     pub tenant: String,
-    /// The entry's key tag: `entry_point:<ep>`, `params` or `scorecard:<name>`.
+    /// The entry's key tag (`entry_point:<ep>`, `params` or `scorecard:<name>`), or
+    /// [`UNLISTED_LOADS`] for the loads counted together (see [`MAX_LISTED_LOADS`]).
     pub item: String,
-    /// Loads since the registry was made.
+    /// Loads since the registry was made, or since the tenant was last forgotten.
     pub loads: u64,
 }
+
+/// The item under which loads are counted together once [`MAX_LISTED_LOADS`] items are listed.
+pub const UNLISTED_LOADS: &str = "unlisted";
+
+/// The most items whose loads are counted by name, over all tenants; beyond it loads are
+/// counted under [`UNLISTED_LOADS`], one row per tenant. Any reader may name an entry point or a
+/// scorecard, so when the list is full an item whose load found rules takes the place of one
+/// whose load found none (whose count moves to [`UNLISTED_LOADS`]): made-up names cannot crowd
+/// out the items writers stored.
+pub const MAX_LISTED_LOADS: usize = 256;
 
 /// The cached read side. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
@@ -106,14 +117,32 @@ pub struct Registry {
 struct RegistryInner {
     store: Store,
     cache: Cache<RegistryKey, Compiled>,
-    /// Loads per key. A mutex: touched once per load, which is rare next to reads.
-    loads: Mutex<HashMap<RegistryKey, u64>>,
+    /// Loads per tenant and item (key tag or [`UNLISTED_LOADS`]), bounded (see
+    /// [`MAX_LISTED_LOADS`]). A mutex: touched once per load, which is rare next to reads.
+    loads: Mutex<LoadCounts>,
     /// What has been applied. A mutex: touched once per commit or feed batch.
     applied: Mutex<Applied>,
     /// The applied position, for readers that wait for one ([`Registry::wait_for_position`]).
     /// Written only by [`Registry::advance_position`], under `applied`'s lock, so it never goes
     /// backwards.
     position: tokio::sync::watch::Sender<i64>,
+}
+
+/// The loads of one listed item.
+struct Listed {
+    loads: u64,
+    /// Whether its last load found rules (or it is a parameter snapshot, one per tenant).
+    found: bool,
+}
+
+/// Loads counted by item, bounded (see [`MAX_LISTED_LOADS`]).
+#[derive(Default)]
+struct LoadCounts {
+    /// Per tenant and key tag: at most [`MAX_LISTED_LOADS`] rows.
+    listed: HashMap<(String, String), Listed>,
+    /// Per tenant, the rest. Only tenants that exist load anything, and a tenant's counts go
+    /// when it is forgotten.
+    unlisted: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -159,8 +188,33 @@ impl RegistryInner {
         tags.len()
     }
 
-    fn count_load(&self, key: &RegistryKey) {
-        *self.loads.lock().entry(key.clone()).or_insert(0) += 1;
+    /// Counts one load of `key`; `found` says whether it found rules (see [`MAX_LISTED_LOADS`]).
+    fn count_load(&self, key: &RegistryKey, found: bool) {
+        let mut loads = self.loads.lock();
+        let named = (key.tenant.clone(), key.item.key_tag());
+        if let Some(listed) = loads.listed.get_mut(&named) {
+            listed.loads += 1;
+            listed.found = found;
+            return;
+        }
+        if loads.listed.len() >= MAX_LISTED_LOADS && found {
+            // Make room by moving an item that found no rules to its tenant's unlisted row.
+            let empty = loads
+                .listed
+                .iter()
+                .find(|(_, listed)| !listed.found)
+                .map(|(key, _)| key.clone());
+            if let Some(empty) = empty {
+                if let Some(moved) = loads.listed.remove(&empty) {
+                    *loads.unlisted.entry(empty.0).or_insert(0) += moved.loads;
+                }
+            }
+        }
+        if loads.listed.len() < MAX_LISTED_LOADS {
+            loads.listed.insert(named, Listed { loads: 1, found });
+        } else {
+            *loads.unlisted.entry(key.tenant.clone()).or_insert(0) += 1;
+        }
     }
 }
 
@@ -180,7 +234,7 @@ impl Registry {
         let inner = Arc::new(RegistryInner {
             store: store.clone(),
             cache: builder.build(),
-            loads: Mutex::new(HashMap::new()),
+            loads: Mutex::new(LoadCounts::default()),
             applied: Mutex::new(Applied::default()),
             position: tokio::sync::watch::Sender::new(0),
         });
@@ -264,13 +318,25 @@ impl Registry {
         };
         let inner = &self.inner;
         let loader = || async {
-            inner.count_load(&key);
-            let version = inner.store.head_seq().await?;
-            let rules = match &key.item {
-                RegistryItem::Ruleset(ep) => inner.store.entry_point_rules(tenant, ep).await?,
-                RegistryItem::Params => inner.store.parameter_rules(tenant).await?,
-                RegistryItem::Scorecard(name) => inner.store.scorecard_rules(tenant, name).await?,
+            let read = async {
+                let version = inner.store.head_seq().await?;
+                let rules = match &key.item {
+                    RegistryItem::Ruleset(ep) => inner.store.entry_point_rules(tenant, ep).await?,
+                    RegistryItem::Params => inner.store.parameter_rules(tenant).await?,
+                    RegistryItem::Scorecard(name) => {
+                        inner.store.scorecard_rules(tenant, name).await?
+                    }
+                };
+                Ok::<_, StoreError>((version, rules))
+            }
+            .await;
+            // The parameter snapshot is one per tenant, so it counts as found.
+            let found = match &read {
+                Ok((_, rules)) => !rules.is_empty() || key.item == RegistryItem::Params,
+                Err(_) => false,
             };
+            inner.count_load(&key, found);
+            let (version, rules) = read?;
             let tags = tags_for_entry(tenant, kind, &key.item.key_tag(), &rules);
             let compiled = compile(rules)?;
             Ok::<_, StoreError>(
@@ -364,6 +430,15 @@ impl Registry {
             .invalidate_tag(&tenant_tag(tenant, TENANT_TAG));
     }
 
+    /// Drops every entry of `tenant` and its load counts: for a tenant that is no longer kept
+    /// (the server's tenant cache evicted it), so that nothing of it stays behind.
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.invalidate_tenant(tenant);
+        let mut loads = self.inner.loads.lock();
+        loads.listed.retain(|(t, _), _| t != tenant);
+        loads.unlisted.remove(tenant);
+    }
+
     /// Drops everything.
     pub fn invalidate_all(&self) {
         self.inner.cache.invalidate_all();
@@ -384,33 +459,116 @@ impl Registry {
         self.inner.cache.is_empty()
     }
 
-    /// Loads per entry since the registry was made, sorted by tenant and entry.
+    /// Loads per item, sorted by tenant and item: at most [`MAX_LISTED_LOADS`] named items plus
+    /// one [`UNLISTED_LOADS`] row per tenant that has one.
     pub fn load_counts(&self) -> Vec<LoadCount> {
-        let mut counts: Vec<LoadCount> = self
-            .inner
-            .loads
-            .lock()
+        self.counts_where(|_| true)
+    }
+
+    /// [`Registry::load_counts`] of one tenant.
+    pub fn tenant_load_counts(&self, tenant: &str) -> Vec<LoadCount> {
+        self.counts_where(|t| t == tenant)
+    }
+
+    fn counts_where(&self, keep: impl Fn(&str) -> bool) -> Vec<LoadCount> {
+        let loads = self.inner.loads.lock();
+        let listed = loads
+            .listed
             .iter()
-            .map(|(key, loads)| LoadCount {
-                tenant: key.tenant.clone(),
-                item: key.item.key_tag(),
+            .map(|((t, item), listed)| (t, item.as_str(), &listed.loads));
+        let unlisted = loads.unlisted.iter().map(|(t, n)| (t, UNLISTED_LOADS, n));
+        let mut counts: Vec<LoadCount> = listed
+            .chain(unlisted)
+            .filter(|(tenant, _, _)| keep(tenant))
+            .map(|(tenant, item, loads)| LoadCount {
+                tenant: tenant.clone(),
+                item: item.to_owned(),
                 loads: *loads,
             })
             .collect();
+        drop(loads);
         counts.sort_by(|a, b| (&a.tenant, &a.item).cmp(&(&b.tenant, &b.item)));
         counts
     }
 
-    /// Loads of one entry point's ruleset since the registry was made.
+    /// Loads of one entry point's ruleset, when it is counted by name (0 when its loads are
+    /// counted under [`UNLISTED_LOADS`]).
     pub fn ruleset_loads(&self, tenant: &str, entry_point: &EntryPoint) -> u64 {
-        let key = RegistryKey {
-            tenant: tenant.to_owned(),
-            item: RegistryItem::Ruleset(entry_point.clone()),
-        };
-        self.inner.loads.lock().get(&key).copied().unwrap_or(0)
+        let item = RegistryItem::Ruleset(entry_point.clone()).key_tag();
+        self.inner
+            .loads
+            .lock()
+            .listed
+            .get(&(tenant.to_owned(), item))
+            .map(|listed| listed.loads)
+            .unwrap_or(0)
     }
 }
 
 fn mismatch() -> StoreError {
     StoreError::Internal("a registry entry holds the wrong kind of value".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    async fn seeded() -> (Registry, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db").to_string_lossy())
+            .await
+            .unwrap();
+        store.seed_defaults().await.unwrap();
+        (Registry::new(store), dir)
+    }
+
+    fn ep(name: &str) -> EntryPoint {
+        EntryPoint::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn made_up_names_cannot_crowd_out_stored_items_or_grow_the_counts() {
+        let (registry, _dir) = seeded().await;
+        for n in 0..MAX_LISTED_LOADS + 100 {
+            registry
+                .ruleset("default", &ep(&format!("made_up_{n}")))
+                .await
+                .unwrap();
+        }
+        let counts = registry.load_counts();
+        assert_eq!(
+            counts.len(),
+            MAX_LISTED_LOADS + 1,
+            "the list is full, plus `unlisted`"
+        );
+        let unlisted = counts.iter().find(|c| c.item == UNLISTED_LOADS).unwrap();
+        assert_eq!(unlisted.loads, 100);
+
+        // An entry point with rules takes the place of a made-up one, whose count moves.
+        let checkout = ep("checkout_terms");
+        registry.ruleset("default", &checkout).await.unwrap();
+        assert_eq!(registry.ruleset_loads("default", &checkout), 1);
+        let counts = registry.load_counts();
+        assert_eq!(counts.len(), MAX_LISTED_LOADS + 1);
+        let total: u64 = counts.iter().map(|c| c.loads).sum();
+        assert_eq!(total, (MAX_LISTED_LOADS + 101) as u64, "no load is lost");
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_tenant_leaves_no_counts_and_no_entries() {
+        let (registry, _dir) = seeded().await;
+        registry
+            .ruleset("default", &ep("checkout_terms"))
+            .await
+            .unwrap();
+        registry.ruleset("default", &ep("made_up")).await.unwrap();
+        registry.params("default").await.unwrap();
+        assert_eq!(registry.tenant_load_counts("default").len(), 3);
+        registry.forget_tenant("default");
+        assert!(registry.tenant_load_counts("default").is_empty());
+        assert!(registry.load_counts().is_empty());
+        assert!(registry.is_empty());
+    }
 }

@@ -23,14 +23,16 @@ pub struct Stats {
     pub tenants_cached: usize,
     /// The cache's counters since start (all tenants).
     pub counters: CacheStats,
-    /// Loads from the store per cached item of this tenant, since start.
+    /// Loads from the store per cached item of this tenant, since start: items that have rules
+    /// by name (at most `rulebook_store::MAX_LISTED_LOADS` over all tenants), the rest as
+    /// `unlisted`.
     pub loads: Vec<ItemLoads>,
 }
 
 /// Loads of one cached item.
 #[derive(Debug, Serialize)]
 pub struct ItemLoads {
-    /// `entry_point:<ep>`, `params` or `scorecard:<name>`.
+    /// `entry_point:<ep>`, `params`, `scorecard:<name>` or `unlisted`.
     pub item: String,
     /// Loads since start.
     pub loads: u64,
@@ -40,9 +42,8 @@ pub struct ItemLoads {
 pub async fn stats(State(state): State<AppState>, Reader(caller): Reader) -> Json<Stats> {
     let loads = state
         .registry()
-        .load_counts()
+        .tenant_load_counts(&caller.tenant)
         .into_iter()
-        .filter(|c| c.tenant == caller.tenant)
         .map(|c| ItemLoads {
             item: c.item,
             loads: c.loads,
