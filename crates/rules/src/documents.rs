@@ -48,6 +48,15 @@ impl fmt::Display for DocumentSource {
     }
 }
 
+/// A document read from a file, not yet checked as a rule (see [`read_documents`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Where it was read from.
+    pub source: DocumentSource,
+    /// The document as written.
+    pub value: Value,
+}
+
 /// A rule read from a file, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleDocument {
@@ -171,6 +180,22 @@ pub fn rule_files(path: &Path) -> Result<Vec<PathBuf>, DocumentErrors> {
     Ok(found.into_iter().collect())
 }
 
+/// Reads every document of the file or folder `path` without checking them as rules, for a
+/// caller that sends them on to be checked elsewhere (the CLI's `create` and `update`).
+///
+/// # Errors
+///
+/// Every problem of every file: a file or folder that cannot be read, a file that is not JSON or
+/// YAML or holds neither a rule nor a list.
+pub fn read_documents(path: &Path) -> Result<Vec<Document>, DocumentErrors> {
+    let (documents, problems) = read_each(path)?;
+    if problems.is_empty() {
+        Ok(documents)
+    } else {
+        Err(DocumentErrors { problems })
+    }
+}
+
 /// Reads every rule of the file or folder `path` (see the module docs).
 ///
 /// # Errors
@@ -178,7 +203,20 @@ pub fn rule_files(path: &Path) -> Result<Vec<PathBuf>, DocumentErrors> {
 /// Every problem of every file: a file or folder that cannot be read, a file that is not JSON or
 /// YAML or holds neither a rule nor a list, and every problem of every rule.
 pub fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, DocumentErrors> {
-    let mut rules = Vec::new();
+    let (documents, mut problems) = read_each(path)?;
+    match check_rules(documents) {
+        Ok(rules) if problems.is_empty() => Ok(rules),
+        Ok(_) => Err(DocumentErrors { problems }),
+        Err(more) => {
+            problems.extend(more.problems);
+            Err(DocumentErrors { problems })
+        }
+    }
+}
+
+/// The documents of every file `path` names that could be read, and the problems of the others.
+fn read_each(path: &Path) -> Result<(Vec<Document>, Vec<DocumentProblem>), DocumentErrors> {
+    let mut documents = Vec::new();
     let mut problems = Vec::new();
     for file in rule_files(path)? {
         let read = std::fs::read(&file)
@@ -188,17 +226,13 @@ pub fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, DocumentErrors> {
                     format!("cannot be read ({e}); check that it exists and is readable"),
                 )
             })
-            .and_then(|bytes| parse_rules(&file, &bytes));
+            .and_then(|bytes| parse_documents(&file, &bytes));
         match read {
-            Ok(found) => rules.extend(found),
+            Ok(found) => documents.extend(found),
             Err(errors) => problems.extend(errors.problems),
         }
     }
-    if problems.is_empty() {
-        Ok(rules)
-    } else {
-        Err(DocumentErrors { problems })
-    }
+    Ok((documents, problems))
 }
 
 /// Reads the rules in the content `bytes` of `file` (whose name picks the syntax).
@@ -208,24 +242,19 @@ pub fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, DocumentErrors> {
 /// A syntax error, a document that is neither a rule nor a list of rules, or every problem of
 /// every rule in it.
 pub fn parse_rules(file: &Path, bytes: &[u8]) -> Result<Vec<RuleDocument>, DocumentErrors> {
-    let documents = parse_documents(file, bytes)?;
-    let of = documents.len();
-    let mut rules = Vec::with_capacity(of);
+    check_rules(parse_documents(file, bytes)?)
+}
+
+/// Checks each document as a rule, collecting every problem of every one.
+fn check_rules(documents: Vec<Document>) -> Result<Vec<RuleDocument>, DocumentErrors> {
+    let mut rules = Vec::with_capacity(documents.len());
     let mut problems = Vec::new();
-    for (index, document) in documents.into_iter().enumerate() {
-        let source = DocumentSource {
-            file: file.to_path_buf(),
-            index,
-            of,
-        };
-        let id = document
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        match Rule::from_json_value(document) {
+    for Document { source, value } in documents {
+        let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+        match Rule::from_json_value(value) {
             Ok(rule) => rules.push(RuleDocument { source, rule }),
             Err(errors) => problems.extend(errors.errors.into_iter().map(|e| DocumentProblem {
-                file: file.to_path_buf(),
+                file: source.file.clone(),
                 rule: Some(source.clone()),
                 id: id.clone(),
                 field: e.path,
@@ -240,8 +269,26 @@ pub fn parse_rules(file: &Path, bytes: &[u8]) -> Result<Vec<RuleDocument>, Docum
     }
 }
 
-/// The documents in `bytes`: one object, or each item of a list.
-fn parse_documents(file: &Path, bytes: &[u8]) -> Result<Vec<Value>, DocumentErrors> {
+/// The documents in `bytes` of `file`, one object or each item of a list, with their places.
+pub fn parse_documents(file: &Path, bytes: &[u8]) -> Result<Vec<Document>, DocumentErrors> {
+    let values = parse_values(file, bytes)?;
+    let of = values.len();
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| Document {
+            source: DocumentSource {
+                file: file.to_path_buf(),
+                index,
+                of,
+            },
+            value,
+        })
+        .collect())
+}
+
+/// The values in `bytes`: one object, or each item of a list.
+fn parse_values(file: &Path, bytes: &[u8]) -> Result<Vec<Value>, DocumentErrors> {
     let syntax = |message: String| DocumentErrors::file(file, message);
     let value: Value = match file.extension().and_then(|e| e.to_str()) {
         Some("json") => serde_json::from_slice(bytes)

@@ -21,8 +21,8 @@ mod rule;
 mod validation;
 
 pub use documents::{
-    is_rule_file, parse_rules, read_rules, rule_files, DocumentErrors, DocumentProblem,
-    DocumentSource, RuleDocument,
+    is_rule_file, parse_documents, parse_rules, read_documents, read_rules, rule_files, Document,
+    DocumentErrors, DocumentProblem, DocumentSource, RuleDocument,
 };
 pub use entry_point::{EntryPoint, EntryPointError, MAX_ENTRY_POINT_LEN};
 pub use level::Level;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
-use rulebook_rules::{Rule, RuleDocument};
+use rulebook_rules::{Document, DocumentErrors, Rule, RuleDocument};
 use serde_json::{json, Value};
 
 use super::client::{segment, Client, ClientOpts};
@@ -145,7 +145,7 @@ impl RulesArgs {
                 out_json(&answer.body);
             }
             RulesCommand::Create { file, reason } => {
-                let mut rule = single(read_rules(&file)?, &file)?;
+                let mut rule = single(read_documents(&file)?, &file)?;
                 with_reason(&mut rule, reason);
                 let answer = client
                     .send(Method::POST, "/v1/rules", Some(&rule), None)
@@ -158,10 +158,8 @@ impl RulesArgs {
                 if_match,
                 reason,
             } => {
-                let mut rule = single(read_rules(&file)?, &file)?;
-                // A file without a `version` reads as version 0, which no stored rule has.
-                let version =
-                    if_match.or_else(|| rule["version"].as_i64().filter(|version| *version > 0));
+                let mut rule = single(read_documents(&file)?, &file)?;
+                let version = if_match.or_else(|| rule["version"].as_i64());
                 let Some(version) = version else {
                     return Err(CliError::usage(format!(
                         "`{}` has no `version`: give the version you read with --if-match",
@@ -323,49 +321,67 @@ fn print_table(rules: &[Value]) {
     ));
 }
 
-fn single(mut rules: Vec<RuleDocument>, file: &Path) -> Result<Value, CliError> {
-    if rules.len() != 1 {
+fn single(mut documents: Vec<Document>, file: &Path) -> Result<Value, CliError> {
+    if documents.len() != 1 {
         return Err(CliError::usage(format!(
             "`{}` holds {} rules; this command takes exactly one (use `rules import` for many)",
             file.display(),
-            rules.len()
+            documents.len()
         )));
     }
-    rule_value(&rules.remove(0).rule)
+    Ok(documents.remove(0).value)
 }
 
-/// The rules in a file, a folder of files (subfolders too), or standard input (`-`), read and
-/// checked by the rules crate's reader, which names every problem's file, rule and field.
+/// The documents in a file, a folder of files (subfolders too), or standard input (`-`), as the
+/// rules crate's reader reads them; the server checks them as rules.
+fn read_documents(path: &Path) -> Result<Vec<Document>, CliError> {
+    if path == Path::new("-") {
+        rulebook_rules::parse_documents(path, &stdin()?)
+    } else {
+        rulebook_rules::read_documents(path)
+    }
+    .map_err(refused)
+}
+
+/// The rules in a file, a folder of files or standard input, read and checked by the rules
+/// crate's reader, which names every problem's file, rule and field.
 fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, CliError> {
-    let read = if path == Path::new("-") {
-        let mut text = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut text)
-            .map_err(|e| CliError::usage(format!("cannot read standard input: {e}")))?;
-        rulebook_rules::parse_rules(path, &text)
+    if path == Path::new("-") {
+        rulebook_rules::parse_rules(path, &stdin()?)
     } else {
         rulebook_rules::read_rules(path)
-    };
-    read.map_err(|errors| {
-        let n = errors.problems.len();
-        CliError::new(
-            Exit::Refused,
-            format!(
-                "nothing was sent: fix {} and try again\n{}",
-                if n == 1 {
-                    "this problem".to_owned()
-                } else {
-                    format!("these {n} problems")
-                },
-                errors
-                    .problems
-                    .iter()
-                    .map(|p| format!("  - {p}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ),
-        )
-    })
+    }
+    .map_err(refused)
+}
+
+fn stdin() -> Result<Vec<u8>, CliError> {
+    let mut text = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut text)
+        .map_err(|e| CliError::usage(format!("cannot read standard input: {e}")))?;
+    Ok(text)
+}
+
+/// The reader's problems, one per line: nothing was sent.
+fn refused(errors: DocumentErrors) -> CliError {
+    let n = errors.problems.len();
+    CliError::new(
+        Exit::Refused,
+        format!(
+            "nothing was sent: fix {} and try again\n{}",
+            if n == 1 {
+                "this problem".to_owned()
+            } else {
+                format!("these {n} problems")
+            },
+            errors
+                .problems
+                .iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    )
 }
 
 /// A checked rule as the JSON the API takes.
