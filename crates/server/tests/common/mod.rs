@@ -285,6 +285,12 @@ impl Running {
         self.child.id()
     }
 
+    /// Sends SIGKILL (no shutdown of any kind) and waits for the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the process; returns its exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
