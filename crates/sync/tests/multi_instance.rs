@@ -648,19 +648,32 @@ async fn a_cursor_older_than_the_pruned_log_flushes_everything() {
         .create_rule(TENANT, rule("P1", "checkout"), &common::author())
         .await
         .unwrap();
-    b.feed.read_now();
-    b.caught_up().await;
+    // B reads only when asked. A read returns only rows below the cluster's transaction horizon
+    // (the commit-safe cursor), which transactions of other databases may hold back for a moment:
+    // ask again until B has what it waits for.
+    let head = a.store.head_seq().await.unwrap();
+    eventually("B to read the create", CONVERGE, || async {
+        b.feed.read_now();
+        b.feed.status().cursor_seq >= head
+    })
+    .await;
     converge(&[&b], "checkout", "P1", 1).await;
     let v2 = bump(&a.store, "P1", false).await;
-    eventually("the log to be pruned past B's cursor", CONVERGE, || async {
-        let status = a.feed.status().pruning.unwrap();
-        status.rows_pruned >= 2
-            && matches!(
-                a.store.read_feed(&Cursor::beginning()).await,
-                Ok(FeedRead::Pruned)
-            )
-            && a.store.changes_since(&Cursor::beginning()).await == Err(StoreError::CursorPruned)
-    })
+    // Pruning also waits for that horizon.
+    eventually(
+        "the log to be pruned past B's cursor",
+        4 * CONVERGE,
+        || async {
+            let status = a.feed.status().pruning.unwrap();
+            status.rows_pruned >= 2
+                && matches!(
+                    a.store.read_feed(&Cursor::beginning()).await,
+                    Ok(FeedRead::Pruned)
+                )
+                && a.store.changes_since(&Cursor::beginning()).await
+                    == Err(StoreError::CursorPruned)
+        },
+    )
     .await;
     assert_eq!(
         b.version("checkout", "P1").await,
@@ -682,8 +695,11 @@ async fn a_cursor_older_than_the_pruned_log_flushes_everything() {
     a.stop().await;
     let writer = rulebook_store::Store::open(&db.url).await.unwrap();
     let v3 = bump(&writer, "P1", true).await;
-    b.feed.read_now();
-    converge(&[&b], "checkout", "P1", v3).await;
+    eventually("B to read the update", CONVERGE, || async {
+        b.feed.read_now();
+        b.version("checkout", "P1").await == Some(v3)
+    })
+    .await;
     let status = b.feed.status();
     assert_eq!(status.full_flushes, 1, "{status:?}");
     assert!(status.changes_applied >= 2, "{status:?}");
