@@ -13,6 +13,7 @@ use rulebook_rules::DEFAULT_TENANT;
 use rulebook_store::{TokenRecord, TokenRole};
 
 use crate::error::ApiError;
+use crate::metrics::AuthFailure;
 use crate::state::AppState;
 
 /// The tenant header.
@@ -76,9 +77,10 @@ async fn resolve(
         Some(role) => {
             let token = authenticate(parts, state).await?;
             if token.role < role {
+                state.metrics().auth_failed(AuthFailure::ForbiddenRole);
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "forbidden_role",
+                    AuthFailure::ForbiddenRole.label(),
                     format!(
                         "token `{}` has the `{}` role; this needs `{}`: use a token with that role",
                         token.name,
@@ -88,9 +90,10 @@ async fn resolve(
                 ));
             }
             if !token.covers_tenant(&tenant) {
+                state.metrics().auth_failed(AuthFailure::ForbiddenTenant);
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "forbidden_tenant",
+                    AuthFailure::ForbiddenTenant.label(),
                     format!(
                         "token `{}` is limited to tenant `{}` and cannot act on tenant `{tenant}`: use a token for that tenant",
                         token.name,
@@ -128,12 +131,14 @@ fn tenant_of(parts: &Parts) -> Result<String, ApiError> {
 }
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<TokenRecord, ApiError> {
-    let unauthorized = |code: &'static str, message: &str| {
-        ApiError::new(StatusCode::UNAUTHORIZED, code, message.to_owned())
+    // Counted here, where the reason is known; a store failure is not the caller's and is not.
+    let unauthorized = |why: AuthFailure, message: &str| {
+        state.metrics().auth_failed(why);
+        ApiError::new(StatusCode::UNAUTHORIZED, why.label(), message.to_owned())
     };
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized(
-            "missing_token",
+            AuthFailure::MissingToken,
             "this needs a token: send `Authorization: Bearer <token>` (create one with `rulebook tokens create`)",
         ));
     };
@@ -145,7 +150,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<TokenRecord, Ap
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
             unauthorized(
-                "bad_token",
+                AuthFailure::BadToken,
                 "the `Authorization` header is not `Bearer <token>`: send the token after `Bearer `",
             )
         })?;
@@ -161,7 +166,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<TokenRecord, Ap
     }
     state.store().authenticate(secret).await?.ok_or_else(|| {
         unauthorized(
-            "invalid_token",
+            AuthFailure::InvalidToken,
             "the token is not valid (unknown or revoked): check it, or create a new one with `rulebook tokens create`",
         )
     })

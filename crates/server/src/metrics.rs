@@ -29,6 +29,46 @@ pub struct Metrics {
     /// Per route, then per method. A read-write lock: a new route is written once, every
     /// request after that only reads (and looks up by `&str`, allocating nothing).
     routes: RwLock<HashMap<String, HashMap<String, Arc<RouteMetrics>>>>,
+    /// Failed authentications and authorisations, indexed by [`AuthFailure`].
+    auth_failures: [AtomicU64; AuthFailure::ALL.len()],
+}
+
+/// Why a request was refused for its token: the `reason` label of
+/// `rulebook_auth_failures_total`, a fixed set so the label cannot grow with input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization` header where one is needed.
+    MissingToken,
+    /// An `Authorization` header that is not `Bearer <token>`.
+    BadToken,
+    /// A token that is unknown or revoked.
+    InvalidToken,
+    /// A valid token whose role is too low.
+    ForbiddenRole,
+    /// A valid token limited to another tenant.
+    ForbiddenTenant,
+}
+
+impl AuthFailure {
+    /// Every reason, in the order of the counters.
+    pub const ALL: [AuthFailure; 5] = [
+        AuthFailure::MissingToken,
+        AuthFailure::BadToken,
+        AuthFailure::InvalidToken,
+        AuthFailure::ForbiddenRole,
+        AuthFailure::ForbiddenTenant,
+    ];
+
+    /// The label value, also the error code of the refusal.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::MissingToken => "missing_token",
+            AuthFailure::BadToken => "bad_token",
+            AuthFailure::InvalidToken => "invalid_token",
+            AuthFailure::ForbiddenRole => "forbidden_role",
+            AuthFailure::ForbiddenTenant => "forbidden_tenant",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -53,6 +93,33 @@ impl RouteMetrics {
 }
 
 impl Metrics {
+    /// Counts one refused token.
+    pub fn auth_failed(&self, why: AuthFailure) {
+        self.auth_failures[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tokens refused for `why` so far.
+    pub fn auth_failures(&self, why: AuthFailure) -> u64 {
+        self.auth_failures[why as usize].load(Ordering::Relaxed)
+    }
+
+    fn write_auth_failures(&self, out: &mut String) {
+        header(
+            out,
+            "rulebook_auth_failures_total",
+            "counter",
+            "requests refused for their token (missing, malformed, unknown or revoked, wrong role, wrong tenant)",
+        );
+        for why in AuthFailure::ALL {
+            let _ = writeln!(
+                out,
+                "rulebook_auth_failures_total{{reason=\"{}\"}} {}",
+                why.label(),
+                self.auth_failures(why)
+            );
+        }
+    }
+
     /// Records one request.
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let existing = self
@@ -217,6 +284,7 @@ fn escape(value: &str) -> String {
 pub fn render(state: &AppState) -> String {
     let mut out = String::with_capacity(8 * 1024);
     state.metrics().write_requests(&mut out);
+    state.metrics().write_auth_failures(&mut out);
 
     let stats = state.registry().cache_stats();
     let counters: [(&str, u64, &str); 15] = [

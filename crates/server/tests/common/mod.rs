@@ -217,6 +217,15 @@ pub fn binary() -> Command {
 
 impl Running {
     pub fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Running {
+        Running::start_with_stderr(database_url, extra_env, Stdio::inherit())
+    }
+
+    /// As [`Running::start`], with the process's standard error (its log) sent to `stderr`.
+    pub fn start_with_stderr(
+        database_url: &str,
+        extra_env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Running {
         let mut command = binary();
         command
             .args([
@@ -230,7 +239,7 @@ impl Running {
             .env("RULEBOOK_POLL_INTERVAL", "50ms")
             .env_remove("RULEBOOK_ADMIN_TOKEN")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in extra_env {
             command.env(k, v);
         }
