@@ -1,5 +1,4 @@
-//! `rulebook-client`: the wire format of Rulebook's HTTP API, shared by the server (which
-//! answers with these types) and by clients (which read them), so the two cannot drift.
+#![doc = include_str!("../README.md")]
 //!
 //! ## A tour of the modules
 //!
@@ -8,7 +7,16 @@
 //!   stream's events, parameter and enabled answers, and [`wire::Fresh`], any answer with the
 //!   `seq` it reflects.
 //! - [`sse`]: the Server-Sent Events parser for the change stream.
+//! - `client`: [`Client`], the HTTP API typed.
+//! - `replica`: [`Replica`], the tenant's rules in-process, kept current by the change stream,
+//!   answering `evaluate`, `param`, `is_enabled` and `score` with the server's semantics (its
+//!   correctness argument is in the module's docs).
 #![deny(missing_docs)]
 
+mod client;
+mod replica;
 pub mod sse;
 pub mod wire;
+
+pub use client::{Client, ClientError};
+pub use replica::{Replica, ReplicaStatus};

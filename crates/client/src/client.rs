@@ -1,0 +1,296 @@
+//! [`Client`]: the HTTP API, typed. Every answer comes back with its `seq` ([`Fresh`]).
+
+use std::time::Duration;
+
+use rulebook_rules::{Evaluation, Rule, ScoreResult};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::wire::{EnabledAnswer, Fresh, ParamAnswer, Snapshot, MIN_SEQ_HEADER};
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error (`{"error": {"code", "message"}}`).
+    #[error("{status} {code}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The stable machine-readable code, such as `rule_not_found` or `not_yet_current`.
+        code: String,
+        /// What to fix.
+        message: String,
+    },
+    /// The server could not be reached, or its answer could not be read.
+    #[error("cannot reach the server at `{url}`: {reason}")]
+    Unreachable {
+        /// The server's base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A replica could not answer (see [`crate::Replica`]).
+    #[error("{0}")]
+    Replica(String),
+}
+
+impl ClientError {
+    /// The API error code, when the server answered with an error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one Rulebook server (or load balancer) for one tenant. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    tenant: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct EvaluateBody<'a> {
+    context: &'a Value,
+}
+
+/// The answer of `GET /v1/rules`.
+#[derive(Debug, Clone, Deserialize)]
+struct RuleList {
+    rules: Vec<Rule>,
+}
+
+impl Client {
+    /// A client of the server at `base` (such as `http://127.0.0.1:8080`) for tenant `default`,
+    /// without a token.
+    pub fn new(base: impl Into<String>) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: None,
+            tenant: rulebook_rules::DEFAULT_TENANT.to_owned(),
+        }
+    }
+
+    /// The same client sending `token` (`Authorization: Bearer`).
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The same client for `tenant` (`X-Tenant-ID`).
+    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Client {
+        self.tenant = tenant.into();
+        self
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("x-tenant-id", &self.tenant);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    pub(crate) fn unreachable(&self, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Sends `request` and reads a JSON answer (an error answer becomes [`ClientError::Api`]).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
+                Ok(envelope) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: envelope.error.code,
+                    message: envelope.error.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "unexpected".to_owned(),
+                    message: String::from_utf8_lossy(&bytes).into_owned(),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))
+    }
+
+    fn with_min_seq(
+        request: reqwest::RequestBuilder,
+        min_seq: Option<i64>,
+    ) -> reqwest::RequestBuilder {
+        match min_seq {
+            Some(seq) => request.header(MIN_SEQ_HEADER, seq),
+            None => request,
+        }
+    }
+
+    /// `GET /v1/snapshot`: every rule of the tenant and the `seq` it reflects.
+    pub async fn snapshot(&self, min_seq: Option<i64>) -> Result<Fresh<Snapshot>, ClientError> {
+        let request =
+            Client::with_min_seq(self.request(reqwest::Method::GET, "/v1/snapshot"), min_seq);
+        self.call(request).await
+    }
+
+    /// `POST /v1/evaluate/{entry_point}` with `context` (a JSON object).
+    pub async fn evaluate(
+        &self,
+        entry_point: &str,
+        context: &Value,
+        min_seq: Option<i64>,
+    ) -> Result<Fresh<Evaluation>, ClientError> {
+        let request = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/evaluate/{}", segment(entry_point)),
+            )
+            .json(&EvaluateBody { context });
+        self.call(Client::with_min_seq(request, min_seq)).await
+    }
+
+    /// `GET /v1/params/{rule_id}/{field}`.
+    pub async fn param(
+        &self,
+        rule_id: &str,
+        field: &str,
+        min_seq: Option<i64>,
+    ) -> Result<Fresh<ParamAnswer>, ClientError> {
+        let path = format!("/v1/params/{}/{}", segment(rule_id), segment(field));
+        let request = Client::with_min_seq(self.request(reqwest::Method::GET, &path), min_seq);
+        self.call(request).await
+    }
+
+    /// `GET /v1/rules/{id}/enabled`.
+    pub async fn is_enabled(
+        &self,
+        rule_id: &str,
+        min_seq: Option<i64>,
+    ) -> Result<Fresh<EnabledAnswer>, ClientError> {
+        let path = format!("/v1/rules/{}/enabled", segment(rule_id));
+        let request = Client::with_min_seq(self.request(reqwest::Method::GET, &path), min_seq);
+        self.call(request).await
+    }
+
+    /// `POST /v1/score/{scorecard}` with `input`.
+    pub async fn score(
+        &self,
+        scorecard: &str,
+        input: &Value,
+    ) -> Result<Fresh<ScoreResult>, ClientError> {
+        let request = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/score/{}", segment(scorecard)),
+            )
+            .json(&json!({ "input": input }));
+        self.call(request).await
+    }
+
+    /// `GET /v1/rules`: every rule of the tenant.
+    pub async fn rules(&self) -> Result<Fresh<Vec<Rule>>, ClientError> {
+        let list: Fresh<RuleList> = self
+            .call(self.request(reqwest::Method::GET, "/v1/rules"))
+            .await?;
+        Ok(Fresh {
+            seq: list.seq,
+            body: list.body.rules,
+        })
+    }
+
+    /// `GET /v1/rules/{id}`.
+    pub async fn rule(&self, id: &str, min_seq: Option<i64>) -> Result<Fresh<Rule>, ClientError> {
+        let path = format!("/v1/rules/{}", segment(id));
+        let request = Client::with_min_seq(self.request(reqwest::Method::GET, &path), min_seq);
+        self.call(request).await
+    }
+
+    /// `POST /v1/rules`: creates `rule` (a rule document); the answer's `seq` is the write's.
+    pub async fn create_rule(&self, rule: &Value) -> Result<Fresh<Rule>, ClientError> {
+        self.call(self.request(reqwest::Method::POST, "/v1/rules").json(rule))
+            .await
+    }
+
+    /// `PATCH /v1/rules/{id}/params`: merges `params` into the rule's params.
+    pub async fn update_params(
+        &self,
+        id: &str,
+        params: Map<String, Value>,
+    ) -> Result<Fresh<Rule>, ClientError> {
+        let path = format!("/v1/rules/{}/params", segment(id));
+        let request = self
+            .request(reqwest::Method::PATCH, &path)
+            .json(&json!({ "params": params }));
+        self.call(request).await
+    }
+
+    /// `POST /v1/rules/{id}/enable` or `/disable`.
+    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<Fresh<Rule>, ClientError> {
+        let verb = if enabled { "enable" } else { "disable" };
+        let path = format!("/v1/rules/{}/{verb}", segment(id));
+        self.call(self.request(reqwest::Method::POST, &path)).await
+    }
+
+    /// `DELETE /v1/rules/{id}`; the answer's `seq` is the write's.
+    pub async fn delete_rule(&self, id: &str) -> Result<i64, ClientError> {
+        let path = format!("/v1/rules/{}", segment(id));
+        let answer: Fresh<Value> = self
+            .call(self.request(reqwest::Method::DELETE, &path))
+            .await?;
+        Ok(answer.seq)
+    }
+}
+
+/// One URL path segment, percent-encoded.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,565 @@
+//! [`Replica`]: the tenant's rules held in-process, kept current by the change stream.
+//!
+//! ## How it stays current
+//!
+//! The replica loads `GET /v1/snapshot` (every rule and the `seq` it reflects), compiles it with
+//! the rules crate exactly as the server does (a ruleset per entry point from the rules whose
+//! `entry_point` it is, the parameter snapshot from every rule, a scorecard per
+//! `scorecard:<name>` tag), and follows `GET /v1/changes` from that `seq`. Events name what
+//! changed, never values: for each batch of events the replica fetches each changed rule with
+//! `min_seq` set to the batch's highest `seq` (so whichever instance answers has applied it; a
+//! 404 means deleted), recompiles what the rules touch, and then publishes a new view whose `seq`
+//! is the batch's highest event id. A heartbeat's id moves the `seq` without a fetch. A `reset`
+//! loads a new snapshot; a dropped stream reconnects with `Last-Event-ID` (the view's `seq`)
+//! after a growing pause (100 ms doubling to 5 s); while the server is away every read keeps
+//! answering from the last view, and [`Replica::status`] says how stale it is.
+//!
+//! ## Why a read is never behind a write its caller made
+//!
+//! One task, the follower, builds views; a view is immutable and published whole (an `Arc`
+//! swapped under a lock held only for the swap), then its `seq` is sent on a watch channel.
+//! Every event id is a position through which the server has sent every change of the tenant,
+//! and a rule fetched with `min_seq = s` reflects every change through `s`; so a published view
+//! with `seq = s` reflects every change through `s`. A write through the replica records its
+//! `seq` (the server's answer) before it returns; a read first compares the current view's `seq`
+//! with the highest such `seq` and, if behind, waits on the watch channel for a view at or past
+//! it (up to the read wait, 5 s by default, then an error rather than a stale answer). Readers
+//! never block the follower and the follower never blocks readers beyond the pointer swap.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, RwLock};
+use rulebook_rules::{
+    EntryPoint, EvalLimits, Evaluation, Params, Rule, Ruleset, ScoreRequest, ScoreResult, Scorecard,
+};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::client::{Client, ClientError};
+use crate::sse::SseParser;
+use crate::wire::{self, ChangeEvent, Heartbeat};
+
+/// The longest line the change stream may send.
+const MAX_LINE: usize = 1 << 20;
+
+/// What [`Replica::status`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaStatus {
+    /// The position the replica's answers reflect: every change of the tenant through it.
+    pub seq: i64,
+    /// Whether the change stream is connected now.
+    pub connected: bool,
+    /// When the last change event arrived.
+    pub last_change_at: Option<DateTime<Utc>>,
+    /// When the stream last said anything (a change or a heartbeat): how stale the replica may
+    /// be while the server is away.
+    pub last_heard_at: Option<DateTime<Utc>>,
+    /// The last failure (unreachable server, unreadable stream), cleared on reconnection.
+    pub last_error: Option<String>,
+    /// Snapshots loaded (1 after the start; more after resets).
+    pub snapshots: u64,
+    /// How many rules the replica holds.
+    pub rules: usize,
+}
+
+/// One immutable state of the replica.
+#[derive(Debug)]
+struct View {
+    seq: i64,
+    rules: BTreeMap<String, Rule>,
+    rulesets: HashMap<EntryPoint, Result<Arc<Ruleset>, String>>,
+    params: Arc<Params>,
+    scorecards: HashMap<String, Result<Arc<Scorecard>, String>>,
+}
+
+impl View {
+    fn build(seq: i64, rules: BTreeMap<String, Rule>) -> View {
+        let mut view = View {
+            seq,
+            rulesets: HashMap::new(),
+            params: Arc::new(Params::from_rules(Vec::new())),
+            scorecards: HashMap::new(),
+            rules,
+        };
+        let entry_points: BTreeSet<EntryPoint> = view
+            .rules
+            .values()
+            .filter_map(|r| r.entry_point.clone())
+            .collect();
+        let scorecards: BTreeSet<String> = view.rules.values().flat_map(scorecard_names).collect();
+        view.recompile(&entry_points, &scorecards);
+        view
+    }
+
+    /// Recompiles these entry points and scorecards and the parameter snapshot, the way the
+    /// server's registry loads them.
+    fn recompile(&mut self, entry_points: &BTreeSet<EntryPoint>, scorecards: &BTreeSet<String>) {
+        for ep in entry_points {
+            let rules = self.sorted(|r| r.entry_point.as_ref() == Some(ep));
+            if rules.is_empty() {
+                self.rulesets.remove(ep);
+            } else {
+                let compiled = Ruleset::compile(ep.clone(), rules)
+                    .map(Arc::new)
+                    .map_err(|e| format!("entry point `{ep}` cannot be compiled: {e}"));
+                self.rulesets.insert(ep.clone(), compiled);
+            }
+        }
+        for name in scorecards {
+            let tag = format!("scorecard:{name}");
+            let rules = self.sorted(|r| r.has_tag(&tag));
+            if rules.is_empty() {
+                self.scorecards.remove(name);
+            } else {
+                let compiled = Scorecard::compile(name.clone(), rules)
+                    .map(Arc::new)
+                    .map_err(|e| format!("scorecard `{name}` cannot be compiled: {e}"));
+                self.scorecards.insert(name.clone(), compiled);
+            }
+        }
+        self.params = Arc::new(Params::from_rules(self.sorted(|_| true)));
+    }
+
+    /// The rules passing `keep`, by priority then id (the server's order).
+    fn sorted(&self, keep: impl Fn(&Rule) -> bool) -> Vec<Rule> {
+        let mut rules: Vec<Rule> = self.rules.values().filter(|r| keep(r)).cloned().collect();
+        rules.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id)));
+        rules
+    }
+}
+
+fn scorecard_names(rule: &Rule) -> Vec<String> {
+    rule.tags
+        .iter()
+        .filter_map(|t| t.strip_prefix("scorecard:").map(str::to_owned))
+        .collect()
+}
+
+struct Inner {
+    client: Client,
+    /// The current view. A read-write lock held only to clone or swap the `Arc`.
+    view: RwLock<Arc<View>>,
+    /// The current view's `seq`, for readers waiting for their own writes.
+    seq: watch::Sender<i64>,
+    /// The highest `seq` of a write made through this replica.
+    own: AtomicI64,
+    /// Reported state. A mutex: touched once per event batch or status call.
+    status: Mutex<ReplicaStatus>,
+    limits: EvalLimits,
+    read_wait: Duration,
+}
+
+/// A local replica of one tenant's rules (see the module docs). Stops following when dropped.
+pub struct Replica {
+    inner: Arc<Inner>,
+    follower: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("server", &self.inner.client.base())
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+impl Replica {
+    /// Loads the snapshot through `client` and starts following the change stream. Fails when
+    /// the first snapshot cannot be loaded. Must be called inside a tokio runtime.
+    pub async fn start(client: Client) -> Result<Replica, ClientError> {
+        let snapshot = client.snapshot(None).await?;
+        let rules = snapshot
+            .body
+            .rules
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let view = View::build(snapshot.seq, rules);
+        let status = ReplicaStatus {
+            seq: view.seq,
+            connected: false,
+            last_change_at: None,
+            last_heard_at: Some(Utc::now()),
+            last_error: None,
+            snapshots: 1,
+            rules: view.rules.len(),
+        };
+        let inner = Arc::new(Inner {
+            client,
+            seq: watch::Sender::new(view.seq),
+            view: RwLock::new(Arc::new(view)),
+            own: AtomicI64::new(0),
+            status: Mutex::new(status),
+            limits: EvalLimits::default(),
+            read_wait: Duration::from_secs(5),
+        });
+        let follower = tokio::spawn(follow(Arc::clone(&inner)));
+        Ok(Replica { inner, follower })
+    }
+
+    /// The client the replica uses (for calls the replica does not answer itself).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// How current the replica is.
+    pub fn status(&self) -> ReplicaStatus {
+        let mut status = self.inner.status.lock().clone();
+        status.seq = self.inner.view.read().seq;
+        status
+    }
+
+    /// Waits until the replica reflects `seq`, for at most `timeout`; returns the `seq` reached.
+    pub async fn wait_for(&self, seq: i64, timeout: Duration) -> Result<i64, ClientError> {
+        let mut watch = self.inner.seq.subscribe();
+        let reached = tokio::time::timeout(timeout, watch.wait_for(|s| *s >= seq))
+            .await
+            .map(|r| r.map(|s| *s));
+        match reached {
+            Ok(Ok(reached)) => Ok(reached),
+            _ => Err(ClientError::Replica(format!(
+                "the replica reflects the changes through seq {}, not yet {seq}, after waiting {timeout:?}: see status() for why",
+                *self.inner.seq.borrow()
+            ))),
+        }
+    }
+
+    /// The current view, once it reflects every write made through this replica.
+    async fn view(&self) -> Result<Arc<View>, ClientError> {
+        let own = self.inner.own.load(Ordering::SeqCst);
+        {
+            let view = self.inner.view.read();
+            if view.seq >= own {
+                return Ok(Arc::clone(&view));
+            }
+        }
+        self.wait_for(own, self.inner.read_wait).await?;
+        Ok(Arc::clone(&self.inner.view.read()))
+    }
+
+    /// Evaluates `entry_point` against `context` now, in-process, as the server would.
+    pub async fn evaluate(
+        &self,
+        entry_point: &str,
+        context: &Value,
+    ) -> Result<Evaluation, ClientError> {
+        self.evaluate_at(entry_point, context, Utc::now()).await
+    }
+
+    /// [`Replica::evaluate`] at time `at`.
+    pub async fn evaluate_at(
+        &self,
+        entry_point: &str,
+        context: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<Evaluation, ClientError> {
+        let ep = EntryPoint::parse(entry_point).map_err(|e| ClientError::Replica(e.to_string()))?;
+        if !context.is_object() {
+            return Err(ClientError::Replica(
+                "`context` must be a JSON object such as {\"country\": \"FR\"}".to_owned(),
+            ));
+        }
+        let view = self.view().await?;
+        let ruleset = match view.rulesets.get(&ep) {
+            Some(Ok(ruleset)) => Arc::clone(ruleset),
+            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
+            None => Arc::new(
+                Ruleset::compile(ep, Vec::new())
+                    .map_err(|e| ClientError::Replica(e.to_string()))?,
+            ),
+        };
+        ruleset
+            .evaluate(context, at, &self.inner.limits)
+            .map_err(|e| ClientError::Replica(e.to_string()))
+    }
+
+    /// A parameter's current value, or `None` when the rule or the param does not exist.
+    pub async fn param(&self, rule_id: &str, field: &str) -> Result<Option<Value>, ClientError> {
+        let view = self.view().await?;
+        Ok(view.params.value(rule_id, field).cloned())
+    }
+
+    /// Whether a rule is enabled, or `None` when it does not exist.
+    pub async fn is_enabled(&self, rule_id: &str) -> Result<Option<bool>, ClientError> {
+        let view = self.view().await?;
+        Ok(view.params.is_enabled(rule_id))
+    }
+
+    /// Scores `input` with scorecard `name` now, in-process, as the server would.
+    pub async fn score(&self, name: &str, input: Value) -> Result<ScoreResult, ClientError> {
+        let view = self.view().await?;
+        let scorecard = match view.scorecards.get(name) {
+            Some(Ok(scorecard)) => Arc::clone(scorecard),
+            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
+            None => {
+                return Err(ClientError::Replica(format!(
+                    "scorecard `{name}` has no factors in tenant `{}`",
+                    self.inner.client.tenant()
+                )))
+            }
+        };
+        let request = ScoreRequest {
+            input,
+            overrides: Default::default(),
+        };
+        scorecard
+            .score(&request, Utc::now(), &self.inner.limits)
+            .map_err(|e| ClientError::Replica(e.to_string()))
+    }
+
+    fn wrote(&self, seq: i64) -> i64 {
+        self.inner.own.fetch_max(seq, Ordering::SeqCst);
+        seq
+    }
+
+    /// Creates a rule on the server; the replica's next read reflects it. Returns the write's
+    /// `seq`.
+    pub async fn create_rule(&self, rule: &Value) -> Result<i64, ClientError> {
+        let answer = self.inner.client.create_rule(rule).await?;
+        Ok(self.wrote(answer.seq))
+    }
+
+    /// Merges `params` into a rule's params on the server; the replica's next read reflects it.
+    pub async fn update_params(
+        &self,
+        id: &str,
+        params: Map<String, Value>,
+    ) -> Result<i64, ClientError> {
+        let answer = self.inner.client.update_params(id, params).await?;
+        Ok(self.wrote(answer.seq))
+    }
+
+    /// Enables or disables a rule on the server; the replica's next read reflects it.
+    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<i64, ClientError> {
+        let answer = self.inner.client.set_enabled(id, enabled).await?;
+        Ok(self.wrote(answer.seq))
+    }
+
+    /// Deletes a rule on the server; the replica's next read reflects it.
+    pub async fn delete_rule(&self, id: &str) -> Result<i64, ClientError> {
+        let seq = self.inner.client.delete_rule(id).await?;
+        Ok(self.wrote(seq))
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Arc<View> {
+        Arc::clone(&self.view.read())
+    }
+
+    fn publish(&self, view: View) {
+        let seq = view.seq;
+        let rules = view.rules.len();
+        *self.view.write() = Arc::new(view);
+        self.seq.send_if_modified(|current| {
+            let moved = seq > *current;
+            *current = (*current).max(seq);
+            moved
+        });
+        self.status.lock().rules = rules;
+    }
+
+    fn failed(&self, error: String) {
+        let mut status = self.status.lock();
+        status.connected = false;
+        status.last_error = Some(error);
+    }
+}
+
+/// How a stream ended.
+enum Ended {
+    /// Reconnect with `Last-Event-ID`.
+    Resume,
+    /// Load a snapshot first.
+    Reset,
+}
+
+/// The follower task: follows the stream, reconnecting and reloading as needed.
+async fn follow(inner: Arc<Inner>) {
+    let mut pause = Duration::from_millis(100);
+    let mut needs_snapshot = false;
+    loop {
+        let outcome = async {
+            if needs_snapshot {
+                reload(&inner).await?;
+            }
+            stream(&inner).await
+        }
+        .await;
+        match outcome {
+            Ok(Ended::Resume) => {
+                needs_snapshot = false;
+                pause = Duration::from_millis(100);
+                inner.status.lock().connected = false;
+                continue;
+            }
+            Ok(Ended::Reset) => {
+                needs_snapshot = true;
+                inner.status.lock().connected = false;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the replica's change stream failed; retrying");
+                inner.failed(e.to_string());
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Loads a new snapshot (never older than the current view) and publishes it.
+async fn reload(inner: &Inner) -> Result<(), ClientError> {
+    let at_least = inner.current().seq;
+    let snapshot = inner.client.snapshot(Some(at_least)).await?;
+    let rules = snapshot
+        .body
+        .rules
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    inner.publish(View::build(snapshot.seq.max(at_least), rules));
+    inner.status.lock().snapshots += 1;
+    Ok(())
+}
+
+/// Follows one connection of the change stream from the current view's `seq`.
+async fn stream(inner: &Inner) -> Result<Ended, ClientError> {
+    let after = inner.current().seq;
+    let mut response = inner
+        .client
+        .request(reqwest::Method::GET, "/v1/changes")
+        .header("last-event-id", after)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .map_err(|e| inner.client.unreachable(e))?;
+    if !response.status().is_success() {
+        return Err(ClientError::Api {
+            status: response.status().as_u16(),
+            code: "changes_refused".to_owned(),
+            message: response.text().await.unwrap_or_default(),
+        });
+    }
+    {
+        let mut status = inner.status.lock();
+        status.connected = true;
+        status.last_error = None;
+    }
+    let mut parser = SseParser::new(MAX_LINE);
+    loop {
+        let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| inner.client.unreachable(e))?
+        else {
+            return Ok(Ended::Resume);
+        };
+        let events = parser
+            .feed(&chunk)
+            .map_err(|e| inner.client.unreachable(e))?;
+        let mut changes: Vec<ChangeEvent> = Vec::new();
+        let mut reached = inner.current().seq;
+        let mut ended = None;
+        for event in events {
+            let data = |what: &str| {
+                inner
+                    .client
+                    .unreachable(format!("an unreadable `{what}` event: {}", event.data))
+            };
+            match event.event.as_str() {
+                wire::EVENT_CHANGE => {
+                    let change: ChangeEvent =
+                        serde_json::from_str(&event.data).map_err(|_| data("change"))?;
+                    reached = reached.max(change.seq);
+                    changes.push(change);
+                }
+                wire::EVENT_HEARTBEAT => {
+                    let beat: Heartbeat =
+                        serde_json::from_str(&event.data).map_err(|_| data("heartbeat"))?;
+                    reached = reached.max(beat.seq);
+                }
+                wire::EVENT_RESET => ended = Some(Ended::Reset),
+                wire::EVENT_END => ended = Some(Ended::Resume),
+                _ => {}
+            }
+            if ended.is_some() {
+                break;
+            }
+        }
+        apply(inner, changes, reached).await?;
+        if let Some(ended) = ended {
+            return Ok(ended);
+        }
+    }
+}
+
+/// Applies one batch: fetches the changed rules reflecting at least `reached`, recompiles what
+/// they touch, publishes a view at `reached`.
+async fn apply(inner: &Inner, changes: Vec<ChangeEvent>, reached: i64) -> Result<(), ClientError> {
+    let now = Some(Utc::now());
+    {
+        let mut status = inner.status.lock();
+        status.last_heard_at = now;
+        if !changes.is_empty() {
+            status.last_change_at = now;
+        }
+    }
+    let current = inner.current();
+    if changes.is_empty() && reached <= current.seq {
+        return Ok(());
+    }
+    let mut rules = current.rules.clone();
+    let mut entry_points = BTreeSet::new();
+    let mut scorecards = BTreeSet::new();
+    let ids: BTreeSet<&str> = changes.iter().map(|c| c.rule_id.as_str()).collect();
+    for change in &changes {
+        for ep in &change.entry_points {
+            if let Ok(ep) = EntryPoint::parse(ep) {
+                entry_points.insert(ep);
+            }
+        }
+        for tag in &change.tags {
+            if let Some(name) = tag.strip_prefix("scorecard:") {
+                scorecards.insert(name.to_owned());
+            }
+        }
+    }
+    for id in ids {
+        match inner.client.rule(id, Some(reached)).await {
+            Ok(fresh) => {
+                entry_points.extend(fresh.body.entry_point.clone());
+                scorecards.extend(scorecard_names(&fresh.body));
+                rules.insert(id.to_owned(), fresh.body);
+            }
+            Err(e) if e.code() == Some("rule_not_found") => {
+                rules.remove(id);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut view = View {
+        seq: reached,
+        rules,
+        rulesets: current.rulesets.clone(),
+        params: Arc::clone(&current.params),
+        scorecards: current.scorecards.clone(),
+    };
+    if !changes.is_empty() {
+        view.recompile(&entry_points, &scorecards);
+    }
+    inner.publish(view);
+    Ok(())
+}
