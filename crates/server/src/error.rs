@@ -176,6 +176,12 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::NotFound { .. } => ApiError::not_found("rule_not_found", error.to_string()),
+            StoreError::VersionNotFound { .. } => {
+                ApiError::not_found("version_not_found", error.to_string())
+            }
+            StoreError::DecisionNotFound { .. } => {
+                ApiError::not_found("decision_not_found", error.to_string())
+            }
             StoreError::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "rule_exists", error.to_string())
             }

@@ -263,6 +263,7 @@ pub(crate) enum Arg {
     Text(String),
     OptText(Option<String>),
     I64(i64),
+    OptI64(Option<i64>),
     I32(i32),
     Bool(bool),
     Time(DateTime<Utc>),
@@ -286,6 +287,11 @@ impl From<Option<String>> for Arg {
 impl From<i64> for Arg {
     fn from(v: i64) -> Arg {
         Arg::I64(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::OptI64(v)
     }
 }
 impl From<i32> for Arg {
@@ -319,6 +325,7 @@ macro_rules! bind_all {
                 Arg::Text(v) => q.bind(v),
                 Arg::OptText(v) => q.bind(v),
                 Arg::I64(v) => q.bind(v),
+                Arg::OptI64(v) => q.bind(v),
                 Arg::I32(v) => q.bind(v),
                 Arg::Bool(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v),

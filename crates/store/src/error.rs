@@ -20,6 +20,26 @@ pub enum StoreError {
         /// The rule id asked for.
         id: String,
     },
+    /// The rule has a history, but no version with this number.
+    #[error(
+        "rule `{id}` has no version {version}: its versions are 1 to {latest} (see its history)"
+    )]
+    VersionNotFound {
+        /// The rule id.
+        id: String,
+        /// The version asked for.
+        version: i64,
+        /// The last version in its history.
+        latest: i64,
+    },
+    /// No logged decision with this id in this tenant.
+    #[error("decision `{id}` is not in the decision log of tenant `{tenant}`: it was never logged (is the server started with --decision-log?), or it was pruned after the retention period")]
+    DecisionNotFound {
+        /// The tenant that was searched.
+        tenant: String,
+        /// The decision id asked for.
+        id: String,
+    },
     /// A create named an id that is taken.
     #[error("rule `{id}` already exists in tenant `{tenant}`: update it, or choose another id")]
     AlreadyExists {

@@ -17,10 +17,15 @@
 //! - `tokens`: the server's API tokens.
 //! - `hooks` (feature `test-hooks`, for tests only): `Store::fail_next_write` and
 //!   `Store::pause_next_write`, which act on a write between its rows and its commit.
+//! - `versions`: the history read back: one version, [`VersionDiff`] (RFC 6902 JSON Patch and a
+//!   field list), [`Store::rollback_rule`], and [`Store::rules_as_of`] for evaluating as of a time.
+//! - `decisions`: [`DecisionLog`], the opt-in decision log, written off the request path in
+//!   batches and pruned after its retention.
 #![deny(missing_docs)]
 
 mod change_log;
 mod db;
+mod decisions;
 pub mod deps;
 mod error;
 mod files;
@@ -31,10 +36,15 @@ mod notifications;
 mod registry;
 mod store;
 mod tokens;
+mod versions;
 mod write;
 
 pub use change_log::{Change, ChangeListener, ChangeOp, Cursor, FeedRead};
 pub use db::{redact_url, Backend, StoreOptions};
+pub use decisions::{
+    ContextPolicy, Decision, DecisionKind, DecisionLog, DecisionLogConfig, DecisionLogStats,
+    DecisionQuery, NewDecision, VersionsUsed,
+};
 pub use error::StoreError;
 pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
 #[cfg(feature = "test-hooks")]
@@ -47,4 +57,5 @@ pub use registry::{
 };
 pub use store::Store;
 pub use tokens::{TokenRecord, TokenRole};
+pub use versions::{FieldChange, VersionDiff};
 pub use write::{ImportReport, Written};

@@ -50,6 +50,9 @@ pub enum ChangeKind {
     Delete,
     /// Written by a bulk import or a rule file.
     Import,
+    /// A rollback: the content of an earlier version written again as a new version (also how
+    /// a deleted rule is restored). The entry's `restored_from` names that version.
+    Rollback,
 }
 
 impl ChangeKind {
@@ -63,6 +66,7 @@ impl ChangeKind {
             ChangeKind::Disable => "disable",
             ChangeKind::Delete => "delete",
             ChangeKind::Import => "import",
+            ChangeKind::Rollback => "rollback",
         }
     }
 
@@ -75,6 +79,7 @@ impl ChangeKind {
             ChangeKind::Disable,
             ChangeKind::Delete,
             ChangeKind::Import,
+            ChangeKind::Rollback,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -96,6 +101,9 @@ pub struct HistoryEntry {
     pub reason: Option<String>,
     /// When.
     pub changed_at: DateTime<Utc>,
+    /// For a rollback: the earlier version whose content this version restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<i64>,
 }
 
 /// The time a write records: now, to the microsecond, which both backends store exactly.
@@ -197,14 +205,19 @@ pub(crate) async fn fetch_rule(
     row.map(RuleRow::into_rule).transpose()
 }
 
+/// The columns a [`HistoryRow`] reads.
+pub(crate) const HISTORY_COLUMNS: &str =
+    "version, kind, snapshot, changed_by, reason, changed_at, restored_from";
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct HistoryRow {
-    version: i64,
-    kind: String,
+    pub(crate) version: i64,
+    pub(crate) kind: String,
     snapshot: String,
     changed_by: String,
     reason: Option<String>,
     changed_at: DateTime<Utc>,
+    restored_from: Option<i64>,
 }
 
 impl HistoryRow {
@@ -227,6 +240,7 @@ impl HistoryRow {
             changed_by: self.changed_by,
             reason: self.reason,
             changed_at: self.changed_at,
+            restored_from: self.restored_from,
         })
     }
 }

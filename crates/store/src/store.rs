@@ -8,7 +8,9 @@ use rulebook_rules::{EntryPoint, Rule, DEFAULT_TENANT};
 use crate::change_log::{Change, ChangeListener};
 use crate::db::{args, redact_url, Backend, Pool, StoreOptions};
 use crate::error::{db_error, StoreError};
-use crate::model::{fetch_rule, Author, HistoryEntry, HistoryRow, RuleRow, RULE_COLUMNS};
+use crate::model::{
+    fetch_rule, Author, HistoryEntry, HistoryRow, RuleRow, HISTORY_COLUMNS, RULE_COLUMNS,
+};
 
 /// The rule store: one behaviour over SQLite or PostgreSQL. Cheap to clone (an `Arc` inside).
 ///
@@ -242,8 +244,10 @@ impl Store {
         let mut conn = held.conn();
         let rows: Vec<HistoryRow> = conn
             .fetch_all(
-                "SELECT version, kind, snapshot, changed_by, reason, changed_at FROM rule_history \
-                 WHERE tenant = $1 AND rule_id = $2 ORDER BY version, id",
+                &format!(
+                    "SELECT {HISTORY_COLUMNS} FROM rule_history \
+                     WHERE tenant = $1 AND rule_id = $2 ORDER BY version, id"
+                ),
                 args![tenant, id],
             )
             .await

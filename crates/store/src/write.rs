@@ -46,14 +46,14 @@ pub struct Written {
 }
 
 /// A write transaction in progress.
-struct WriteTx {
-    tx: Tx,
+pub(crate) struct WriteTx {
+    pub(crate) tx: Tx,
     /// SQLite: the change log's head when the write lock was taken; the rows after it are ours.
     before_seq: i64,
 }
 
 impl Store {
-    async fn begin_rule_write(&self, tenant: &str) -> Result<WriteTx, StoreError> {
+    pub(crate) async fn begin_rule_write(&self, tenant: &str) -> Result<WriteTx, StoreError> {
         let mut tx = self.pool().begin_write().await?;
         let mut conn = tx.conn();
         if !tenant_exists(&mut conn, tenant).await? {
@@ -68,7 +68,10 @@ impl Store {
 
     /// Reads the transaction's change rows, commits, and then (only then) hands the changes to
     /// the listeners. Returns the changes.
-    async fn finish_rule_write(&self, mut write: WriteTx) -> Result<Vec<Change>, StoreError> {
+    pub(crate) async fn finish_rule_write(
+        &self,
+        mut write: WriteTx,
+    ) -> Result<Vec<Change>, StoreError> {
         let changes = own_changes(&mut write.tx.conn(), self.backend(), write.before_seq).await?;
         #[cfg(feature = "test-hooks")]
         if self.hooks().before_commit().await {
@@ -129,6 +132,7 @@ impl Store {
             &id,
             Some(expected_version),
             ChangeKind::Update,
+            None,
             author,
             |_| Ok(rule),
         )
@@ -150,6 +154,7 @@ impl Store {
             id,
             expected_version,
             ChangeKind::Params,
+            None,
             author,
             |mut rule| {
                 rule.params = params;
@@ -175,10 +180,18 @@ impl Store {
         } else {
             ChangeKind::Disable
         };
-        self.modify(tenant, id, expected_version, kind, author, |mut rule| {
-            rule.enabled = enabled;
-            Ok(rule)
-        })
+        self.modify(
+            tenant,
+            id,
+            expected_version,
+            kind,
+            None,
+            author,
+            |mut rule| {
+                rule.enabled = enabled;
+                Ok(rule)
+            },
+        )
         .await
     }
 
@@ -306,13 +319,15 @@ impl Store {
     }
 
     /// Reads the rule, checks the version, applies `change` (which validates), writes the new
-    /// version and its history row.
-    async fn modify(
+    /// version and its history row (naming `restored_from` for a rollback).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn modify(
         &self,
         tenant: &str,
         id: &str,
         expected_version: Option<i64>,
         kind: ChangeKind,
+        restored_from: Option<i64>,
         author: &Author,
         change: impl FnOnce(Rule) -> Result<Rule, StoreError>,
     ) -> Result<Written, StoreError> {
@@ -337,7 +352,7 @@ impl Store {
                     current_version: now_at.version,
                 });
             }
-            insert_history(&mut conn, &next, next.version, kind, author).await?;
+            insert_history_row(&mut conn, &next, next.version, kind, author, restored_from).await?;
             next
         };
         let seq = last_seq(self.finish_rule_write(write).await?)?;
@@ -346,7 +361,7 @@ impl Store {
 }
 
 /// The `seq` of a one-rule write's change (the trigger writes exactly one row per rule row).
-fn last_seq(changes: Vec<Change>) -> Result<i64, StoreError> {
+pub(crate) fn last_seq(changes: Vec<Change>) -> Result<i64, StoreError> {
     changes
         .last()
         .map(|c| c.seq)
@@ -354,7 +369,7 @@ fn last_seq(changes: Vec<Change>) -> Result<i64, StoreError> {
 }
 
 /// Sets the tenant and validates, before any write.
-fn prepare(tenant: &str, mut rule: Rule) -> Result<Rule, StoreError> {
+pub(crate) fn prepare(tenant: &str, mut rule: Rule) -> Result<Rule, StoreError> {
     crate::store::validate_tenant_id(tenant)?;
     if rule.tenant != tenant && rule.tenant != DEFAULT_TENANT {
         return Err(StoreError::Invalid(format!(
@@ -374,7 +389,7 @@ fn validate(rule: &Rule) -> Result<(), StoreError> {
     })
 }
 
-fn check_version(current: &Rule, expected: Option<i64>) -> Result<(), StoreError> {
+pub(crate) fn check_version(current: &Rule, expected: Option<i64>) -> Result<(), StoreError> {
     match expected {
         Some(expected) if expected != current.version => Err(StoreError::Conflict {
             id: current.id.clone(),
@@ -401,14 +416,14 @@ fn stamp_update(
     next.updated_by = Some(author.name.clone());
 }
 
-fn not_found(tenant: &str, id: &str) -> StoreError {
+pub(crate) fn not_found(tenant: &str, id: &str) -> StoreError {
     StoreError::NotFound {
         tenant: tenant.to_owned(),
         id: id.to_owned(),
     }
 }
 
-fn already_exists(tenant: &str, id: &str) -> StoreError {
+pub(crate) fn already_exists(tenant: &str, id: &str) -> StoreError {
     StoreError::AlreadyExists {
         tenant: tenant.to_owned(),
         id: id.to_owned(),
@@ -416,7 +431,7 @@ fn already_exists(tenant: &str, id: &str) -> StoreError {
 }
 
 /// Inserts the row of a new rule; a taken id is [`StoreError::AlreadyExists`].
-async fn insert_row(conn: &mut Conn<'_>, rule: &Rule) -> Result<(), StoreError> {
+pub(crate) async fn insert_row(conn: &mut Conn<'_>, rule: &Rule) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO rules (tenant, id, entry_point, enabled, priority, tags, version, document, \
          created_at, created_by, updated_at, updated_by) \
@@ -493,9 +508,21 @@ async fn insert_history(
     kind: ChangeKind,
     author: &Author,
 ) -> Result<(), StoreError> {
+    insert_history_row(conn, rule, version, kind, author, None).await
+}
+
+/// Writes one history row; `restored_from` names the version a rollback restores.
+pub(crate) async fn insert_history_row(
+    conn: &mut Conn<'_>,
+    rule: &Rule,
+    version: i64,
+    kind: ChangeKind,
+    author: &Author,
+    restored_from: Option<i64>,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO rule_history (tenant, rule_id, version, kind, snapshot, changed_by, reason, \
-         changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         changed_at, restored_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         args![
             rule.tenant.clone(),
             rule.id.clone(),
@@ -505,6 +532,7 @@ async fn insert_history(
             author.name.clone(),
             author.reason.clone(),
             now(),
+            restored_from,
         ],
     )
     .await
@@ -512,7 +540,7 @@ async fn insert_history(
     Ok(())
 }
 
-async fn last_history_version(
+pub(crate) async fn last_history_version(
     conn: &mut Conn<'_>,
     tenant: &str,
     id: &str,

@@ -183,7 +183,11 @@ impl From<rulebook_store::StoreError> for CliError {
     fn from(error: rulebook_store::StoreError) -> CliError {
         use rulebook_store::StoreError as E;
         let exit = match &error {
-            E::NotFound { .. } | E::TokenNotFound(_) | E::UnknownTenant(_) => Exit::NotFound,
+            E::NotFound { .. }
+            | E::VersionNotFound { .. }
+            | E::DecisionNotFound { .. }
+            | E::TokenNotFound(_)
+            | E::UnknownTenant(_) => Exit::NotFound,
             E::Invalid(_) | E::InvalidUrl { .. } | E::Validation { .. } => Exit::Refused,
             E::AlreadyExists { .. } | E::Conflict { .. } => Exit::Conflict,
             _ => Exit::Server,

@@ -1,0 +1,529 @@
+//! The decision log: every evaluation answer appended to a table, written off the request path.
+//!
+//! A request hands its decision to [`DecisionLog::record`], which only puts it on a bounded
+//! queue (no I/O, no serialisation of the context, no hashing): a background task takes what has
+//! queued up, in batches, and writes each batch in one transaction with multi-row inserts. So the
+//! cost on the request path is a queue push, and the database sees a few large writes instead of
+//! one per request. When the queue is full (the database cannot keep up) a decision is dropped
+//! and counted, rather than letting memory grow or slowing evaluation down: the log is an audit
+//! aid, and [`DecisionLogStats::dropped`] says when it is incomplete.
+//!
+//! The same task prunes decisions older than the retention, once at start and then every
+//! [`DecisionLogConfig::prune_every`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use rulebook_rules::Ruleset;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::db::{args, Arg};
+use crate::error::{db_error, StoreError};
+use crate::Store;
+
+/// What kind of answer a decision is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionKind {
+    /// An evaluation of an entry point (`POST /v1/evaluate/...`, and each result of a batch).
+    Evaluate,
+    /// A scorecard's score (`POST /v1/score/...`).
+    Score,
+}
+
+impl DecisionKind {
+    /// The name stored in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Evaluate => "evaluate",
+            DecisionKind::Score => "score",
+        }
+    }
+
+    fn parse(text: &str) -> Option<DecisionKind> {
+        match text {
+            "evaluate" => Some(DecisionKind::Evaluate),
+            "score" => Some(DecisionKind::Score),
+            _ => None,
+        }
+    }
+}
+
+/// The versions of the rules a decision was made with.
+#[derive(Debug, Clone)]
+pub enum VersionsUsed {
+    /// Every rule of this compiled ruleset (matched or not), read off the request path.
+    Ruleset(Arc<Ruleset>),
+    /// These rule ids and versions.
+    Listed(Vec<(String, i64)>),
+}
+
+/// A decision as the request path hands it to [`DecisionLog::record`]. The context is serialised
+/// and hashed by the writer, not by the request.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    /// The decision id the answer carried.
+    pub id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Evaluation or score.
+    pub kind: DecisionKind,
+    /// The entry point evaluated (or the scorecard scored).
+    pub entry_point: String,
+    /// When the decision was made (to the microsecond, as the store keeps times).
+    pub decided_at: DateTime<Utc>,
+    /// The rule versions it was made with.
+    pub versions: VersionsUsed,
+    /// The input as sent.
+    pub context: Value,
+    /// The answer's JSON, exactly as sent to the caller.
+    pub answer: Vec<u8>,
+}
+
+/// A logged decision, as `GET /v1/decisions/{id}` answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The decision id.
+    pub decision_id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Evaluation or score.
+    pub kind: DecisionKind,
+    /// The entry point (or scorecard).
+    pub entry_point: String,
+    /// When it was made; replaying it `as_of` this time uses the same rule versions.
+    pub decided_at: DateTime<Utc>,
+    /// Rule id to version, for every rule the decision was made with.
+    pub versions: BTreeMap<String, i64>,
+    /// The input, unless the log keeps only its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    /// The SHA-256 of the input's JSON as Rulebook writes it (keys sorted, no spaces), in hex.
+    pub context_sha256: String,
+    /// The answer as it was sent.
+    pub answer: Value,
+}
+
+/// Which decisions `GET /v1/decisions` lists.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    /// Only this entry point (or scorecard).
+    pub entry_point: Option<String>,
+    /// Only decisions made at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only decisions made before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many, oldest first.
+    pub limit: u32,
+}
+
+/// What the log keeps of each decision's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextPolicy {
+    /// The input itself, and its SHA-256.
+    Full,
+    /// Only the SHA-256 of the input (for inputs that hold personal data).
+    Sha256,
+}
+
+/// How the decision log runs.
+#[derive(Debug, Clone)]
+pub struct DecisionLogConfig {
+    /// How long a decision is kept before pruning removes it.
+    pub retention: Duration,
+    /// What is kept of the input.
+    pub context: ContextPolicy,
+    /// The most decisions waiting to be written; beyond it decisions are dropped and counted.
+    pub queue: usize,
+    /// The most decisions written in one transaction.
+    pub batch: usize,
+    /// How often decisions older than the retention are pruned.
+    pub prune_every: Duration,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        DecisionLogConfig {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            context: ContextPolicy::Full,
+            queue: 50_000,
+            batch: 500,
+            prune_every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The decision log's counters since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DecisionLogStats {
+    /// Decisions written.
+    pub written: u64,
+    /// Decisions dropped because the queue was full.
+    pub dropped: u64,
+    /// Decisions lost because their batch could not be written (the log has the cause).
+    pub failed: u64,
+    /// Decisions removed by pruning.
+    pub pruned: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    pruned: AtomicU64,
+}
+
+enum Message {
+    Decision(Box<NewDecision>),
+    /// Answered once every decision queued before it is written.
+    Flush(oneshot::Sender<()>),
+    /// Like `Flush`, then the writer ends.
+    Stop(oneshot::Sender<()>),
+}
+
+/// The running decision log: a handle on the queue and its writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct DecisionLog {
+    inner: Arc<LogInner>,
+}
+
+struct LogInner {
+    sender: mpsc::Sender<Message>,
+    counters: Arc<Counters>,
+    config: DecisionLogConfig,
+    /// The writer task, taken by [`DecisionLog::stop`]. A mutex: touched once, at stop.
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for DecisionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionLog")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecisionLog {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn start(store: Store, config: DecisionLogConfig) -> DecisionLog {
+        let (sender, receiver) = mpsc::channel(config.queue.max(1));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(write_loop(
+            store,
+            config.clone(),
+            receiver,
+            Arc::clone(&counters),
+        ));
+        DecisionLog {
+            inner: Arc::new(LogInner {
+                sender,
+                counters,
+                config,
+                task: Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &DecisionLogConfig {
+        &self.inner.config
+    }
+
+    /// Queues `decision` for writing; never waits. Returns `false` (and counts it in
+    /// [`DecisionLogStats::dropped`]) when the queue is full or the log has stopped.
+    pub fn record(&self, decision: NewDecision) -> bool {
+        match self
+            .inner
+            .sender
+            .try_send(Message::Decision(Box::new(decision)))
+        {
+            Ok(()) => true,
+            Err(_) => {
+                self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Waits until every decision recorded before this call has been written (or has failed).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inner.sender.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Writes what is queued and stops the writer. Decisions recorded afterwards are dropped.
+    pub async fn stop(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inner.sender.send(Message::Stop(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        let task = self.inner.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> DecisionLogStats {
+        let c = &self.inner.counters;
+        DecisionLogStats {
+            written: c.written.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            pruned: c.pruned.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn write_loop(
+    store: Store,
+    config: DecisionLogConfig,
+    mut receiver: mpsc::Receiver<Message>,
+    counters: Arc<Counters>,
+) {
+    let mut prune = tokio::time::interval(config.prune_every.max(Duration::from_millis(10)));
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let batch = config.batch.max(1);
+    let mut messages = Vec::with_capacity(batch);
+    loop {
+        tokio::select! {
+            received = receiver.recv_many(&mut messages, batch) => {
+                if received == 0 {
+                    return;
+                }
+                let mut decisions = Vec::with_capacity(messages.len());
+                let mut waiting = Vec::new();
+                let mut stop = false;
+                for message in messages.drain(..) {
+                    match message {
+                        Message::Decision(d) => decisions.push(*d),
+                        Message::Flush(done) => waiting.push(done),
+                        Message::Stop(done) => {
+                            waiting.push(done);
+                            stop = true;
+                        }
+                    }
+                }
+                let n = decisions.len() as u64;
+                if n > 0 {
+                    match store.append_decisions(&decisions, config.context).await {
+                        Ok(()) => counters.written.fetch_add(n, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::warn!(error = %e, decisions = n, "decisions could not be logged");
+                            counters.failed.fetch_add(n, Ordering::Relaxed)
+                        }
+                    };
+                }
+                for done in waiting {
+                    let _ = done.send(());
+                }
+                if stop {
+                    return;
+                }
+            }
+            _ = prune.tick() => {
+                let cutoff = chrono::Duration::from_std(config.retention)
+                    .ok()
+                    .and_then(|keep| Utc::now().checked_sub_signed(keep));
+                if let Some(cutoff) = cutoff {
+                    match store.prune_decisions(cutoff).await {
+                        Ok(n) => counters.pruned.fetch_add(n, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "pruning the decision log failed");
+                            0
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Decisions per insert statement: 9 values each, well within both backends' limits.
+const ROWS_PER_INSERT: usize = 100;
+
+impl Store {
+    /// Writes `decisions` in one transaction, keeping of each context what `policy` says.
+    pub async fn append_decisions(
+        &self,
+        decisions: &[NewDecision],
+        policy: ContextPolicy,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin_write().await?;
+        for chunk in decisions.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO decisions (id, tenant, kind, entry_point, decided_at, versions, \
+                 context, context_sha256, answer) VALUES ",
+            );
+            let mut values: Vec<Arg> = Vec::with_capacity(chunk.len() * 9);
+            for (i, decision) in chunk.iter().enumerate() {
+                let base = i * 9;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=9 {
+                    if k > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", base + k));
+                }
+                sql.push(')');
+                let context = serde_json::to_string(&decision.context)
+                    .map_err(|e| StoreError::Internal(format!("serialising a context: {e}")))?;
+                let sha = hex(&Sha256::digest(context.as_bytes()));
+                let versions: BTreeMap<&str, i64> = match &decision.versions {
+                    VersionsUsed::Ruleset(ruleset) => ruleset.rules().collect(),
+                    VersionsUsed::Listed(list) => {
+                        list.iter().map(|(id, v)| (id.as_str(), *v)).collect()
+                    }
+                };
+                let versions = serde_json::to_string(&versions)
+                    .map_err(|e| StoreError::Internal(format!("serialising versions: {e}")))?;
+                values.extend(args![
+                    decision.id.clone(),
+                    decision.tenant.clone(),
+                    decision.kind.as_str(),
+                    decision.entry_point.clone(),
+                    decision.decided_at,
+                    versions,
+                    match policy {
+                        ContextPolicy::Full => Some(context),
+                        ContextPolicy::Sha256 => None,
+                    },
+                    sha,
+                    String::from_utf8_lossy(&decision.answer).into_owned(),
+                ]);
+            }
+            tx.conn()
+                .execute(&sql, values)
+                .await
+                .map_err(|e| db_error("writing the decision log", e))?;
+        }
+        tx.commit().await
+    }
+
+    /// Logged decision `id` of `tenant` ([`StoreError::DecisionNotFound`] if there is none).
+    pub async fn decision(&self, tenant: &str, id: &str) -> Result<Decision, StoreError> {
+        let mut held = self.pool().acquire().await?;
+        let row: Option<DecisionRow> = held
+            .conn()
+            .fetch_optional(
+                &format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE tenant = $1 AND id = $2"),
+                args![tenant, id],
+            )
+            .await
+            .map_err(|e| db_error("reading the decision log", e))?;
+        match row {
+            Some(row) => row.into_decision(),
+            None => Err(StoreError::DecisionNotFound {
+                tenant: tenant.to_owned(),
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    /// Logged decisions of `tenant` matching `query`, oldest first.
+    pub async fn list_decisions(
+        &self,
+        tenant: &str,
+        query: &DecisionQuery,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let mut sql = format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE tenant = $1");
+        let mut values = args![tenant];
+        if let Some(ep) = &query.entry_point {
+            values.push(Arg::from(ep.clone()));
+            sql.push_str(&format!(" AND entry_point = ${}", values.len()));
+        }
+        if let Some(since) = query.since {
+            values.push(Arg::from(since));
+            sql.push_str(&format!(" AND decided_at >= ${}", values.len()));
+        }
+        if let Some(until) = query.until {
+            values.push(Arg::from(until));
+            sql.push_str(&format!(" AND decided_at < ${}", values.len()));
+        }
+        values.push(Arg::from(i64::from(query.limit)));
+        sql.push_str(&format!(" ORDER BY decided_at, id LIMIT ${}", values.len()));
+        let mut held = self.pool().acquire().await?;
+        let rows: Vec<DecisionRow> = held
+            .conn()
+            .fetch_all(&sql, values)
+            .await
+            .map_err(|e| db_error("reading the decision log", e))?;
+        rows.into_iter().map(DecisionRow::into_decision).collect()
+    }
+
+    /// Removes decisions made before `before`; returns how many.
+    pub async fn prune_decisions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut held = self.pool().acquire().await?;
+        held.conn()
+            .execute("DELETE FROM decisions WHERE decided_at < $1", args![before])
+            .await
+            .map_err(|e| db_error("pruning the decision log", e))
+    }
+}
+
+const DECISION_COLUMNS: &str =
+    "id, tenant, kind, entry_point, decided_at, versions, context, context_sha256, answer";
+
+#[derive(sqlx::FromRow)]
+struct DecisionRow {
+    id: String,
+    tenant: String,
+    kind: String,
+    entry_point: String,
+    decided_at: DateTime<Utc>,
+    versions: String,
+    context: Option<String>,
+    context_sha256: String,
+    answer: String,
+}
+
+impl DecisionRow {
+    fn into_decision(self) -> Result<Decision, StoreError> {
+        let corrupt = |what: &str| {
+            tracing::error!(decision = %self.id, "logged decision has a bad {what}");
+            StoreError::Internal(format!("logged decision `{}` has a bad {what}", self.id))
+        };
+        let kind = DecisionKind::parse(&self.kind).ok_or_else(|| corrupt("kind"))?;
+        let versions = serde_json::from_str(&self.versions).map_err(|_| corrupt("versions"))?;
+        let context = match &self.context {
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("context"))?),
+            None => None,
+        };
+        let answer = serde_json::from_str(&self.answer).map_err(|_| corrupt("answer"))?;
+        Ok(Decision {
+            decision_id: self.id,
+            tenant: self.tenant,
+            kind,
+            entry_point: self.entry_point,
+            decided_at: self.decided_at,
+            versions,
+            context,
+            context_sha256: self.context_sha256,
+            answer,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}

@@ -1,0 +1,431 @@
+//! The history read back (one version, diffs, rollback, rules as of a time) and the decision log,
+//! each on a fresh SQLite file and a fresh PostgreSQL database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::{ep, rule, TestDb};
+use rulebook_rules::{Action, Rule, Ruleset, DEFAULT_TENANT};
+use rulebook_store::{
+    Author, ChangeKind, ContextPolicy, DecisionKind, DecisionLog, DecisionLogConfig, DecisionQuery,
+    NewDecision, Registry, RegistryConfig, StoreError, VersionsUsed,
+};
+use serde_json::json;
+
+const T: &str = DEFAULT_TENANT;
+
+on_both_backends!(
+    a_version_can_be_read_diffed_and_rolled_back_through_the_write_path,
+    a_deleted_rule_is_restored_from_its_history,
+    rules_as_of_each_point_between_five_versions_are_those_versions,
+    the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_restart,
+);
+
+fn message(rule: &Rule) -> String {
+    match &rule.actions[0] {
+        Action::DisplayMessage { message, .. } => message.as_str().unwrap_or_default().to_owned(),
+        other => panic!("unexpected action {other:?}"),
+    }
+}
+
+fn no_ttl(store: &rulebook_store::Store) -> Registry {
+    Registry::with_config(
+        store.clone(),
+        RegistryConfig {
+            max_capacity: 1000,
+            time_to_live: None,
+        },
+    )
+}
+
+async fn a_version_can_be_read_diffed_and_rolled_back_through_the_write_path(db: &TestDb) {
+    let store = db.open().await;
+    let registry = no_ttl(&store);
+    let author = Author::new("alice");
+    store
+        .create_rule(T, rule("R-1", "promo", "first"), &author)
+        .await
+        .unwrap();
+    let mut v2 = rule("R-1", "promo", "second");
+    v2.priority = 7;
+    v2.tags = vec!["currency:EUR".into()];
+    store.update_rule(T, v2, 1, &author).await.unwrap();
+    // Warm the cache on version 2.
+    let ruleset = registry.ruleset(T, &ep("promo")).await.unwrap();
+    assert_eq!(ruleset.rules().next(), Some(("R-1", 2)));
+
+    let v1 = store.rule_version(T, "R-1", 1).await.unwrap();
+    assert_eq!((v1.version, v1.kind), (1, ChangeKind::Create));
+    assert_eq!(message(&v1.rule), "first");
+
+    let diff = store.diff_versions(T, "R-1", 1, 2).await.unwrap();
+    let fields: BTreeMap<&str, (&str, Option<serde_json::Value>, Option<serde_json::Value>)> = diff
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.field.as_str(),
+                (c.change, c.before.clone(), c.after.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields["actions[0].message"],
+        ("changed", Some(json!("first")), Some(json!("second")))
+    );
+    assert_eq!(fields["priority"].0, "changed");
+    assert!(
+        fields.contains_key("tags") || fields.contains_key("tags[0]"),
+        "{fields:?}"
+    );
+    assert!(
+        !fields
+            .keys()
+            .any(|f| f.starts_with("version") || f.starts_with("updated")),
+        "bookkeeping is not a change: {fields:?}"
+    );
+    // The patch turns version 1's document into version 2's.
+    let mut doc = serde_json::to_value(&v1.rule).unwrap();
+    json_patch_apply(&mut doc, &diff.patch);
+    let v2_doc =
+        serde_json::to_value(&store.rule_version(T, "R-1", 2).await.unwrap().rule).unwrap();
+    for field in ["actions", "priority", "tags", "condition"] {
+        assert_eq!(doc[field], v2_doc[field], "{field}");
+    }
+
+    // A stale expected version is a conflict and writes nothing.
+    let err = store
+        .rollback_rule(T, "R-1", 1, Some(1), &author)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                current_version: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = store
+        .rollback_rule(T, "R-1", 9, None, &author)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::VersionNotFound { latest: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1 to 2"), "{err}");
+
+    let back = store
+        .rollback_rule(
+            T,
+            "R-1",
+            1,
+            Some(2),
+            &author.clone().with_reason("wrong wording"),
+        )
+        .await
+        .unwrap()
+        .rule;
+    assert_eq!(back.version, 3);
+    assert_eq!((message(&back), back.priority), ("first".to_owned(), 0));
+    // The writer's own cache already serves it (invalidated after commit, before returning).
+    let ruleset = registry.ruleset(T, &ep("promo")).await.unwrap();
+    assert_eq!(ruleset.rules().next(), Some(("R-1", 3)));
+    let history = store.history(T, "R-1").await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(
+        (
+            last.version,
+            last.kind,
+            last.restored_from,
+            last.reason.as_deref()
+        ),
+        (3, ChangeKind::Rollback, Some(1), Some("wrong wording"))
+    );
+    // The change log has the rollback like any write, and nothing else changed.
+    assert_eq!(history.len(), 3);
+    let diff = store.diff_versions(T, "R-1", 1, 3).await.unwrap();
+    assert!(diff.patch.is_empty() && diff.changes.is_empty(), "{diff:?}");
+}
+
+/// Applies an RFC 6902 patch (the store's dependency, used here only to check the diff).
+fn json_patch_apply(doc: &mut serde_json::Value, patch: &json_patch::Patch) {
+    json_patch::patch(doc, patch).unwrap();
+}
+
+async fn a_deleted_rule_is_restored_from_its_history(db: &TestDb) {
+    let store = db.open().await;
+    let registry = no_ttl(&store);
+    let author = Author::new("bob");
+    store
+        .create_rule(T, rule("R-2", "promo", "kept"), &author)
+        .await
+        .unwrap();
+    let deleted = store.delete_rule(T, "R-2", None, &author).await.unwrap();
+    assert!(registry.ruleset(T, &ep("promo")).await.unwrap().is_empty());
+
+    let err = store
+        .rollback_rule(T, "R-2", 2, None, &author)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("roll back to version 1")),
+        "{err}"
+    );
+    // If-Match for a deleted rule names the version that recorded the deletion.
+    let err = store
+        .rollback_rule(T, "R-2", 1, Some(1), &author)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                current_version: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let restored = store
+        .rollback_rule(T, "R-2", 1, Some(2), &author)
+        .await
+        .unwrap();
+    assert!(
+        restored.seq > deleted.seq,
+        "the restore is a change of its own"
+    );
+    let restored = restored.rule;
+    assert_eq!(
+        (restored.version, message(&restored)),
+        (3, "kept".to_owned())
+    );
+    assert_eq!(store.get_rule(T, "R-2").await.unwrap().version, 3);
+    assert_eq!(
+        registry
+            .ruleset(T, &ep("promo"))
+            .await
+            .unwrap()
+            .rules()
+            .next(),
+        Some(("R-2", 3))
+    );
+    let history = store.history(T, "R-2").await.unwrap();
+    let kinds: Vec<ChangeKind> = history.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [ChangeKind::Create, ChangeKind::Delete, ChangeKind::Rollback]
+    );
+    // Restoring again while it exists is an ordinary rollback, not a second create.
+    let again = store
+        .rollback_rule(T, "R-2", 1, None, &author)
+        .await
+        .unwrap();
+    assert_eq!(again.rule.version, 4);
+}
+
+/// A rule through five versions (create, update, disable, delete, restore), plus a rule created
+/// only at the end: at each point in between, the rules as of that time are exactly the
+/// versions that stood then.
+async fn rules_as_of_each_point_between_five_versions_are_those_versions(db: &TestDb) {
+    let store = db.open().await;
+    let author = Author::new("carol");
+    let promo = ep("promo");
+    let as_of = |at: DateTime<Utc>| {
+        let store = store.clone();
+        let promo = promo.clone();
+        async move {
+            let rules = store.rules_as_of(T, at).await.unwrap();
+            let mut here: Vec<(String, i64, bool)> = rules
+                .into_iter()
+                .filter(|r| r.entry_point.as_ref() == Some(&promo))
+                .map(|r| (r.id, r.version, r.enabled))
+                .collect();
+            here.sort();
+            here
+        }
+    };
+    store
+        .create_rule(T, rule("R-3", "promo", "v1"), &author)
+        .await
+        .unwrap();
+    store
+        .update_rule(T, rule("R-3", "promo", "v2"), 1, &author)
+        .await
+        .unwrap();
+    store
+        .set_enabled(T, "R-3", false, Some(2), &author)
+        .await
+        .unwrap();
+    store.delete_rule(T, "R-3", Some(3), &author).await.unwrap();
+    store
+        .rollback_rule(T, "R-3", 2, None, &author)
+        .await
+        .unwrap();
+    store
+        .create_rule(T, rule("R-4", "promo", "later"), &author)
+        .await
+        .unwrap();
+    let history = store.history(T, "R-3").await.unwrap();
+    let times: Vec<DateTime<Utc>> = history.iter().map(|e| e.changed_at).collect();
+    assert_eq!(times.len(), 5);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    let later = store.history(T, "R-4").await.unwrap()[0].changed_at;
+    let before = |t: DateTime<Utc>| t - chrono::Duration::microseconds(1);
+
+    assert_eq!(as_of(before(times[0])).await, []);
+    assert_eq!(as_of(times[0]).await, [("R-3".into(), 1, true)]);
+    assert_eq!(as_of(before(times[1])).await, [("R-3".into(), 1, true)]);
+    assert_eq!(as_of(times[1]).await, [("R-3".into(), 2, true)]);
+    assert_eq!(as_of(times[2]).await, [("R-3".into(), 3, false)]);
+    assert_eq!(as_of(times[3]).await, []);
+    assert_eq!(as_of(before(times[4])).await, []);
+    assert_eq!(as_of(times[4]).await, [("R-3".into(), 5, true)]);
+    assert_eq!(as_of(before(later)).await, [("R-3".into(), 5, true)]);
+    assert_eq!(
+        as_of(later).await,
+        [("R-3".into(), 5, true), ("R-4".into(), 1, true)]
+    );
+    // What stood at version 2's time compiles and evaluates to version 2's answer.
+    let rules = store.rules_as_of(T, times[1]).await.unwrap();
+    let rules = rules
+        .into_iter()
+        .filter(|r| r.entry_point.as_ref() == Some(&promo))
+        .collect();
+    let ruleset = Ruleset::compile(promo.clone(), rules).unwrap();
+    let evaluation = ruleset
+        .evaluate(&json!({"country": "FR"}), times[1], &Default::default())
+        .unwrap();
+    assert_eq!(evaluation.matched[0].version, 2);
+    let err = store.rules_as_of("nobody", times[0]).await.unwrap_err();
+    assert!(matches!(err, StoreError::UnknownTenant(_)), "{err}");
+}
+
+fn decision(id: &str, entry_point: &str, at: DateTime<Utc>, n: i64) -> NewDecision {
+    NewDecision {
+        id: id.to_owned(),
+        tenant: T.to_owned(),
+        kind: DecisionKind::Evaluate,
+        entry_point: entry_point.to_owned(),
+        decided_at: at,
+        versions: VersionsUsed::Listed(vec![("R-1".into(), n)]),
+        context: json!({"n": n, "country": "FR"}),
+        answer: serde_json::to_vec(&json!({"decision_id": id, "matched": []})).unwrap(),
+    }
+}
+
+async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_restart(db: &TestDb) {
+    let store = db.open().await;
+    let log = DecisionLog::start(
+        store.clone(),
+        DecisionLogConfig {
+            batch: 7,
+            ..DecisionLogConfig::default()
+        },
+    );
+    // An hour ago, to the second: inside the default retention, outside a one-second one.
+    let t0 = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+    for n in 0..250 {
+        let ep = if n % 2 == 0 { "even" } else { "odd" };
+        let at = t0 + chrono::Duration::seconds(n);
+        assert!(log.record(decision(&format!("d-{n:03}"), ep, at, n)));
+    }
+    log.flush().await;
+    assert_eq!(log.stats().written, 250);
+
+    let one = store.decision(T, "d-042").await.unwrap();
+    assert_eq!(one.entry_point, "even");
+    assert_eq!(one.decided_at, t0 + chrono::Duration::seconds(42));
+    assert_eq!(one.versions, BTreeMap::from([("R-1".to_owned(), 42)]));
+    assert_eq!(one.context, Some(json!({"n": 42, "country": "FR"})));
+    assert_eq!(one.answer["decision_id"], "d-042");
+    assert_eq!(one.context_sha256.len(), 64);
+    let err = store.decision(T, "nope").await.unwrap_err();
+    assert!(matches!(err, StoreError::DecisionNotFound { .. }), "{err}");
+
+    let listed = store
+        .list_decisions(
+            T,
+            &DecisionQuery {
+                entry_point: Some("odd".into()),
+                since: Some(t0 + chrono::Duration::seconds(100)),
+                until: None,
+                limit: 5,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|d| d.decision_id.as_str()).collect();
+    assert_eq!(ids, ["d-101", "d-103", "d-105", "d-107", "d-109"]);
+
+    // The hash-only setting keeps no context, and the same hash for the same context.
+    let hashed = DecisionLog::start(
+        store.clone(),
+        DecisionLogConfig {
+            context: ContextPolicy::Sha256,
+            ..DecisionLogConfig::default()
+        },
+    );
+    let mut same = decision("h-1", "even", t0, 42);
+    same.context = json!({"country": "FR", "n": 42});
+    assert!(hashed.record(same));
+    hashed.stop().await;
+    let h = store.decision(T, "h-1").await.unwrap();
+    assert_eq!(h.context, None);
+    assert_eq!(h.context_sha256, one.context_sha256);
+    // A stopped log takes nothing more, and says so.
+    assert!(!hashed.record(decision("h-2", "even", t0, 1)));
+    assert_eq!(hashed.stats().dropped, 1);
+
+    // Pruning removes what is older than the cut-off, nothing newer.
+    let removed = store
+        .prune_decisions(t0 + chrono::Duration::seconds(200))
+        .await
+        .unwrap();
+    assert_eq!(removed, 201, "200 old ones and h-1");
+    log.stop().await;
+    store.close().await;
+
+    // Reopened (a restart), the rest is still there.
+    let store = db.open().await;
+    let rest = store
+        .list_decisions(
+            T,
+            &DecisionQuery {
+                limit: 1000,
+                ..DecisionQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 50);
+    assert_eq!(rest[0].decision_id, "d-200");
+
+    // The retention prunes on its own: a log that keeps one second removes all of these.
+    let short = DecisionLog::start(
+        store.clone(),
+        DecisionLogConfig {
+            retention: Duration::from_secs(1),
+            prune_every: Duration::from_millis(20),
+            ..DecisionLogConfig::default()
+        },
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while short.stats().pruned < 50 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            short.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    short.stop().await;
+}
