@@ -165,6 +165,13 @@ impl Scorecard {
         self.factors.iter().map(|f| f.factor.as_str())
     }
 
+    /// The scorecard's rules (factors and routing) with their versions, in no particular order.
+    pub fn rules(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
+        self.members
+            .iter()
+            .map(|(id, member)| (id.as_str(), member.compiled.version))
+    }
+
     /// Scores one request at time `at`.
     ///
     /// The request gets its own snapshot: the compiled scorecard (shared, immutable) plus its

@@ -85,6 +85,21 @@ pub struct Config {
     #[arg(long, env = "RULEBOOK_REDIS_CHANNEL", default_value = rulebook_sync::DEFAULT_REDIS_CHANNEL)]
     pub redis_channel: String,
 
+    /// Log every evaluation answer (its decision id, entry point, the versions of the rules used,
+    /// the context and the answer) to the database's decision log, read back with
+    /// `GET /v1/decisions`. Written in batches off the request path.
+    #[arg(long, env = "RULEBOOK_DECISION_LOG")]
+    pub decision_log: bool,
+
+    /// How long logged decisions are kept before they are pruned, like `30d` or `12h`.
+    #[arg(long, env = "RULEBOOK_DECISION_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub decision_log_retention: Duration,
+
+    /// What the decision log keeps of each context: `full` (the context and its SHA-256) or
+    /// `sha256` (only the hash, for contexts that hold personal data).
+    #[arg(long, env = "RULEBOOK_DECISION_LOG_CONTEXT", value_enum, default_value_t = LogContext::Full)]
+    pub decision_log_context: LogContext,
+
     /// The most database connections.
     #[arg(long, env = "RULEBOOK_DB_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub db_connections: u32,
@@ -96,6 +111,15 @@ pub struct Config {
     /// Which logs to show, as a tracing filter such as `info` or `rulebook=debug,sqlx=warn`.
     #[arg(long, env = "RULEBOOK_LOG", default_value = "info,sqlx=warn")]
     pub log: String,
+}
+
+/// What the decision log keeps of each context.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogContext {
+    /// The context itself, and its SHA-256.
+    Full,
+    /// Only the SHA-256 of the context.
+    Sha256,
 }
 
 /// How logs are written (to standard error).
@@ -143,6 +167,19 @@ impl Config {
         }
     }
 
+    /// The decision log's settings, when `--decision-log` is on.
+    pub fn decision_log_config(&self) -> Option<rulebook_store::DecisionLogConfig> {
+        self.decision_log
+            .then(|| rulebook_store::DecisionLogConfig {
+                retention: self.decision_log_retention,
+                context: match self.decision_log_context {
+                    LogContext::Full => rulebook_store::ContextPolicy::Full,
+                    LogContext::Sha256 => rulebook_store::ContextPolicy::Sha256,
+                },
+                ..rulebook_store::DecisionLogConfig::default()
+            })
+    }
+
     /// Whether reads need a token: as configured, or else only off loopback.
     pub fn reads_need_token(&self) -> bool {
         self.reads_need_token
@@ -150,7 +187,7 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
+/// Parses `250ms`, `10s`, `5m`, `1h`, `30d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -158,16 +195,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a duration: write a number and a unit, like `250ms`, `10s`, `5m` or `1h`")
+        format!("`{text}` is not a duration: write a number and a unit, like `250ms`, `10s`, `5m`, `1h` or `30d`")
     })?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         other => {
             return Err(format!(
-                "`{other}` is not a duration unit: use `ms`, `s`, `m` or `h`"
+                "`{other}` is not a duration unit: use `ms`, `s`, `m`, `h` or `d`"
             ))
         }
     };
@@ -213,6 +251,10 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
         assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rulebook_rules::{EvalLimits, DEFAULT_TENANT};
 use rulebook_store::{
-    Registry, RegistryConfig, RuleFiles, Store, StoreError, StoreOptions, TokenRole,
+    DecisionLog, Registry, RegistryConfig, RuleFiles, Store, StoreError, StoreOptions, TokenRole,
 };
 use rulebook_sync::Feed;
 use tokio::net::TcpListener;
@@ -102,6 +102,9 @@ impl Server {
             config.admin_token.as_deref(),
             files.clone(),
         );
+        if let Some(decisions) = config.decision_log_config() {
+            state.set_decision_log(DecisionLog::start(store.clone(), decisions));
+        }
         state.set_feed(Feed::spawn(registry, feed_config));
         let mut tasks = vec![tokio::spawn(first_load(state.clone()))];
         if let Some(files) = files {
@@ -161,6 +164,10 @@ impl Server {
         }
         if let Some(feed) = self.state.take_feed() {
             feed.stop().await;
+        }
+        if let Some(decisions) = self.state.decision_log() {
+            // Writes what is still queued, so a graceful stop loses no decision.
+            decisions.stop().await;
         }
         self.state.store().close().await;
         tracing::info!("stopped");

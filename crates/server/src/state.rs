@@ -17,12 +17,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 use rulebook_cache::{Cache, LoadError, Loaded, RemovalCause};
 use rulebook_rules::{EvalLimits, Params, Rule};
-use rulebook_store::{Registry, RuleFiles, Store, StoreError};
+use rulebook_store::{DecisionLog, Registry, RuleFiles, Store, StoreError};
 use rulebook_sync::{Feed, FeedStatus};
 use sha2::{Digest, Sha256};
 
@@ -78,6 +78,9 @@ struct Inner {
     /// Set when the server starts shutting down, so that change streams end.
     closing: tokio::sync::watch::Sender<bool>,
     files: Option<RuleFiles>,
+    /// The decision log, set once at start when `--decision-log` is on. A `OnceLock`: every
+    /// evaluation reads it, with one atomic load.
+    decision_log: OnceLock<DecisionLog>,
 }
 
 #[derive(Clone)]
@@ -123,6 +126,7 @@ impl AppState {
                 feed: RwLock::new(None),
                 closing: tokio::sync::watch::Sender::new(false),
                 files,
+                decision_log: OnceLock::new(),
             }),
         }
     }
@@ -150,6 +154,16 @@ impl AppState {
     /// The rule-files source, if `--rules-dir` was given.
     pub fn files(&self) -> Option<&RuleFiles> {
         self.inner.files.as_ref()
+    }
+
+    /// The decision log, when it is on.
+    pub fn decision_log(&self) -> Option<&DecisionLog> {
+        self.inner.decision_log.get()
+    }
+
+    /// Turns the decision log on (once; later calls are ignored).
+    pub fn set_decision_log(&self, log: DecisionLog) {
+        let _ = self.inner.decision_log.set(log);
     }
 
     /// Whether the first load from the store has finished.

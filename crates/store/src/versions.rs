@@ -7,7 +7,7 @@
 //! create), so every instance's cache learns of it the way it learns of any write.
 
 use chrono::{DateTime, Utc};
-use rulebook_rules::Rule;
+use rulebook_rules::{EntryPoint, Rule, Ruleset, Scorecard};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -266,6 +266,38 @@ impl Store {
         }
         rules.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id)));
         Ok(rules)
+    }
+}
+
+impl Store {
+    /// The ruleset of `entry_point` as it stood at `at` (see [`Store::rules_as_of`]), compiled
+    /// afresh: as-of rulesets are never cached with the live ones.
+    pub async fn ruleset_as_of(
+        &self,
+        tenant: &str,
+        entry_point: &EntryPoint,
+        at: DateTime<Utc>,
+    ) -> Result<Ruleset, StoreError> {
+        let mut rules = self.rules_as_of(tenant, at).await?;
+        rules.retain(|r| r.entry_point.as_ref() == Some(entry_point));
+        Ruleset::compile(entry_point.clone(), rules).map_err(|e| StoreError::Compile {
+            what: format!("entry point `{entry_point}` of tenant `{tenant}` as of {at}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Scorecard `name` as it stood at `at` (see [`Store::rules_as_of`]), compiled afresh.
+    pub async fn scorecard_as_of(
+        &self,
+        tenant: &str,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Scorecard, StoreError> {
+        let rules = self.rules_as_of(tenant, at).await?;
+        Scorecard::compile(name, rules).map_err(|e| StoreError::Compile {
+            what: format!("scorecard `{name}` of tenant `{tenant}` as of {at}"),
+            reason: e.to_string(),
+        })
     }
 }
 

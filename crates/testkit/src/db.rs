@@ -55,6 +55,17 @@ impl TestDb {
         }
     }
 
+    /// The same database, for a second instance to open; the first `TestDb` keeps owning it
+    /// (and drops it).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            pg: None,
+            _dir: None,
+        }
+    }
+
     /// The database's name (PostgreSQL).
     pub fn name(&self) -> &str {
         self.pg.as_ref().map_or("", |pg| pg.name())

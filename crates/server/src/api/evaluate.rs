@@ -1,17 +1,23 @@
-//! The hot reads: evaluation, parameters, enabled flags and scorecards, all from the registry.
-//! Each answer carries the applied position it reflects (`seq`) and waits for `min_seq` when
-//! asked (see [`crate::freshness`]).
+//! The hot reads: evaluation, parameters, enabled flags and scorecards, all from the registry
+//! (or, with `as_of`, built from the history). Each answer carries the applied position it
+//! reflects (`seq`) and waits for `min_seq` when asked (see [`crate::freshness`]). Evaluations and
+//! scores answer with [`crate::api::answer::DecisionAnswer`].
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use axum::extract::State;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_rules::{EntryPoint, Evaluation, ScoreRequest, ScoreResult};
+use rulebook_rules::{EntryPoint, ScoreRequest};
+use rulebook_store::{DecisionKind, VersionsUsed};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use rulebook_client::wire::{EnabledAnswer, ParamAnswer};
 
+use crate::api::answer::{encode, json_response, AsOf, Decision, DecisionAnswer, ToLog};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
@@ -25,43 +31,101 @@ pub struct EvaluateBody {
     /// The input the rules' conditions see.
     #[serde(default = "empty_object")]
     pub context: Value,
-    /// The evaluation time (RFC 3339); now when left out.
+    /// The evaluation time (RFC 3339) the schedule windows are checked against; now when left
+    /// out, or `as_of` when that is given.
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
+    /// Evaluate with the rules as they stood at this time (RFC 3339), built from the history.
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 fn empty_object() -> Value {
     Value::Object(Map::new())
 }
 
-/// `POST /v1/evaluate/{entry_point}`: the matched rules with their versions, and their actions.
+/// `POST /v1/evaluate/{entry_point}`: the matched rules with their versions, and their actions,
+/// as a [`DecisionAnswer`].
 pub async fn evaluate(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Fresh(seq): Fresh,
     PathParams(entry_point): PathParams<String>,
     JsonBody(body): JsonBody<EvaluateBody>,
-) -> Result<Answer<Evaluation>, ApiError> {
+) -> Result<Response, ApiError> {
     let entry_point = EntryPoint::parse(&entry_point)?;
-    if !body.context.is_object() {
-        return Err(ApiError::bad_request(
+    check_context(&body.context)?;
+    let answer = evaluate_entry_point(
+        &state,
+        seq,
+        &caller.tenant,
+        &entry_point,
+        &body.context,
+        body.at,
+        body.as_of,
+    )
+    .await?;
+    Ok(json_response(seq, answer))
+}
+
+/// Refuses a context that is not a JSON object.
+pub(crate) fn check_context(context: &Value) -> Result<(), ApiError> {
+    if context.is_object() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
             "invalid_body",
             "field `context` must be a JSON object such as {\"country\": \"FR\"}",
-        ));
+        ))
     }
-    let ruleset = state
-        .registry()
-        .ruleset(&caller.tenant, &entry_point)
-        .await?;
-    let evaluation = ruleset.evaluate(
-        &body.context,
-        body.at.unwrap_or_else(Utc::now),
-        &state.limits().eval,
-    )?;
-    // Written into a buffer sized for it up front (a 50-rule answer is a few kilobytes; growing
-    // from a small buffer would copy it several times).
-    let estimate = 256 + 64 * evaluation.matched.len() + 160 * evaluation.actions.len();
-    Ok(Answer::new(seq, evaluation).with_capacity(estimate))
+}
+
+/// Evaluates one entry point: from the live cache, or with the rules as of a past time; logs
+/// the decision when the log is on; returns the encoded [`DecisionAnswer`].
+pub(crate) async fn evaluate_entry_point(
+    state: &AppState,
+    seq: i64,
+    tenant: &str,
+    entry_point: &EntryPoint,
+    context: &Value,
+    at: Option<DateTime<Utc>>,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Vec<u8>, ApiError> {
+    let decision = Decision::new();
+    let (ruleset, as_of) = match as_of {
+        None => (state.registry().ruleset(tenant, entry_point).await?, None),
+        Some(time) => {
+            let ruleset = state
+                .store()
+                .ruleset_as_of(tenant, entry_point, time)
+                .await?;
+            let versions = ruleset.rules().map(|(id, v)| (id.to_owned(), v)).collect();
+            (Arc::new(ruleset), Some(AsOf { time, versions }))
+        }
+    };
+    let at = at.or(as_of.as_ref().map(|a| a.time)).unwrap_or(decision.at);
+    let evaluation = ruleset.evaluate(context, at, &state.limits().eval)?;
+    // A 50-rule answer is a few kilobytes; growing from a small buffer would copy it several
+    // times.
+    let estimate = 320 + 64 * evaluation.matched.len() + 160 * evaluation.actions.len();
+    encode(
+        state,
+        &decision,
+        &DecisionAnswer {
+            seq,
+            decision_id: &decision.id,
+            outcome: &evaluation,
+            as_of: as_of.as_ref(),
+        },
+        estimate,
+        ToLog {
+            tenant,
+            kind: DecisionKind::Evaluate,
+            name: entry_point.as_str(),
+            versions: || VersionsUsed::Ruleset(ruleset.clone()),
+            context,
+        },
+    )
 }
 
 /// `GET /v1/params/{rule_id}/{field}`: a parameter's current value.
@@ -133,20 +197,38 @@ pub struct ScoreBody {
     /// Params to use instead of the stored ones, by rule id then param name.
     #[serde(default)]
     pub overrides: BTreeMap<String, Map<String, Value>>,
-    /// The scoring time (RFC 3339); now when left out.
+    /// The scoring time (RFC 3339); now when left out, or `as_of` when that is given.
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
+    /// Score with the rules as they stood at this time (RFC 3339), built from the history.
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
-/// `POST /v1/score/{scorecard}`: levels per factor, the overall level and the route.
+/// `POST /v1/score/{scorecard}`: levels per factor (each with its rule's version), the overall
+/// level and the route, as a [`DecisionAnswer`].
 pub async fn score(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Fresh(seq): Fresh,
     PathParams(name): PathParams<String>,
     JsonBody(body): JsonBody<ScoreBody>,
-) -> Result<Answer<ScoreResult>, ApiError> {
-    let scorecard = state.registry().scorecard(&caller.tenant, &name).await?;
+) -> Result<Response, ApiError> {
+    let decision = Decision::new();
+    let (scorecard, as_of) = match body.as_of {
+        None => (
+            state.registry().scorecard(&caller.tenant, &name).await?,
+            None,
+        ),
+        Some(time) => {
+            let card = state
+                .store()
+                .scorecard_as_of(&caller.tenant, &name, time)
+                .await?;
+            let versions = card.rules().map(|(id, v)| (id.to_owned(), v)).collect();
+            (Arc::new(card), Some(AsOf { time, versions }))
+        }
+    };
     if scorecard.factors().next().is_none() {
         return Err(ApiError::not_found(
             "scorecard_not_found",
@@ -160,12 +242,37 @@ pub async fn score(
         input: body.input,
         overrides: body.overrides,
     };
-    let result = scorecard.score(
-        &request,
-        body.at.unwrap_or_else(Utc::now),
-        &state.limits().eval,
+    let at = body
+        .at
+        .or(as_of.as_ref().map(|a| a.time))
+        .unwrap_or(decision.at);
+    let result = scorecard.score(&request, at, &state.limits().eval)?;
+    let answer = encode(
+        &state,
+        &decision,
+        &DecisionAnswer {
+            seq,
+            decision_id: &decision.id,
+            outcome: &result,
+            as_of: as_of.as_ref(),
+        },
+        512,
+        ToLog {
+            tenant: &caller.tenant,
+            kind: DecisionKind::Score,
+            name: &name,
+            versions: || {
+                VersionsUsed::Listed(
+                    scorecard
+                        .rules()
+                        .map(|(id, v)| (id.to_owned(), v))
+                        .collect(),
+                )
+            },
+            context: &request.input,
+        },
     )?;
-    Ok(Answer::new(seq, result))
+    Ok(json_response(seq, answer))
 }
 
 pub(crate) fn rule_not_found(tenant: &str, id: &str) -> ApiError {

@@ -2,16 +2,24 @@
 //!
 //! | module | endpoints |
 //! |---|---|
+//! | [`answer`] | the evaluation answer's shape, shared by evaluate, score and batch |
 //! | [`evaluate`] | `POST /v1/evaluate/{entry_point}`, `GET /v1/params/{rule_id}/{field}`, `GET /v1/rules/{id}/enabled`, `POST /v1/score/{scorecard}` |
+//! | [`batch`] | `POST /v1/evaluate`: several entry points, one context |
 //! | [`rules`] | rules CRUD, enable, disable, params, history, `POST /v1/rules/import` |
+//! | [`history`] | `GET /v1/rules/{id}/history/{version}`, `GET /v1/rules/{id}/diff`, `POST /v1/rules/{id}/rollback` |
+//! | [`decisions`] | `GET /v1/decisions/{id}`, `GET /v1/decisions` |
 //! | [`cache`] | `GET /v1/cache/stats`, `POST /v1/cache/invalidate` |
 //! | [`snapshot`] | `GET /v1/snapshot` |
 //! | [`changes`] | `GET /v1/changes` (Server-Sent Events) |
 //! | [`ops`] | `GET /health`, `GET /health/live`, `GET /metrics`, `GET /admin` |
 
+pub mod answer;
+pub mod batch;
 pub mod cache;
 pub mod changes;
+pub mod decisions;
 pub mod evaluate;
+pub mod history;
 pub mod ops;
 pub mod rules;
 pub mod snapshot;
@@ -35,6 +43,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))
         .route("/admin", get(ops::admin_page))
+        .route("/v1/evaluate", post(batch::evaluate_many))
         .route("/v1/evaluate/{entry_point}", post(evaluate::evaluate))
         .route("/v1/params/{rule_id}/{field}", get(evaluate::param))
         .route("/v1/score/{scorecard}", post(evaluate::score))
@@ -58,6 +67,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/rules/{id}/history", get(rules::history))
         .route("/v1/snapshot", get(snapshot::snapshot))
         .route("/v1/changes", get(changes::changes))
+        .route("/v1/rules/{id}/history/{version}", get(history::version))
+        .route("/v1/rules/{id}/diff", get(history::diff))
+        .route("/v1/rules/{id}/rollback", post(history::rollback))
+        .route("/v1/decisions", get(decisions::list))
+        .route("/v1/decisions/{id}", get(decisions::get))
         .route("/v1/cache/stats", get(cache::stats))
         .route("/v1/cache/invalidate", post(cache::invalidate))
         .fallback(no_route)

@@ -82,7 +82,7 @@ async fn cached_rule(state: &AppState, tenant: &str, id: &str) -> Result<Rule, A
 }
 
 /// A rule answer: the rule with `seq`, and `ETag` = its version.
-fn with_etag(status: StatusCode, written: Written) -> Response {
+pub(crate) fn with_etag(status: StatusCode, written: Written) -> Response {
     let etag = HeaderValue::from_str(&format!("\"{}\"", written.rule.version))
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
     (
@@ -336,7 +336,7 @@ pub async fn history(
     ))
 }
 
-fn author(caller: &Caller, reason: Option<String>) -> Author {
+pub(crate) fn author(caller: &Caller, reason: Option<String>) -> Author {
     let author = Author::new(caller.name.clone());
     match reason {
         Some(reason) if !reason.trim().is_empty() => author.with_reason(reason),
@@ -394,7 +394,7 @@ fn parse_rule(document: Map<String, Value>) -> Result<Rule, ApiError> {
 }
 
 /// The version named by `If-Match` (`"3"`, `W/"3"` or `3`); `*` and no header name none.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };

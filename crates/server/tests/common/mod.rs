@@ -43,7 +43,11 @@ pub struct Api {
 impl Api {
     /// A server on a fresh SQLite file, `configure`d, ready (first load done).
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Api {
-        let db = TestDb::sqlite();
+        Api::start_on(TestDb::sqlite(), configure).await
+    }
+
+    /// A server on `db`, `configure`d, ready (first load done).
+    pub async fn start_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> Api {
         let mut config = Config::with_database(db.url.clone()).unwrap();
         config.admin_token = Some(ADMIN.to_owned());
         config.poll_interval = Duration::from_millis(50);
@@ -67,6 +71,12 @@ impl Api {
 
     pub fn store(&self) -> &Store {
         self.state.store()
+    }
+
+    /// Stops the server gracefully (as on SIGTERM) and hands back its database.
+    pub async fn stop(self) -> TestDb {
+        self._server.stop().await;
+        self.db
     }
 
     /// A token with `role`, for `tenant` or all.

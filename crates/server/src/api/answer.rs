@@ -1,0 +1,131 @@
+//! The evaluation answer: the one shape that `POST /v1/evaluate/{entry_point}`,
+//! `POST /v1/score/{scorecard}` and each result of the batch `POST /v1/evaluate` answer with.
+//!
+//! ```json
+//! {
+//!   "seq": 4182,
+//!   "decision_id": "019ad3c2-8f3e-7b61-9a57-0c1f4e2b7d90",
+//!   "entry_point": "checkout_terms",
+//!   "at": "2026-03-03T10:00:00Z",
+//!   "matched": [{"id": "checkout_terms_banner", "version": 3, "priority": 10}],
+//!   "actions": [{"rule_id": "checkout_terms_banner", "type": "display_message", "message": "..."}],
+//!   "stopped_by": "checkout_terms_banner",
+//!   "as_of": {"time": "2026-03-03T10:00:00Z", "versions": {"checkout_terms_banner": 3}}
+//! }
+//! ```
+//!
+//! - `seq`: the change-log position the answer reflects (also in `X-Rulebook-Seq`; see
+//!   [`crate::freshness`]).
+//! - `decision_id`: unique and sortable by time (a UUIDv7). With `--decision-log` the decision is
+//!   logged under it (`GET /v1/decisions/{decision_id}`).
+//! - The evaluation itself (for a score: `scorecard`, `factors` each with its rule's `version`,
+//!   `overall`, `escalated`, `route`) is [`rulebook_rules::Evaluation`] or
+//!   [`rulebook_rules::ScoreResult`], flattened in: every matched rule carries its `version`.
+//! - `as_of`: only when the request asked for the rules as they stood at a past time: that time
+//!   and the version of every rule the evaluation was built from.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SubsecRound, Utc};
+use rulebook_store::{DecisionKind, NewDecision, VersionsUsed};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::freshness::SEQ_HEADER;
+use crate::state::AppState;
+
+/// An evaluation answer (see the module docs for the shape).
+#[derive(Debug, Serialize)]
+pub struct DecisionAnswer<'a, T: Serialize> {
+    /// The change-log position the answer reflects.
+    pub seq: i64,
+    /// The decision's id: a UUIDv7, unique and sortable by time.
+    pub decision_id: &'a str,
+    /// The evaluation or score, flattened into the answer.
+    #[serde(flatten)]
+    pub outcome: &'a T,
+    /// The rules' past time and versions, when the request named `as_of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<&'a AsOf>,
+}
+
+/// The `as_of` part of an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct AsOf {
+    /// The time the rules were taken as of.
+    pub time: DateTime<Utc>,
+    /// Rule id to the version that stood then, for every rule the evaluation was built from.
+    pub versions: BTreeMap<String, i64>,
+}
+
+/// One decision being answered: its id and time.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    pub(crate) id: String,
+    pub(crate) at: DateTime<Utc>,
+}
+
+impl Decision {
+    /// A new decision id (UUIDv7) and the time, to the microsecond as the store keeps times.
+    pub(crate) fn new() -> Decision {
+        Decision {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: Utc::now().trunc_subsecs(6),
+        }
+    }
+}
+
+/// What is needed to log a decision besides its answer.
+#[derive(Debug)]
+pub(crate) struct ToLog<'a, F> {
+    pub(crate) tenant: &'a str,
+    pub(crate) kind: DecisionKind,
+    pub(crate) name: &'a str,
+    /// Called only when the log is on.
+    pub(crate) versions: F,
+    pub(crate) context: &'a Value,
+}
+
+/// Serialises `answer` once, into a buffer sized for it, and hands a copy to the decision log
+/// when it runs.
+pub(crate) fn encode<T: Serialize>(
+    state: &AppState,
+    decision: &Decision,
+    answer: &DecisionAnswer<'_, T>,
+    size_hint: usize,
+    log: ToLog<'_, impl FnOnce() -> VersionsUsed>,
+) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::with_capacity(size_hint);
+    serde_json::to_writer(&mut body, answer).map_err(ApiError::internal)?;
+    if let Some(decisions) = state.decision_log() {
+        decisions.record(NewDecision {
+            id: decision.id.clone(),
+            tenant: log.tenant.to_owned(),
+            kind: log.kind,
+            entry_point: log.name.to_owned(),
+            decided_at: decision.at,
+            versions: (log.versions)(),
+            context: log.context.clone(),
+            answer: body.clone(),
+        });
+    }
+    Ok(body)
+}
+
+/// An encoded answer as a response, with its `seq` in `X-Rulebook-Seq`.
+pub(crate) fn json_response(seq: i64, body: Vec<u8>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (SEQ_HEADER, HeaderValue::from(seq)),
+        ],
+        body,
+    )
+        .into_response()
+}
