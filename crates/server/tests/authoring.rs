@@ -83,6 +83,7 @@ async fn every_answer_carries_a_time_ordered_decision_id_and_the_matched_version
     assert!(a < b, "ids sort by time: {a} then {b}");
     assert!(matched(&first).contains(&("checkout_terms_banner".to_owned(), 1)));
     assert!(first.get("as_of").is_none(), "as_of only when asked");
+    assert!(first["seq"].is_i64(), "{first}");
 
     let r = api
         .call(req(Method::POST, "/v1/score/pad_trade").json(json!({
@@ -191,6 +192,21 @@ async fn a_version_is_read_diffed_and_rolled_back_with_if_match(db: &TestDb) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.etag().as_deref(), Some("\"3\""));
+    // The rollback's own `seq`: a read that asks for it sees the rollback.
+    let seq = r.body["seq"].as_i64().unwrap();
+    let r = api
+        .call(req(
+            Method::GET,
+            &format!("/v1/rules/H-1/diff?from=2&to=3&min_seq={seq}"),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["seq"].as_i64().unwrap() >= seq, "{}", r.text);
+    assert!(
+        !r.body["changes"].as_array().unwrap().is_empty(),
+        "{}",
+        r.text
+    );
     let answer = evaluate(&api, "promo", fr.clone()).await;
     assert_eq!(answer["actions"][0]["message"], "first");
     assert_eq!(matched(&answer), [("H-1".to_owned(), 3)]);
