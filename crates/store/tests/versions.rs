@@ -2,18 +2,17 @@
 //! each on a fresh SQLite file and a fresh PostgreSQL database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{ep, rule, TestDb};
 use rulebook_rules::{Action, Rule, Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
     Author, ChangeKind, ContextPolicy, DecisionKind, DecisionLog, DecisionLogConfig, DecisionQuery,
     NewDecision, Registry, RegistryConfig, StoreError, VersionsUsed,
 };
+use rulebook_testkit::cluster::{ep, message_rule as rule};
+use rulebook_testkit::{on_both_backends, TestDb};
 use serde_json::json;
 
 const T: &str = DEFAULT_TENANT;
