@@ -201,11 +201,13 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownTenant(_) => {
                 ApiError::bad_request("unknown_tenant", error.to_string())
             }
+            // Retrying shortly may succeed: the database may be restarting.
             StoreError::Unavailable(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 error.to_string(),
-            ),
+            )
+            .with_retry_after(1),
             StoreError::TokenNotFound(_) => {
                 ApiError::not_found("token_not_found", error.to_string())
             }

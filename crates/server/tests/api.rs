@@ -480,6 +480,7 @@ async fn a_store_that_is_down_is_a_503_and_cached_reads_keep_answering() {
         r.text
     );
     assert!(!r.message().to_lowercase().contains("select"));
+    assert_eq!(r.headers["retry-after"], "1", "a 503 says when to retry");
     let r = api.call(req(Method::GET, "/health")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.body["store"]["ok"], false);
