@@ -5,7 +5,9 @@
 //!
 //! 1. **ceiling**: a bare axum handler that parses the same JSON body and answers a fixed JSON;
 //! 2. **warm**: Rulebook evaluating a 50-rule entry point from a warm cache;
-//! 3. **updating**: the same while one of the 50 rules is updated ten times a second through the
+//! 3. **logged**: the same on a second Rulebook server with the decision log on
+//!    (`--decision-log`), reported against **warm** (the target: less than a 10% drop);
+//! 4. **updating**: the same as **warm** while one of the 50 rules is updated ten times a second through the
 //!    API, so every update invalidates the entry point and the next request reloads it.
 //!
 //! Each phase runs for `RULEBOOK_LOAD_SECONDS` (default 5) after a one-second warm-up, with
@@ -23,7 +25,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use rulebook::{Config, Server};
 use rulebook_rules::{Action, EntryPoint, Rule};
-use rulebook_store::Author;
+use rulebook_store::{Author, Store};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "load-admin";
@@ -157,6 +159,28 @@ fn report(phase: &Phase, ceiling: Option<&Phase>) {
     );
 }
 
+/// A Rulebook server on the SQLite file `path` with the load rules, ready and serving; the
+/// decision log on or off.
+async fn start_rulebook(path: &std::path::Path, decision_log: bool) -> (SocketAddr, Store) {
+    let mut config = Config::with_database(format!("sqlite://{}", path.display())).unwrap();
+    config.admin_token = Some(ADMIN.to_owned());
+    config.log = "warn".to_owned();
+    config.decision_log = decision_log;
+    let server = Server::start(&config).await.unwrap();
+    let store = server.state().store().clone();
+    store
+        .import_rules("default", rules(), &Author::new("load"))
+        .await
+        .unwrap();
+    while !server.state().is_ready() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let listener = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    (addr, store)
+}
+
 fn main() {
     let seconds = env_number("RULEBOOK_LOAD_SECONDS", 5);
     let connections = env_number("RULEBOOK_LOAD_CONNECTIONS", 32) as usize;
@@ -174,24 +198,10 @@ fn main() {
         .build()
         .unwrap();
 
-    let (rulebook_addr, ceiling_addr, store) = servers.block_on(async {
-        let mut config =
-            Config::with_database(format!("sqlite://{}", dir.path().join("load.db").display()))
-                .unwrap();
-        config.admin_token = Some(ADMIN.to_owned());
-        config.log = "warn".to_owned();
-        let server = Server::start(&config).await.unwrap();
-        let store = server.state().store().clone();
-        store
-            .import_rules("default", rules(), &Author::new("load"))
-            .await
-            .unwrap();
-        while !server.state().is_ready() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let rulebook_addr: SocketAddr = listener.local_addr().unwrap();
-        tokio::spawn(server.serve(listener, std::future::pending()));
+    let (rulebook_addr, logged_addr, ceiling_addr, store) = servers.block_on(async {
+        let (rulebook_addr, store) = start_rulebook(&dir.path().join("load.db"), false).await;
+        // The same service with the decision log on, measured in the same run.
+        let (logged_addr, _) = start_rulebook(&dir.path().join("logged.db"), true).await;
 
         // The ceiling: parse the same body, answer a fixed JSON.
         let ceiling = Router::new().route(
@@ -204,7 +214,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ceiling_addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, ceiling).await });
-        (rulebook_addr, ceiling_addr, store)
+        (rulebook_addr, logged_addr, ceiling_addr, store)
     });
 
     // The rules really match: 25 rules for FR with a total over their threshold.
@@ -235,6 +245,17 @@ fn main() {
     let url = format!("http://{rulebook_addr}/v1/evaluate/{ENTRY_POINT}");
     let warm = load.block_on(drive("warm", url.clone(), connections, seconds));
     report(&warm, Some(&ceiling));
+    let logged = load.block_on(drive(
+        "logged",
+        format!("http://{logged_addr}/v1/evaluate/{ENTRY_POINT}"),
+        connections,
+        seconds,
+    ));
+    report(&logged, Some(&ceiling));
+    println!(
+        "decision log on: {:.2}x the throughput with it off (target >= 0.90, a drop under 10%)",
+        logged.rps() / warm.rps()
+    );
 
     // Ten updates a second through the API while the load runs.
     let stop = Arc::new(AtomicBool::new(false));
