@@ -525,3 +525,70 @@ async fn a_batch_answers_each_entry_point_with_its_own_outcome(db: &TestDb) {
     assert!(matched(&r.body["results"][0]).is_empty(), "{}", r.text);
     assert_eq!(r.body["results"][0]["as_of"]["versions"], json!({}));
 }
+
+/// `rulebook rules diff` and `rulebook rules rollback` against the real binary.
+#[tokio::test]
+async fn the_cli_diffs_and_rolls_back() {
+    let db = TestDb::sqlite();
+    let server = common::Running::start(&db.url, &[]);
+    server.ready().await;
+    let token = server.token.clone().unwrap();
+    let cli = |args: &[&str]| {
+        let output = common::binary()
+            .args(args)
+            .env("RULEBOOK_SERVER", &server.base)
+            .env("RULEBOOK_TOKEN", &token)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli(&[
+        "rules",
+        "disable",
+        "checkout_terms_banner",
+        "--reason",
+        "pause",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&["rules", "diff", "checkout_terms_banner", "1", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("changed  enabled: true -> false"), "{out}");
+    let (code, _, err) = cli(&["rules", "diff", "checkout_terms_banner", "1", "9"]);
+    assert_eq!(code, 3, "not found: {err}");
+    assert!(err.contains("version_not_found"), "{err}");
+
+    let rollback = |if_match: &str| {
+        cli(&[
+            "rules",
+            "rollback",
+            "checkout_terms_banner",
+            "--to",
+            "1",
+            "--reason",
+            "paused by mistake",
+            "--if-match",
+            if_match,
+        ])
+    };
+    let (code, _, err) = rollback("1");
+    assert_eq!(code, 4, "a stale version is a conflict: {err}");
+    let (code, out, err) = rollback("2");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("now at version 3"), "{out}");
+    let (code, out, _) = cli(&["rules", "history", "checkout_terms_banner"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.contains("rollback") && l.contains("paused by mistake")),
+        "{out}"
+    );
+    let (code, out, _) = cli(&["rules", "diff", "checkout_terms_banner", "1", "3", "--json"]);
+    assert_eq!(code, 0);
+    let diff: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(diff["patch"], json!([]), "{out}");
+}

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod client;
 pub mod evaluate;
+mod history;
 pub mod rules;
 pub mod serve;
 pub mod tenants;
@@ -36,6 +37,8 @@ Examples:
   rulebook rules get checkout_terms_banner > rule.json   # edit, then:
   rulebook rules update checkout_terms_banner --file rule.json --reason 'new wording'
   rulebook rules import ./rules/ && rulebook rules export --format yaml > all.yaml
+  rulebook rules diff checkout_terms_banner 1 2
+  rulebook rules rollback checkout_terms_banner --to 1 --reason 'wrong wording'
   rulebook cache stats
   rulebook tokens create --name ci-deploy --role write --tenant default
 

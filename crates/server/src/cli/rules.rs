@@ -86,6 +86,32 @@ enum RulesCommand {
         /// The rule id.
         id: String,
     },
+    /// Show what changed between two versions of a rule, one field a line (`--json`: with the
+    /// RFC 6902 JSON Patch).
+    Diff {
+        /// The rule id.
+        id: String,
+        /// The version to diff from.
+        from: i64,
+        /// The version to diff to.
+        to: i64,
+    },
+    /// Write the content of an earlier version as the rule's next version (also restores a
+    /// deleted rule); recorded in the history as a rollback.
+    Rollback {
+        /// The rule id.
+        id: String,
+        /// The version whose content to restore.
+        #[arg(long)]
+        to: i64,
+        /// Why, recorded in the history.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only if the rule is still at this version (for a deleted rule: the version that
+        /// recorded the deletion).
+        #[arg(long)]
+        if_match: Option<i64>,
+    },
     /// Create or update rules from a file or a folder of files (JSON or YAML; one rule or a
     /// list per file), in one transaction: every rule is checked first, and if any is bad nothing
     /// is written. Rules whose content is unchanged are left alone. A very large import may need
@@ -216,6 +242,17 @@ impl RulesArgs {
                         answer["deleted"]["version"]
                     ));
                 }
+            }
+            RulesCommand::Diff { id, from, to } => {
+                super::history::diff(&client, &id, from, to).await?;
+            }
+            RulesCommand::Rollback {
+                id,
+                to,
+                reason,
+                if_match,
+            } => {
+                super::history::rollback(&client, &id, to, reason, if_match).await?;
             }
             RulesCommand::History { id } => {
                 let answer = client
