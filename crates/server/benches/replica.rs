@@ -1,0 +1,129 @@
+//! The replica against its peers, measured in one run: a parameter read and an evaluation of
+//! the rules crate's 50-rule bench entry point (same rules, same input) answered by a
+//! `rulebook_client::Replica` in-process, by the server over HTTP on loopback, and (for the
+//! evaluation) by the rules crate's own compiled `Ruleset`. The figures to compare are the ratios
+//! within one run: replica `param` against HTTP `param` (target 100x faster or better), replica
+//! `evaluate` against the rules crate's (target within 1.2x).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, Criterion};
+use rulebook::{Config, Server};
+use rulebook_client::{Client, Replica};
+use rulebook_rules::{Action, EntryPoint, EvalLimits, Rule, Ruleset};
+use rulebook_store::Author;
+use serde_json::json;
+
+const ADMIN: &str = "bench-admin-token";
+
+/// The rules crate's 50-rule bench entry point (`crates/rules/benches/evaluate.rs`).
+fn fifty_rules() -> Vec<Rule> {
+    (0..50)
+        .map(|i| {
+            let mut rule = Rule::new(format!("checkout_rule_{i:02}"));
+            rule.entry_point = Some(EntryPoint::parse("checkout").unwrap());
+            rule.priority = i % 7;
+            rule.params
+                .insert("rate".into(), json!(0.01 * f64::from(i)));
+            rule.condition = json!({"and": [
+                {"in": [{"var": "country"}, ["GB", "DE", "FR", format!("C{i}")]]},
+                {">": [{"var": "cart.total"}, i * 10]},
+                {"!": {"in": [{"var": "cart.coupon"}, ["BLOCKED", "EXPIRED"]]}}
+            ]});
+            rule.actions = vec![
+                Action::SetValue {
+                    field: format!("discount_{i}"),
+                    value: json!({"*": [{"var": "cart.total"}, {"var": "params.rate"}]}),
+                },
+                Action::DisplayMessage {
+                    message: json!({"cat": ["Rule ", i, " applies to ", {"var": "country"}]}),
+                    placement: None,
+                },
+            ];
+            rule
+        })
+        .collect()
+}
+
+fn replica_vs_http_vs_rules(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (client, replica) = runtime.block_on(async {
+        let mut config = Config::with_database(format!(
+            "sqlite://{}",
+            dir.path().join("bench.db").display()
+        ))
+        .unwrap();
+        config.admin_token = Some(ADMIN.to_owned());
+        config.log = "warn".to_owned();
+        let server = Server::start(&config).await.unwrap();
+        server
+            .state()
+            .store()
+            .import_rules("default", fifty_rules(), &Author::new("bench"))
+            .await
+            .unwrap();
+        while !server.state().is_ready() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(server.serve(listener, std::future::pending()));
+        let client = Client::new(base).with_token(ADMIN);
+        let replica = Replica::start(client.clone()).await.unwrap();
+        (client, replica)
+    });
+    let input = json!({"country": "GB", "cart": {"total": 245.5, "coupon": "SPRING"}});
+    let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
+    let limits = EvalLimits::default();
+    let compiled = Ruleset::compile(EntryPoint::parse("checkout").unwrap(), fifty_rules()).unwrap();
+    let local = runtime
+        .block_on(replica.evaluate_at("checkout", &input, at))
+        .unwrap();
+    assert_eq!(local.matched.len(), 25);
+    assert_eq!(local, compiled.evaluate(&input, at, &limits).unwrap());
+
+    let mut group = c.benchmark_group("replica");
+    group.bench_function("param/replica", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(replica.param("checkout_rule_07", "rate").await.unwrap()) })
+    });
+    group.bench_function("param/http", |b| {
+        b.to_async(&runtime).iter(|| async {
+            black_box(
+                client
+                    .param("checkout_rule_07", "rate", None)
+                    .await
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("evaluate_50/rules_crate", |b| {
+        b.iter(|| black_box(compiled.evaluate(black_box(&input), at, &limits).unwrap()))
+    });
+    group.bench_function("evaluate_50/replica", |b| {
+        b.to_async(&runtime).iter(|| async {
+            black_box(
+                replica
+                    .evaluate_at("checkout", black_box(&input), at)
+                    .await
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("evaluate_50/http", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(client.evaluate("checkout", &input, None).await.unwrap()) })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, replica_vs_http_vs_rules);
+criterion_main!(benches);
