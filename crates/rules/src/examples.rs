@@ -165,7 +165,7 @@ fn scorecard_rule(id: &str, name: &str, category: &str, priority: i32) -> Rule {
     rule.name = name.to_owned();
     rule.category = category.to_owned();
     rule.priority = priority;
-    rule.tags = vec![format!("scorecard:{PAD_TRADE}")];
+    rule.tags = vec![crate::tags::scorecard_tag(PAD_TRADE)];
     rule
 }
 

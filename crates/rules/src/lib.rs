@@ -7,6 +7,8 @@
 //! - `documents` ([`read_rules`], [`parse_rules`], [`rule_files`]): the one reader of rule files
 //!   and folders (JSON or YAML, one rule or a list, subfolders followed), used by the store's
 //!   rules folder and the CLI; every problem names its file, rule and field.
+//! - [`tags`]: the tag vocabulary (`entry_point:`, `scorecard:`, `rule:`, `params`), built there
+//!   only.
 //! - `entry_point`: [`EntryPoint`], the normalised key. [`DEFAULT_TENANT`] is defined in `rule`.
 //! - [`logic`]: JSONLogic conditions; `ruleset`, `params`, `scorecard`: what is compiled from
 //!   rules; `limits`: bounds on compiling and evaluating.
@@ -18,6 +20,7 @@ mod level;
 mod limits;
 pub mod logic;
 mod rule;
+pub mod tags;
 mod validation;
 
 pub use documents::{

@@ -98,7 +98,7 @@ impl Scorecard {
     /// rule's param [`ESCALATION_PARAM`] sets the escalation.
     pub fn compile(name: impl Into<String>, rules: Vec<Rule>) -> Result<Scorecard, CompileError> {
         let name = name.into();
-        let tag = format!("scorecard:{name}");
+        let tag = crate::tags::scorecard_tag(&name);
         let mut card = Scorecard {
             name,
             factors: Vec::new(),

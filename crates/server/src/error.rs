@@ -78,20 +78,6 @@ impl ApiError {
         }
     }
 
-    /// 409: the rule is at `current`, not at the version the client named.
-    pub fn conflict(id: &str, expected: i64, current: i64) -> ApiError {
-        ApiError {
-            current_version: Some(current),
-            ..ApiError::new(
-                StatusCode::CONFLICT,
-                "version_conflict",
-                format!(
-                    "rule `{id}` is at version {current}, not {expected}: read it again and reapply your change"
-                ),
-            )
-        }
-    }
-
     /// The same error, naming the rule's current version in `current_version`.
     pub fn with_current_version(mut self, version: i64) -> ApiError {
         self.current_version = Some(version);
@@ -185,11 +171,11 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "rule_exists", error.to_string())
             }
+            // The message is the store's: written once, in `StoreError::Conflict`.
             StoreError::Conflict {
-                id,
-                expected_version,
-                current_version,
-            } => ApiError::conflict(&id, expected_version, current_version),
+                current_version, ..
+            } => ApiError::new(StatusCode::CONFLICT, "version_conflict", error.to_string())
+                .with_current_version(current_version),
             StoreError::Validation { rule_id, errors } => ApiError::validation(
                 format!(
                     "rule `{rule_id}` is not valid: fix the {} listed in `errors`",

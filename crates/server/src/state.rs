@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
-use rulebook_cache::{Cache, LoadError, Loaded, RemovalCause};
+use rulebook_cache::{Cache, Loaded, RemovalCause};
 use rulebook_rules::{EvalLimits, Params, Rule};
 use rulebook_store::{DecisionLog, Registry, RuleFiles, Store, StoreError};
 use rulebook_sync::{Feed, FeedStatus};
@@ -248,10 +248,7 @@ impl AppState {
             })
             .await
             .map(|_| ())
-            .map_err(|e| match e {
-                LoadError::Failed(error) => (*error).clone(),
-                other => StoreError::Internal(format!("checking tenant `{tenant}`: {other}")),
-            })
+            .map_err(StoreError::from)
     }
 
     /// How many tenants are cached now.

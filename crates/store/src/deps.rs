@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use rulebook_rules::tags::{rule_tag, ENTRY_POINT_PREFIX, PARAMS_TAG, RULE_PREFIX};
 use rulebook_rules::Rule;
 
 use crate::change_log::Change;
@@ -34,12 +35,12 @@ enum ChangeFact {
 /// value of the fact (or just `prefix` for [`ChangeFact::Always`]).
 const CHANGE_TOUCHES: &[(ChangeFact, &str)] = &[
     // Reads of the rule itself, and any entry carrying the rule (manual invalidation by rule).
-    (ChangeFact::RuleId, "rule:"),
+    (ChangeFact::RuleId, RULE_PREFIX),
     // The ruleset it left and the ruleset it joined: a moved rule touches both.
-    (ChangeFact::OldEntryPoint, "entry_point:"),
-    (ChangeFact::NewEntryPoint, "entry_point:"),
+    (ChangeFact::OldEntryPoint, ENTRY_POINT_PREFIX),
+    (ChangeFact::NewEntryPoint, ENTRY_POINT_PREFIX),
     // A tenant's parameter snapshot covers every rule of the tenant.
-    (ChangeFact::Always, "params"),
+    (ChangeFact::Always, PARAMS_TAG),
     // Labels, which include `scorecard:<name>` (a scorecard is the rules tagged so) and labels
     // such as `currency:USD`, old and new so that removing a label counts too.
     (ChangeFact::OldTags, ""),
@@ -129,7 +130,7 @@ pub(crate) fn tags_for_entry(
         match fact {
             EntryFact::EachRuleId => {
                 for rule in rules {
-                    tags.insert(tenant_tag(tenant, &format!("rule:{}", rule.id)));
+                    tags.insert(tenant_tag(tenant, &rule_tag(&rule.id)));
                 }
             }
             EntryFact::EachRuleTag => {

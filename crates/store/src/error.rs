@@ -128,6 +128,19 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// The one conversion of a cache load's error: the loader's own error as it returned it (shared by
+/// every caller that waited for the load), and anything else (a panicked load) as
+/// [`StoreError::Internal`].
+impl From<rulebook_cache::LoadError<StoreError>> for StoreError {
+    fn from(error: rulebook_cache::LoadError<StoreError>) -> StoreError {
+        match error {
+            rulebook_cache::LoadError::Failed(error) => (*error).clone(),
+            // A panicked load (the panic itself is in the log).
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl StoreError {
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rulebook_cache::{Cache, LoadError, Loaded};
+use rulebook_cache::{Cache, Loaded};
 use rulebook_rules::{parse_rules, rule_files};
 
 use crate::model::Author;
@@ -132,10 +132,7 @@ impl RuleFiles {
             .first_load
             .get_or_load((), || async { self.scan().await.map(Loaded::new) })
             .await
-            .map_err(|e| match e {
-                LoadError::Failed(error) => (*error).clone(),
-                _ => StoreError::Internal("loading rule files panicked".into()),
-            })
+            .map_err(StoreError::from)
     }
 
     /// Reads the folder and imports what changed since the last scan (see the module docs).

@@ -9,7 +9,10 @@
 //!   rows and optimistic concurrency.
 //! - `change_log`: [`Change`], the commit-safe [`Cursor`], [`Store::changes_since`] /
 //!   [`Store::read_feed`] and the log's pruning, [`Store::prune_changes`].
-//! - [`deps`]: the dependency map from changes to cache tags.
+//! - [`deps`]: the dependency map from changes to cache tags (the tag strings themselves are
+//!   built by `rulebook_rules::tags`).
+//! - `error`: [`StoreError`], with the one conversion from a cache load's error and the one
+//!   wording of a version conflict (the server's 409 uses it).
 //! - `registry`: [`Registry`], the cached read side.
 //! - `notifications`: [`Store::listen_for_changes`], the PostgreSQL LISTEN connection that wakes a feed
 //!   reader (the sync crate's) when the change log grows.

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rulebook_cache::{Cache, CacheStats, LoadError, Loaded};
+use rulebook_cache::{Cache, CacheStats, Loaded};
+use rulebook_rules::tags::{entry_point_tag, scorecard_tag, PARAMS_TAG};
 use rulebook_rules::{EntryPoint, Params, Rule, Ruleset, Scorecard};
 
 use crate::change_log::{Change, ChangeListener};
@@ -40,9 +41,9 @@ impl RegistryItem {
     /// The tag that names the entry (`entry_point:<ep>`, `params`, `scorecard:<name>`).
     pub fn key_tag(&self) -> String {
         match self {
-            RegistryItem::Ruleset(ep) => format!("entry_point:{ep}"),
-            RegistryItem::Params => "params".to_owned(),
-            RegistryItem::Scorecard(name) => format!("scorecard:{name}"),
+            RegistryItem::Ruleset(ep) => entry_point_tag(ep),
+            RegistryItem::Params => PARAMS_TAG.to_owned(),
+            RegistryItem::Scorecard(name) => scorecard_tag(name),
         }
     }
 }
@@ -349,10 +350,7 @@ impl Registry {
             .cache
             .get_or_load(key.clone(), loader)
             .await
-            .map_err(|e| match e {
-                LoadError::Failed(error) => (*error).clone(),
-                _ => StoreError::Internal("loading rules panicked".into()),
-            })
+            .map_err(StoreError::from)
     }
 
     /// Applies changes read from the change feed: invalidates what they touch, skipping changes
@@ -411,7 +409,7 @@ impl Registry {
         for ep in entry_points {
             self.inner
                 .cache
-                .invalidate_tag(&tenant_tag(tenant, &format!("entry_point:{ep}")));
+                .invalidate_tag(&tenant_tag(tenant, &entry_point_tag(ep)));
         }
     }
 

@@ -233,8 +233,9 @@ pub async fn score(
         return Err(ApiError::not_found(
             "scorecard_not_found",
             format!(
-                "scorecard `{name}` has no factors in tenant `{}`: tag its rules `scorecard:{name}` and give them `score` actions",
-                caller.tenant
+                "scorecard `{name}` has no factors in tenant `{}`: tag its rules `{}` and give them `score` actions",
+                caller.tenant,
+                rulebook_rules::tags::scorecard_tag(&name)
             ),
         ));
     }
