@@ -34,7 +34,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use rulebook_rules::{
-    EntryPoint, EvalLimits, Evaluation, Params, Rule, Ruleset, ScoreRequest, ScoreResult, Scorecard,
+    EntryPoint, Evaluation, Limits, Params, Rule, Ruleset, ScoreRequest, ScoreResult, Scorecard,
 };
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -150,7 +150,8 @@ struct Inner {
     own: AtomicI64,
     /// Reported state. A mutex: touched once per event batch or status call.
     status: Mutex<ReplicaStatus>,
-    limits: EvalLimits,
+    /// The same limits the server applies (one set, for writing and running rules).
+    limits: Limits,
     read_wait: Duration,
 }
 
@@ -202,7 +203,7 @@ impl Replica {
             view: RwLock::new(Arc::new(view)),
             own: AtomicI64::new(0),
             status: Mutex::new(status),
-            limits: EvalLimits::default(),
+            limits: Limits::default(),
             read_wait: Duration::from_secs(5),
         });
         let follower = tokio::spawn(follow(Arc::clone(&inner)));
@@ -280,9 +281,8 @@ impl Replica {
                     .map_err(|e| ClientError::Replica(e.to_string()))?,
             ),
         };
-        ruleset
-            .evaluate(context, at, &self.inner.limits)
-            .map_err(|e| ClientError::Replica(e.to_string()))
+        // As the server answers by default: a rule that fails is listed in `errors`.
+        Ok(ruleset.evaluate(context, at, &self.inner.limits))
     }
 
     /// A parameter's current value, or `None` when the rule or the param does not exist.
@@ -312,7 +312,7 @@ impl Replica {
         };
         let request = ScoreRequest {
             input,
-            overrides: Default::default(),
+            ..Default::default()
         };
         scorecard
             .score(&request, Utc::now(), &self.inner.limits)

@@ -15,7 +15,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rulebook_rules::examples::{seed_rules, PAD_TRADE};
 use rulebook_rules::logic::Logic;
-use rulebook_rules::{Action, EntryPoint, EvalLimits, Rule, Ruleset, ScoreRequest, Scorecard};
+use rulebook_rules::{Action, EntryPoint, Limits, Rule, Ruleset, ScoreRequest, Scorecard};
 use serde_json::{json, Value};
 
 fn fifty_rules() -> Vec<Rule> {
@@ -32,14 +32,16 @@ fn fifty_rules() -> Vec<Rule> {
                 {"!": {"in": [{"var": "cart.coupon"}, ["BLOCKED", "EXPIRED"]]}}
             ]});
             rule.actions = vec![
-                Action::SetValue {
-                    field: format!("discount_{i}"),
-                    value: json!({"*": [{"var": "cart.total"}, {"var": "params.rate"}]}),
-                },
-                Action::DisplayMessage {
-                    message: json!({"cat": ["Rule ", i, " applies to ", {"var": "country"}]}),
-                    placement: None,
-                },
+                Action::new("set_value")
+                    .with("field", format!("discount_{i}"))
+                    .with(
+                        "value",
+                        json!({"*": [{"var": "cart.total"}, {"var": "params.rate"}]}),
+                    ),
+                Action::new("display_message").with(
+                    "message",
+                    json!({"cat": ["Rule ", i, " applies to ", {"var": "country"}]}),
+                ),
             ];
             rule
         })
@@ -53,25 +55,18 @@ fn entry_point(c: &mut Criterion) {
     let compiled = Ruleset::compile(ep.clone(), rules).unwrap();
     let input = json!({"country": "GB", "cart": {"total": 245.5, "coupon": "SPRING"}});
     let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
-    let limits = EvalLimits::default();
-    assert_eq!(
-        compiled
-            .evaluate(&input, at, &limits)
-            .unwrap()
-            .matched
-            .len(),
-        25
-    );
+    let limits = Limits::default();
+    assert_eq!(compiled.evaluate(&input, at, &limits).matched.len(), 25);
 
     let mut group = c.benchmark_group("entry_point_50");
     group.bench_function("compiled", |b| {
-        b.iter(|| black_box(compiled.evaluate(black_box(&input), at, &limits).unwrap()))
+        b.iter(|| black_box(compiled.evaluate(black_box(&input), at, &limits)))
     });
     group.bench_function("reparse_json_each_call", |b| {
         b.iter(|| {
             let rules: Vec<Rule> = serde_json::from_str(black_box(&rules_json)).unwrap();
             let set = Ruleset::compile(ep.clone(), rules).unwrap();
-            black_box(set.evaluate(black_box(&input), at, &limits).unwrap())
+            black_box(set.evaluate(black_box(&input), at, &limits))
         })
     });
     group.finish();
@@ -88,9 +83,10 @@ fn scorecard(c: &mut Criterion) {
         input: json!({"instrument_type": "equity", "instrument": "SOME", "value": 50_000,
                       "firm_last_traded_days_ago": 45, "holding_days": 60}),
         overrides,
+        ..Default::default()
     };
     let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
-    let limits = EvalLimits::default();
+    let limits = Limits::default();
     c.bench_function("scorecard/pad_trade_with_overrides", |b| {
         b.iter(|| black_box(card.score(black_box(&request), at, &limits).unwrap()))
     });
@@ -124,7 +120,7 @@ fn jsonlogic(c: &mut Criterion) {
         "value": 60_000, "limits": {"low": 50_000, "high": 100_000},
         "items": (0..100).map(|i| json!({"sku": format!("s{i}"), "qty": i})).collect::<Vec<_>>()
     });
-    let limits = EvalLimits::default();
+    let limits = Limits::default();
     let engine = datalogic_rs::Engine::new();
     let parsed = datalogic_rs::ParsedData::from_json(&data.to_string()).unwrap();
     for (name, expr) in cases {

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::{Action, EntryPoint, Level, OrderedPair, ParamSchema, ParamSpec, ParamType, Rule};
+use crate::{Action, EntryPoint, OrderedPair, ParamSchema, ParamSpec, ParamType, Rule};
 
 /// The name of the example scorecard.
 pub const PAD_TRADE: &str = "pad_trade";
@@ -54,10 +54,12 @@ fn action_rules() -> Vec<Rule> {
         10,
     );
     banner.description = "Every checkout shows the terms of sale.".into();
-    banner.actions = vec![Action::DisplayMessage {
-        message: json!("By placing this order you accept our terms of sale."),
-        placement: Some("banner".into()),
-    }];
+    banner.actions = vec![Action::new("display_message")
+        .with(
+            "message",
+            json!("By placing this order you accept our terms of sale."),
+        )
+        .with("placement", "banner")];
 
     let mut marketplace = entry(
         "checkout_terms_marketplace",
@@ -69,10 +71,9 @@ fn action_rules() -> Vec<Rule> {
     marketplace.description =
         "Orders from marketplace sellers also show the seller's terms.".into();
     marketplace.condition = json!({"==": [{"var": "cart.marketplace"}, true]});
-    marketplace.actions = vec![Action::DisplayMessage {
-        message: json!({"cat": ["This order is sold by ", {"var": ["cart.seller", "a marketplace seller"]}, "; their terms also apply."]}),
-        placement: Some("banner".into()),
-    }];
+    marketplace.actions = vec![Action::new("display_message")
+.with("message", json!({"cat": ["This order is sold by ", {"var": ["cart.seller", "a marketplace seller"]}, "; their terms also apply."]}))
+.with("placement", "banner")];
 
     let mut vat_gb = entry(
         "vat_gb_standard",
@@ -88,14 +89,13 @@ fn action_rules() -> Vec<Rule> {
     vat_gb.params = object(json!({"rate": 0.2}));
     vat_gb.param_schema = rate_schema();
     vat_gb.actions = vec![
-        Action::SetValue {
-            field: "vat_rate".into(),
-            value: json!({"var": "params.rate"}),
-        },
-        Action::SetValue {
-            field: "vat_amount".into(),
-            value: json!({"*": [{"var": "net_amount"}, {"var": "params.rate"}]}),
-        },
+        Action::new("set_value")
+            .with("field", "vat_rate")
+            .with("value", json!({"var": "params.rate"})),
+        Action::new("set_value").with("field", "vat_amount").with(
+            "value",
+            json!({"*": [{"var": "net_amount"}, {"var": "params.rate"}]}),
+        ),
     ];
 
     let mut vat_other = entry(
@@ -109,14 +109,12 @@ fn action_rules() -> Vec<Rule> {
     vat_other.params = object(json!({"rate": 0}));
     vat_other.param_schema = rate_schema();
     vat_other.actions = vec![
-        Action::SetValue {
-            field: "vat_rate".into(),
-            value: json!({"var": "params.rate"}),
-        },
-        Action::SetValue {
-            field: "vat_amount".into(),
-            value: json!(0),
-        },
+        Action::new("set_value")
+            .with("field", "vat_rate")
+            .with("value", json!({"var": "params.rate"})),
+        Action::new("set_value")
+            .with("field", "vat_amount")
+            .with("value", json!(0)),
     ];
 
     let mut welcome = entry(
@@ -126,10 +124,12 @@ fn action_rules() -> Vec<Rule> {
         "marketing",
         10,
     );
-    welcome.actions = vec![Action::DisplayMessage {
-        message: json!({"cat": ["Welcome back, ", {"var": ["user.first_name", "guest"]}, "!"]}),
-        placement: Some("banner".into()),
-    }];
+    welcome.actions = vec![Action::new("display_message")
+        .with(
+            "message",
+            json!({"cat": ["Welcome back, ", {"var": ["user.first_name", "guest"]}, "!"]}),
+        )
+        .with("placement", "banner")];
 
     vec![banner, marketplace, vat_gb, vat_other, welcome]
 }
@@ -188,14 +188,14 @@ fn pad_trade_rules() -> Vec<Rule> {
             .fields
             .insert(field.into(), ParamSpec::new(ParamType::Array).required());
     }
-    instrument.actions = vec![Action::Score {
-        factor: "instrument_type".into(),
-        level: json!({"if": [
+    instrument.actions =
+        vec![Action::new("score")
+.with("factor", "instrument_type")
+.with("level", json!({"if": [
             {"in": [{"var": "input.instrument_type"}, {"var": "params.highRiskTypes"}]}, "HIGH",
             {"in": [{"var": "input.instrument_type"}, {"var": "params.mediumRiskTypes"}]}, "MEDIUM",
             "LOW"
-        ]}),
-    }];
+        ]}))];
 
     let mut firm_traded = scorecard_rule("RF-002", "Firm traded the instrument", "Conflict", 20);
     firm_traded.description =
@@ -205,16 +205,16 @@ fn pad_trade_rules() -> Vec<Rule> {
         .param_schema
         .fields
         .insert("lookbackDays".into(), days_spec());
-    firm_traded.actions = vec![Action::Score {
-        factor: "firm_traded".into(),
-        level: json!({"if": [
+    firm_traded.actions =
+        vec![Action::new("score")
+.with("factor", "firm_traded")
+.with("level", json!({"if": [
             {"and": [
                 {"!==": [{"var": "input.firm_last_traded_days_ago"}, null]},
                 {"<=": [{"var": "input.firm_last_traded_days_ago"}, {"var": "params.lookbackDays"}]}
             ]}, "HIGH",
             "LOW"
-        ]}),
-    }];
+        ]}))];
 
     let mut position = scorecard_rule("RF-005", "Position size", "Material trade", 30);
     position.description =
@@ -233,14 +233,14 @@ fn pad_trade_rules() -> Vec<Rule> {
         low: "lowThreshold".into(),
         high: "highThreshold".into(),
     });
-    position.actions = vec![Action::Score {
-        factor: "position_size".into(),
-        level: json!({"if": [
+    position.actions = vec![Action::new("score").with("factor", "position_size").with(
+        "level",
+        json!({"if": [
             {">": [{"var": "input.value"}, {"var": "params.highThreshold"}]}, "HIGH",
             {">": [{"var": "input.value"}, {"var": "params.lowThreshold"}]}, "MEDIUM",
             "LOW"
         ]}),
-    }];
+    )];
 
     let mut holding = scorecard_rule("RF-007", "Holding period", "Short-term trading", 40);
     holding.description = "Selling sooner than the minimum holding period.".into();
@@ -249,16 +249,16 @@ fn pad_trade_rules() -> Vec<Rule> {
         .param_schema
         .fields
         .insert("minimumHoldDays".into(), days_spec());
-    holding.actions = vec![Action::Score {
-        factor: "holding_period".into(),
-        level: json!({"if": [
+    holding.actions = vec![Action::new("score").with("factor", "holding_period").with(
+        "level",
+        json!({"if": [
             {"and": [
                 {"!==": [{"var": "input.holding_days"}, null]},
                 {"<": [{"var": "input.holding_days"}, {"var": "params.minimumHoldDays"}]}
             ]}, "MEDIUM",
             "LOW"
         ]}),
-    }];
+    )];
 
     let mut restricted = scorecard_rule("RF-009", "Restricted list", "Compliance", 50);
     restricted.description = "Instruments on the restricted list need compliance approval.".into();
@@ -267,13 +267,13 @@ fn pad_trade_rules() -> Vec<Rule> {
         "instruments".into(),
         ParamSpec::new(ParamType::Array).required(),
     );
-    restricted.actions = vec![Action::Score {
-        factor: "restricted_list".into(),
-        level: json!({"if": [
+    restricted.actions = vec![Action::new("score").with("factor", "restricted_list").with(
+        "level",
+        json!({"if": [
             {"in": [{"var": "input.instrument"}, {"var": "params.instruments"}]}, "HIGH",
             "LOW"
         ]}),
-    }];
+    )];
 
     let mut routes = scorecard_rule("pad_trade_routing", "PAD approval routes", "Routing", 1000);
     routes.description =
@@ -284,18 +284,15 @@ fn pad_trade_rules() -> Vec<Rule> {
         ParamSpec::new(ParamType::Integer).between(Some(0.0), Some(100.0)),
     );
     routes.actions = vec![
-        Action::Route {
-            level: Level::Low,
-            route: "auto_approve".into(),
-        },
-        Action::Route {
-            level: Level::Medium,
-            route: "line_manager".into(),
-        },
-        Action::Route {
-            level: Level::High,
-            route: "compliance_review".into(),
-        },
+        Action::new("route")
+            .with("level", "LOW")
+            .with("route", "auto_approve"),
+        Action::new("route")
+            .with("level", "MEDIUM")
+            .with("route", "line_manager"),
+        Action::new("route")
+            .with("level", "HIGH")
+            .with("route", "compliance_review"),
     ];
 
     vec![

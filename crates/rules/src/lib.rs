@@ -16,6 +16,7 @@
 
 mod documents;
 mod entry_point;
+mod error;
 mod level;
 mod limits;
 pub mod logic;
@@ -28,11 +29,12 @@ pub use documents::{
     DocumentErrors, DocumentProblem, DocumentSource, RuleDocument,
 };
 pub use entry_point::{EntryPoint, EntryPointError, MAX_ENTRY_POINT_LEN};
+pub use error::{CompileError, EvalError, OnError, RuleError};
 pub use level::Level;
-pub use limits::{CompileError, EvalError, EvalLimits};
+pub use limits::Limits;
 pub use rule::{
-    Action, OrderedPair, ParamSchema, ParamSpec, ParamType, Rule, ACTION_TYPES, DEFAULT_TENANT,
-    RULE_FIELDS,
+    Action, OrderedPair, ParamSchema, ParamSpec, ParamType, Reserved, Rule, DEFAULT_TENANT,
+    RESERVED_ACTION_FIELDS, RESERVED_ACTION_TYPES, ROUTE, RULE_FIELDS, SCORE,
 };
 pub use validation::{FieldError, ValidationErrors, MAX_ID_LEN};
 

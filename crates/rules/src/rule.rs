@@ -171,97 +171,137 @@ pub(crate) fn in_window(
     from.is_none_or(|from| from <= at) && until.is_none_or(|until| at < until)
 }
 
-/// One typed action. Fields documented as "expression" may be JSONLogic over the evaluation
-/// input (see the crate docs); plain values are returned as they are.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Action {
-    /// Show a message to the user.
-    DisplayMessage {
-        /// The message (expression).
-        message: Value,
-        /// Where to show it, such as `banner` or `modal`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        placement: Option<String>,
-    },
-    /// Set a named output value, such as a VAT amount.
-    SetValue {
-        /// The output's name.
-        field: String,
-        /// The value (expression).
-        value: Value,
-    },
-    /// Refuse the operation.
-    Block {
-        /// Why (expression).
-        reason: Value,
-    },
-    /// A scorecard factor: the level this factor assigns.
+/// One action: a `type` the application names (such as `display_message`, `set_value` or
+/// `notify.slack`) and its fields, kept exactly as written and in the order written.
+///
+/// Written and returned inline: `{"type": "display_message", "content": "Test"}`. Rulebook gives
+/// meaning to two types only, [`SCORE`] and [`ROUTE`] (scorecards), whose fields are fixed
+/// (checked by [`Rule::validate`]); every other type belongs to the application.
+///
+/// When the action fires, a field whose value is a JSONLogic operation (an object with one key
+/// naming an operator, such as `{"var": "user.name"}`, or a list holding one) is computed against
+/// the input and the rule's params; every other value is returned as written. To return an
+/// object that looks like an operation literally, wrap it in `preserve`:
+/// `{"preserve": {"var": "not computed"}}` gives `{"var": "not computed"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    /// The action's `type`: any non-empty name.
+    pub kind: String,
+    /// The other fields, in the order written.
+    pub fields: Map<String, Value>,
+}
+
+/// The action type of a scorecard factor: `{"type": "score", "factor": NAME, "level": EXPR}`,
+/// where the level expression gives `LOW`, `MEDIUM` or `HIGH`.
+pub const SCORE: &str = "score";
+/// The action type of a scorecard's approval route for one overall level:
+/// `{"type": "route", "level": "HIGH", "route": "compliance_review"}`.
+pub const ROUTE: &str = "route";
+/// The action types whose fields Rulebook defines; every other type is the application's.
+pub const RESERVED_ACTION_TYPES: &[&str] = &[SCORE, ROUTE];
+/// Field names an action may not use: the evaluation answer writes `rule_id` beside each action's
+/// fields, and `type` is the action's type.
+pub const RESERVED_ACTION_FIELDS: &[&str] = &["type", "rule_id"];
+
+/// What a reserved action says, read from its fields (see [`Action::reserved`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reserved<'a> {
+    /// A scorecard factor.
     Score {
         /// The factor's name, such as `position_size`.
-        factor: String,
-        /// `LOW`, `MEDIUM` or `HIGH` (expression, usually over `input` and `params`).
-        level: Value,
+        factor: &'a str,
+        /// The level expression.
+        level: &'a Value,
     },
-    /// A scorecard's approval route for one overall level.
+    /// A scorecard's route for one overall level.
     Route {
-        /// The overall level this route is for.
+        /// The overall level.
         level: Level,
-        /// The route's name, such as `compliance_review`.
-        route: String,
+        /// The route's name.
+        route: &'a str,
     },
 }
 
-/// The `type` of every action, as written in rules.
-pub const ACTION_TYPES: &[&str] = &["display_message", "set_value", "block", "score", "route"];
-
 impl Action {
-    /// The action's `type` as written in rules.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Action::DisplayMessage { .. } => "display_message",
-            Action::SetValue { .. } => "set_value",
-            Action::Block { .. } => "block",
-            Action::Score { .. } => "score",
-            Action::Route { .. } => "route",
+    /// An action of type `kind` with no fields yet.
+    pub fn new(kind: impl Into<String>) -> Action {
+        Action {
+            kind: kind.into(),
+            fields: Map::new(),
         }
     }
 
-    /// The fields that may hold expressions, with their names.
-    pub(crate) fn expressions(&self) -> Vec<(&'static str, &Value)> {
-        match self {
-            Action::DisplayMessage { message, .. } => vec![("message", message)],
-            Action::SetValue { value, .. } => vec![("value", value)],
-            Action::Block { reason } => vec![("reason", reason)],
-            Action::Score { level, .. } => vec![("level", level)],
-            Action::Route { .. } => Vec::new(),
+    /// The same action with `name` set to `value` (appended when new).
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Action {
+        self.fields.insert(name.into(), value.into());
+        self
+    }
+
+    /// A field's value as written.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+
+    /// The meaning of a [`SCORE`] or [`ROUTE`] action whose fields are well formed; `None` for an
+    /// application's type (or a reserved one that [`Rule::validate`] would refuse).
+    pub fn reserved(&self) -> Option<Reserved<'_>> {
+        match self.kind.as_str() {
+            SCORE => Some(Reserved::Score {
+                factor: self.fields.get("factor")?.as_str()?,
+                level: self.fields.get("level")?,
+            }),
+            ROUTE => Some(Reserved::Route {
+                level: self
+                    .fields
+                    .get("level")?
+                    .as_str()
+                    .and_then(Level::from_name)?,
+                route: self.fields.get("route")?.as_str()?,
+            }),
+            _ => None,
         }
     }
 
-    /// A copy of the action with its expression fields replaced, in the order of
-    /// [`Action::expressions`].
-    pub(crate) fn with_values(&self, mut values: impl Iterator<Item = Value>) -> Action {
-        let mut next = |old: &Value| values.next().unwrap_or_else(|| old.clone());
-        match self {
-            Action::DisplayMessage { message, placement } => Action::DisplayMessage {
-                message: next(message),
-                placement: placement.clone(),
-            },
-            Action::SetValue { field, value } => Action::SetValue {
-                field: field.clone(),
-                value: next(value),
-            },
-            Action::Block { reason } => Action::Block {
-                reason: next(reason),
-            },
-            Action::Score { factor, level } => Action::Score {
-                factor: factor.clone(),
-                level: next(level),
-            },
-            Action::Route { level, route } => Action::Route {
-                level: *level,
-                route: route.clone(),
-            },
+    /// The fields computed when the action fires, by name: a score's `level`, and for an
+    /// application's type every field whose value is a JSONLogic operation.
+    pub(crate) fn expressions(&self) -> impl Iterator<Item = (&str, &Value)> + '_ {
+        let kind = self.kind.as_str();
+        self.fields
+            .iter()
+            .filter(move |(name, value)| match kind {
+                SCORE => name.as_str() == "level",
+                ROUTE => false,
+                _ => crate::logic::is_operation(value),
+            })
+            .map(|(name, value)| (name.as_str(), value))
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        map.serialize_entry("type", &self.kind)?;
+        for (name, value) in &self.fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = Map::<String, Value>::deserialize(deserializer)?;
+        match fields.shift_remove("type") {
+            Some(Value::String(kind)) => Ok(Action { kind, fields }),
+            Some(other) => Err(D::Error::custom(format!(
+                "action `type` must be a string such as `display_message`, got {}",
+                crate::validation::describe(&other)
+            ))),
+            None => Err(D::Error::custom(
+                "action has no `type`; add one, such as `\"type\": \"display_message\"`",
+            )),
         }
     }
 }

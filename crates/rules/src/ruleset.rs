@@ -6,7 +6,10 @@ use serde_json::Value;
 
 use crate::logic::{dispose, Budget, Logic, Scope};
 use crate::rule::in_window;
-use crate::{Action, CompileError, EntryPoint, EvalError, EvalLimits, Rule};
+use crate::{
+    Action, CompileError, EntryPoint, EvalError, FieldError, Limits, OnError, Rule, RuleError,
+    ValidationErrors,
+};
 
 /// The compiled rules of one entry point, sorted by priority then id.
 ///
@@ -30,8 +33,15 @@ pub(crate) struct CompiledRule {
     pub(crate) stop_processing: bool,
     pub(crate) active_from: Option<DateTime<Utc>>,
     pub(crate) active_until: Option<DateTime<Utc>>,
-    pub(crate) condition: Logic,
     pub(crate) params: Value,
+    /// The compiled expressions, or why the rule cannot run (a stored rule that no longer
+    /// validates): reported each time the rule would run, never failing its neighbours.
+    pub(crate) body: Result<Body, EvalError>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Body {
+    pub(crate) condition: Logic,
     pub(crate) actions: Vec<CompiledAction>,
     /// The deepest and the largest of the rule's expressions, so that the usual evaluation, well
     /// within its limits, checks them with two comparisons.
@@ -42,81 +52,124 @@ pub(crate) struct CompiledRule {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledAction {
     pub(crate) template: Action,
-    pub(crate) expressions: Vec<Logic>,
+    /// The fields computed when the action fires, by name, in the order written.
+    pub(crate) computed: Vec<(String, Logic)>,
 }
 
 impl CompiledRule {
-    /// Validates and compiles one rule.
-    pub(crate) fn compile(mut rule: Rule) -> Result<CompiledRule, CompileError> {
-        let compiled = CompiledRule::compile_ref(&rule);
+    /// Validates and compiles one rule. A rule that does not validate still compiles, into one
+    /// that reports why each time it would run.
+    pub(crate) fn compile(mut rule: Rule) -> CompiledRule {
+        let body = Body::compile(&rule);
         // A condition built by a program may be nested thousands of levels deep (and refused by
         // the compiler); drop it without recursion.
         dispose(std::mem::take(&mut rule.condition));
-        compiled
-    }
-
-    fn compile_ref(rule: &Rule) -> Result<CompiledRule, CompileError> {
-        rule.validate().map_err(|errors| CompileError::Invalid {
-            rule_id: rule.id.clone(),
-            errors,
-        })?;
-        let logic_error = |field: String| {
-            let id = rule.id.clone();
-            move |source| CompileError::Logic {
-                rule_id: id,
-                field,
-                source,
-            }
-        };
-        let condition = Logic::compile(&rule.condition).map_err(logic_error("condition".into()))?;
-        let mut actions = Vec::with_capacity(rule.actions.len());
-        for (i, action) in rule.actions.iter().enumerate() {
-            let mut expressions = Vec::new();
-            for (field, expr) in action.expressions() {
-                expressions.push(
-                    Logic::compile(expr).map_err(logic_error(format!("actions[{i}].{field}")))?,
-                );
-            }
-            actions.push(CompiledAction {
-                template: action.clone(),
-                expressions,
-            });
-        }
-        let expressions =
-            || std::iter::once(&condition).chain(actions.iter().flat_map(|a| &a.expressions));
-        let deepest = expressions().map(Logic::depth).max().unwrap_or(0);
-        let largest = expressions().map(Logic::nodes).max().unwrap_or(0);
-        Ok(CompiledRule {
-            id: rule.id.clone(),
+        CompiledRule {
+            id: rule.id,
             version: rule.version,
             priority: rule.priority,
             enabled: rule.enabled,
             stop_processing: rule.stop_processing,
             active_from: rule.active_from,
             active_until: rule.active_until,
-            condition,
-            params: Value::Object(rule.params.clone()),
-            actions,
-            deepest,
-            largest,
-        })
+            params: Value::Object(rule.params),
+            body,
+        }
     }
 
     pub(crate) fn applies_at(&self, at: DateTime<Utc>) -> bool {
         self.enabled && in_window(self.active_from, self.active_until, at)
     }
 
+    /// The rule's compiled expressions, once they are known to be within `limits`.
+    pub(crate) fn body(&self, limits: &Limits) -> Result<&Body, EvalError> {
+        let body = self.body.as_ref().map_err(Clone::clone)?;
+        body.check(limits, &self.id)?;
+        Ok(body)
+    }
+
+    /// Whether the condition holds for `scope`, and the actions when it does.
+    fn run(
+        &self,
+        scope: &Scope<'_>,
+        limits: &Limits,
+    ) -> Result<Option<Vec<FiredAction>>, EvalError> {
+        let body = self.body(limits)?;
+        let mut budget = Budget::new(limits.max_ops);
+        if !(body.condition.is_always_true() || body.condition.holds_in(scope, &mut budget)?) {
+            return Ok(None);
+        }
+        body.actions
+            .iter()
+            .map(|action| {
+                Ok(FiredAction {
+                    rule_id: self.id.clone(),
+                    action: action.evaluate(scope, &mut budget)?,
+                })
+            })
+            .collect::<Result<Vec<_>, EvalError>>()
+            .map(Some)
+    }
+}
+
+impl Body {
+    fn compile(rule: &Rule) -> Result<Body, EvalError> {
+        let invalid = |errors| EvalError::Invalid {
+            rule_id: rule.id.clone(),
+            errors,
+        };
+        rule.validate().map_err(invalid)?;
+        // `validate` compiled every expression within the same limits; a failure here would be a
+        // bug, still reported as the rule's own error.
+        let logic_error = |field: String| {
+            move |e: crate::logic::LogicError| {
+                invalid(ValidationErrors {
+                    errors: vec![FieldError::new(field, e.to_string())],
+                })
+            }
+        };
+        let condition = Logic::compile(&rule.condition).map_err(logic_error("condition".into()))?;
+        let mut actions = Vec::with_capacity(rule.actions.len());
+        for (i, action) in rule.actions.iter().enumerate() {
+            let mut computed = Vec::new();
+            for (field, expr) in action.expressions() {
+                let logic =
+                    Logic::compile(expr).map_err(logic_error(format!("actions[{i}].{field}")))?;
+                computed.push((field.to_owned(), logic));
+            }
+            actions.push(CompiledAction {
+                template: action.clone(),
+                computed,
+            });
+        }
+        let expressions = || {
+            std::iter::once(&condition).chain(
+                actions
+                    .iter()
+                    .flat_map(|a| a.computed.iter().map(|(_, l)| l)),
+            )
+        };
+        let deepest = expressions().map(Logic::depth).max().unwrap_or(0);
+        let largest = expressions().map(Logic::nodes).max().unwrap_or(0);
+        Ok(Body {
+            condition,
+            actions,
+            deepest,
+            largest,
+        })
+    }
+
     /// Checks every expression of the rule against the size limits.
-    pub(crate) fn check(&self, limits: &EvalLimits) -> Result<(), EvalError> {
+    fn check(&self, limits: &Limits, rule_id: &str) -> Result<(), EvalError> {
         if self.deepest <= limits.max_depth && self.largest <= limits.max_nodes {
             return Ok(());
         }
         // Over a limit: find the expression to name, in the order they would run.
-        self.condition.check(limits, &self.id)?;
+        self.condition.check(limits, rule_id)?;
         self.actions
             .iter()
-            .flat_map(|a| &a.expressions)
-            .try_for_each(|e| e.check(limits, &self.id))
+            .flat_map(|a| a.computed.iter().map(|(_, l)| l))
+            .try_for_each(|e| e.check(limits, rule_id))
     }
 }
 
@@ -126,17 +179,13 @@ impl CompiledAction {
         scope: &Scope<'_>,
         budget: &mut Budget,
     ) -> Result<Action, EvalError> {
-        // Every kind of action has at most one expression: spare the list for that case.
-        if let [only] = self.expressions.as_slice() {
-            let value = only.eval_in(scope, budget)?;
-            return Ok(self.template.with_values(std::iter::once(value)));
+        let mut action = self.template.clone();
+        for (field, logic) in &self.computed {
+            let value = logic.eval_in(scope, budget)?;
+            // Replacing an existing key keeps its place.
+            action.fields.insert(field.clone(), value);
         }
-        let values = self
-            .expressions
-            .iter()
-            .map(|e| e.eval_in(scope, budget))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.template.with_values(values.into_iter()))
+        Ok(action)
     }
 }
 
@@ -155,6 +204,10 @@ pub struct Evaluation {
     /// The rule whose `stop_processing` ended the evaluation, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<String>,
+    /// Every rule that failed at run time, in the order they ran; each counts as not matched.
+    /// Always present (empty when nothing failed).
+    #[serde(default)]
+    pub errors: Vec<RuleError>,
 }
 
 /// A rule that matched.
@@ -173,18 +226,33 @@ pub struct MatchedRule {
 pub struct FiredAction {
     /// The rule the action belongs to.
     pub rule_id: String,
-    /// The action (serialised inline: `{"rule_id": ..., "type": ..., ...}`).
+    /// The action with its computed fields (serialised inline:
+    /// `{"rule_id": ..., "type": ..., ...fields}`).
     #[serde(flatten)]
     pub action: Action,
 }
 
 impl Evaluation {
-    /// The last value set for `field` by a `set_value` action.
+    /// The last `value` set for `field` by an action `{"type": "set_value", "field": ...,
+    /// "value": ...}` (a convention of the examples, not a reserved type).
     pub fn value(&self, field: &str) -> Option<&Value> {
-        self.actions.iter().rev().find_map(|a| match &a.action {
-            Action::SetValue { field: f, value } if f == field => Some(value),
-            _ => None,
+        self.actions.iter().rev().find_map(|a| {
+            let action = &a.action;
+            (action.kind == "set_value"
+                && action.field("field").and_then(Value::as_str) == Some(field))
+            .then(|| action.field("value"))
+            .flatten()
         })
+    }
+
+    /// The evaluation under `on_error`: itself, unless a rule failed and `on_error` is
+    /// [`OnError::Fail`], when the failures are the error (every one, in order).
+    pub fn into_result(self, on_error: OnError) -> Result<Evaluation, Vec<RuleError>> {
+        if on_error == OnError::Fail && !self.errors.is_empty() {
+            Err(self.errors)
+        } else {
+            Ok(self)
+        }
     }
 
     /// The ids of the matched rules, in order.
@@ -208,7 +276,7 @@ impl Ruleset {
                         .map_or_else(|| "none".to_owned(), |e| e.to_string()),
                 });
             }
-            compiled.push(CompiledRule::compile(rule)?);
+            compiled.push(CompiledRule::compile(rule));
         }
         compiled.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id)));
         let mut ids: Vec<&str> = compiled.iter().map(|r| r.id.as_str()).collect();
@@ -218,7 +286,11 @@ impl Ruleset {
                 rule_id: pair[0].to_owned(),
             });
         }
-        let actions = compiled.iter().map(|r| r.actions.len()).sum();
+        let actions = compiled
+            .iter()
+            .filter_map(|r| r.body.as_ref().ok())
+            .map(|b| b.actions.len())
+            .sum();
         Ok(Ruleset {
             entry_point,
             rules: compiled,
@@ -253,31 +325,34 @@ impl Ruleset {
     /// evaluated, and stops after a matching rule with `stop_processing`. Conditions and action
     /// expressions see the input (`{"var": "country"}` or `{"var": "input.country"}`) and the
     /// rule's own params (`{"var": "params.rate"}`).
-    pub fn evaluate(
-        &self,
-        input: &Value,
-        at: DateTime<Utc>,
-        limits: &EvalLimits,
-    ) -> Result<Evaluation, EvalError> {
-        let mut budget = Budget::new(limits.max_ops);
+    ///
+    /// A rule that fails (over a limit, out of its work budget, or stored invalid) is listed in
+    /// [`Evaluation::errors`] and counts as not matched; the other rules run as usual, each with
+    /// its own budget of `limits.max_ops`. See [`Evaluation::into_result`] for all-or-nothing.
+    pub fn evaluate(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
         let mut evaluation = Evaluation {
             entry_point: self.entry_point.clone(),
             at,
             matched: Vec::new(),
             actions: Vec::new(),
             stopped_by: None,
+            errors: Vec::new(),
         };
         for rule in self.rules.iter().filter(|r| r.applies_at(at)) {
-            rule.check(limits)?;
             let scope = Scope::Rule {
                 input,
                 params: &rule.params,
             };
-            let matched =
-                rule.condition.is_always_true() || rule.condition.holds_in(&scope, &mut budget)?;
-            if !matched {
-                continue;
-            }
+            let actions = match rule.run(&scope, limits) {
+                Ok(Some(actions)) => actions,
+                Ok(None) => continue,
+                Err(e) => {
+                    evaluation
+                        .errors
+                        .push(RuleError::new(&rule.id, rule.version, &e));
+                    continue;
+                }
+            };
             if evaluation.matched.is_empty() {
                 // One allocation each instead of a series of doublings; nothing when none match.
                 evaluation.matched.reserve_exact(self.rules.len());
@@ -288,17 +363,12 @@ impl Ruleset {
                 version: rule.version,
                 priority: rule.priority,
             });
-            for action in &rule.actions {
-                evaluation.actions.push(FiredAction {
-                    rule_id: rule.id.clone(),
-                    action: action.evaluate(&scope, &mut budget)?,
-                });
-            }
+            evaluation.actions.extend(actions);
             if rule.stop_processing {
                 evaluation.stopped_by = Some(rule.id.clone());
                 break;
             }
         }
-        Ok(evaluation)
+        evaluation
     }
 }

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::logic::{Budget, Logic, Scope};
 use crate::ruleset::CompiledRule;
-use crate::{Action, CompileError, EvalError, EvalLimits, Level, ParamSchema, Rule};
+use crate::{
+    CompileError, EvalError, Level, Limits, OnError, ParamSchema, Reserved, Rule, RuleError,
+};
 
 /// The param of a scorecard's routing rule that sets the escalation: when at least this many
 /// factors are MEDIUM (and none is HIGH), the overall level is HIGH. Absent or 0: no escalation.
@@ -25,6 +27,9 @@ pub struct Scorecard {
     members: HashMap<String, Member>,
     routes: BTreeMap<Level, String>,
     routing_rule: Option<String>,
+    /// Rules of the scorecard that do not compile (stored before a check they now fail): reported
+    /// in every answer's `errors` while they are in force.
+    broken: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +56,10 @@ pub struct ScoreRequest {
     /// Params to use instead of the stored ones, for this request only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub overrides: BTreeMap<String, Map<String, Value>>,
+    /// What a factor rule that fails at run time does: reported in the answer's `errors` and left
+    /// out (the default), or fails the request.
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 /// The outcome of one scoring request.
@@ -66,6 +75,10 @@ pub struct ScoreResult {
     pub escalated: bool,
     /// The approval route for the overall level, if the scorecard names one.
     pub route: Option<String>,
+    /// Every factor rule that failed at run time; its factors are left out of `factors` and of
+    /// the overall level. Always present (empty when nothing failed).
+    #[serde(default)]
+    pub errors: Vec<RuleError>,
 }
 
 /// One factor's level.
@@ -105,6 +118,7 @@ impl Scorecard {
             members: HashMap::new(),
             routes: BTreeMap::new(),
             routing_rule: None,
+            broken: Vec::new(),
         };
         let mut rules: Vec<Rule> = rules.into_iter().filter(|r| r.has_tag(&tag)).collect();
         rules.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id)));
@@ -114,20 +128,32 @@ impl Scorecard {
             }
             let schema = rule.param_schema.clone();
             let params = rule.params.clone();
-            let compiled = CompiledRule::compile(rule)?;
-            for action in &compiled.actions {
-                match &action.template {
-                    Action::Score { factor, .. } => {
-                        // A score action has exactly one expression: its level.
-                        if let Some(level) = action.expressions.first() {
+            let compiled = CompiledRule::compile(rule);
+            let Ok(body) = &compiled.body else {
+                card.broken.push(compiled.id.clone());
+                card.members.insert(
+                    compiled.id.clone(),
+                    Member {
+                        schema,
+                        params,
+                        compiled,
+                    },
+                );
+                continue;
+            };
+            for action in &body.actions {
+                match action.template.reserved() {
+                    Some(Reserved::Score { factor, .. }) => {
+                        // A score action computes exactly one field: its level.
+                        if let Some((_, level)) = action.computed.first() {
                             card.factors.push(Factor {
                                 rule_id: compiled.id.clone(),
-                                factor: factor.clone(),
+                                factor: factor.to_owned(),
                                 level: level.clone(),
                             });
                         }
                     }
-                    Action::Route { level, route } => {
+                    Some(Reserved::Route { level, route }) => {
                         match &card.routing_rule {
                             Some(first) if *first != compiled.id => {
                                 return Err(CompileError::DuplicateRoutes {
@@ -138,9 +164,9 @@ impl Scorecard {
                             }
                             _ => card.routing_rule = Some(compiled.id.clone()),
                         }
-                        card.routes.insert(*level, route.clone());
+                        card.routes.insert(level, route.to_owned());
                     }
-                    _ => {}
+                    None => {}
                 }
             }
             card.members.insert(
@@ -179,16 +205,39 @@ impl Scorecard {
     /// param schema. Factors whose rule is disabled or outside its window at `at` are left out;
     /// a factor whose rule condition does not hold is LOW. Expressions see `input.*` (or bare
     /// names from the input) and `params.*` (the rule's params after overrides).
+    ///
+    /// A factor rule that fails (over a limit, out of its own budget of `limits.max_ops`, a level
+    /// that is not LOW, MEDIUM or HIGH) is listed in [`ScoreResult::errors`] and its factors are
+    /// left out; with [`OnError::Fail`] it fails the request instead. Overrides that name another
+    /// rule or break a schema fail the request either way.
     pub fn score(
         &self,
         request: &ScoreRequest,
         at: DateTime<Utc>,
-        limits: &EvalLimits,
+        limits: &Limits,
     ) -> Result<ScoreResult, EvalError> {
+        let on_error = request.on_error;
         let snapshot = self.snapshot(&request.overrides)?;
-        let mut budget = Budget::new(limits.max_ops);
         let mut factors = Vec::with_capacity(self.factors.len());
-        let mut conditions: HashMap<&str, bool> = HashMap::new();
+        let mut errors = Vec::new();
+        let mut fail = |rule: &CompiledRule, e: EvalError| {
+            if on_error == OnError::Fail {
+                return Err(e);
+            }
+            errors.push(RuleError::new(&rule.id, rule.version, &e));
+            Ok(())
+        };
+        for id in &self.broken {
+            if let Some(member) = self.members.get(id) {
+                let rule = &member.compiled;
+                if let (true, Err(e)) = (rule.applies_at(at), &rule.body) {
+                    fail(rule, e.clone())?;
+                }
+            }
+        }
+        // Each rule's condition is decided once, with the rule's own budget, shared by its
+        // factors' levels; a rule that failed is skipped for its other factors.
+        let mut rules: HashMap<&str, Result<(bool, Budget), ()>> = HashMap::new();
         for factor in &self.factors {
             let Some(member) = self.members.get(&factor.rule_id) else {
                 continue;
@@ -197,31 +246,50 @@ impl Scorecard {
             if !rule.applies_at(at) {
                 continue;
             }
-            rule.check(limits)?;
             let params = snapshot.params(&factor.rule_id, &rule.params);
             let scope = Scope::Rule {
                 input: &request.input,
                 params,
             };
-            let holds = match conditions.get(rule.id.as_str()) {
-                Some(h) => *h,
-                None => {
-                    let h = rule.condition.is_always_true()
-                        || rule.condition.holds_in(&scope, &mut budget)?;
-                    conditions.insert(&rule.id, h);
-                    h
+            let state = match rules.entry(rule.id.as_str()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let decided = rule.body(limits).and_then(|body| {
+                        let mut budget = Budget::new(limits.max_ops);
+                        let holds = body.condition.is_always_true()
+                            || body.condition.holds_in(&scope, &mut budget)?;
+                        Ok((holds, budget))
+                    });
+                    match decided {
+                        Ok(state) => e.insert(Ok(state)),
+                        Err(err) => {
+                            fail(rule, err)?;
+                            e.insert(Err(()))
+                        }
+                    }
                 }
             };
-            let level = if holds {
-                let value = factor.level.eval_in(&scope, &mut budget)?;
-                value
-                    .as_str()
-                    .and_then(Level::from_name)
-                    .ok_or_else(|| EvalError::BadLevel {
-                        factor: factor.factor.clone(),
-                        rule_id: rule.id.clone(),
-                        value: value.to_string(),
-                    })?
+            let Ok((holds, budget)) = state else {
+                continue;
+            };
+            let level = if *holds {
+                let level = factor.level.eval_in(&scope, budget).and_then(|value| {
+                    value
+                        .as_str()
+                        .and_then(Level::from_name)
+                        .ok_or_else(|| EvalError::BadLevel {
+                            factor: factor.factor.clone(),
+                            rule_id: rule.id.clone(),
+                            value: value.to_string(),
+                        })
+                });
+                match level {
+                    Ok(level) => level,
+                    Err(e) => {
+                        fail(rule, e)?;
+                        continue;
+                    }
+                }
             } else {
                 Level::Low
             };
@@ -253,6 +321,7 @@ impl Scorecard {
             overall,
             escalated,
             route: self.routes.get(&overall).cloned(),
+            errors,
         })
     }
 

@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::logic::Logic;
-use crate::rule::{ParamSchema, Rule, ACTION_TYPES, RULE_FIELDS};
+use crate::rule::{ParamSchema, Rule, RULE_FIELDS};
+use crate::{Action, Level, RESERVED_ACTION_FIELDS, ROUTE, SCORE};
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -136,35 +137,7 @@ impl Rule {
             errors.push(FieldError::new("condition", e.to_string()));
         }
         for (i, action) in self.actions.iter().enumerate() {
-            for (field, expr) in action.expressions() {
-                if let Err(e) = Logic::compile(expr) {
-                    errors.push(FieldError::new(
-                        format!("actions[{i}].{field}"),
-                        e.to_string(),
-                    ));
-                }
-            }
-            match action {
-                crate::Action::SetValue { field, .. } if field.trim().is_empty() => {
-                    errors.push(FieldError::new(
-                        format!("actions[{i}].field"),
-                        "field is empty; name the output value, such as `vat_amount`",
-                    ));
-                }
-                crate::Action::Score { factor, .. } if factor.trim().is_empty() => {
-                    errors.push(FieldError::new(
-                        format!("actions[{i}].factor"),
-                        "factor is empty; name the factor, such as `position_size`",
-                    ));
-                }
-                crate::Action::Route { route, .. } if route.trim().is_empty() => {
-                    errors.push(FieldError::new(
-                        format!("actions[{i}].route"),
-                        "route is empty; name the approval route, such as `compliance_review`",
-                    ));
-                }
-                _ => {}
-            }
+            check_action(action, &format!("actions[{i}]"), &mut errors);
         }
         self.param_schema.check_schema("param_schema", &mut errors);
         self.param_schema
@@ -311,32 +284,99 @@ fn check_actions(value: &Value, errors: &mut Vec<FieldError>) {
     };
     for (i, action) in actions.iter().enumerate() {
         let path = format!("actions[{i}]");
-        match action.get("type") {
-            None => errors.push(FieldError::new(
-                format!("{path}.type"),
-                format!("action has no `type`; add one of {}", action_types()),
-            )),
-            Some(Value::String(t)) if !ACTION_TYPES.contains(&t.as_str()) => {
-                errors.push(FieldError::new(
+        match action {
+            Value::Object(fields) => match fields.get("type") {
+                None => errors.push(FieldError::new(
                     format!("{path}.type"),
-                    format!("unknown action type `{t}`; use one of {}", action_types()),
-                ))
-            }
-            Some(_) => {
-                if let Err(e) = deserialize_at::<crate::Action>(action, &path) {
-                    errors.push(e);
-                }
-            }
+                    "action has no `type`; add one naming what the application should do, such as `display_message`",
+                )),
+                Some(Value::String(_)) => {}
+                Some(other) => errors.push(FieldError::new(
+                    format!("{path}.type"),
+                    format!("must be a string such as `display_message`, got {}", describe(other)),
+                )),
+            },
+            other => errors.push(FieldError::new(
+                path,
+                format!(
+                    "an action must be an object such as {{\"type\": \"display_message\", \"content\": \"Hello\"}}, got {}",
+                    describe(other)
+                ),
+            )),
         }
     }
 }
 
-fn action_types() -> String {
-    ACTION_TYPES
-        .iter()
-        .map(|t| format!("`{t}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Checks what Rulebook can know about an action: a non-empty `type`, no reserved field names, the
+/// fixed fields of `score` and `route`, and that every computed field compiles.
+fn check_action(action: &Action, path: &str, errors: &mut Vec<FieldError>) {
+    if action.kind.trim().is_empty() {
+        errors.push(FieldError::new(
+            format!("{path}.type"),
+            "action type is empty; name what the application should do, such as `display_message`",
+        ));
+    }
+    for name in action.fields.keys() {
+        if RESERVED_ACTION_FIELDS.contains(&name.as_str()) {
+            errors.push(FieldError::new(
+                format!("{path}.{name}"),
+                format!("`{name}` is reserved (the answer writes it beside the action's fields); rename the field"),
+            ));
+        }
+    }
+    let fixed: &[(&str, &str)] = match action.kind.as_str() {
+        SCORE => &[
+            ("factor", "the factor's name, such as `position_size`"),
+            ("level", "an expression giving `LOW`, `MEDIUM` or `HIGH`"),
+        ],
+        ROUTE => &[
+            ("level", "`LOW`, `MEDIUM` or `HIGH`"),
+            ("route", "the approval route, such as `compliance_review`"),
+        ],
+        _ => &[],
+    };
+    if !fixed.is_empty() {
+        let names = fixed
+            .iter()
+            .map(|(n, _)| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        for name in action.fields.keys() {
+            if !fixed.iter().any(|(n, _)| n == name) {
+                errors.push(FieldError::new(
+                    format!("{path}.{name}"),
+                    format!(
+                        "unknown field `{name}` of a `{}` action, whose fields Rulebook defines; use only {names}",
+                        action.kind
+                    ),
+                ));
+            }
+        }
+        for (name, what) in fixed {
+            let field_path = format!("{path}.{name}");
+            let value = action.fields.get(*name);
+            let ok = match (action.kind.as_str(), *name, value) {
+                (_, _, None) => false,
+                (ROUTE, "level", Some(v)) => v.as_str().and_then(Level::from_name).is_some(),
+                (_, "level", Some(_)) => true,
+                (_, _, Some(v)) => v.as_str().is_some_and(|t| !t.trim().is_empty()),
+            };
+            if !ok {
+                errors.push(FieldError::new(
+                    field_path,
+                    match value {
+                        None => format!("`{name}` is missing; add {what}"),
+                        Some(v) => format!("must be {what}, got {}", describe(v)),
+                    },
+                ));
+            }
+        }
+    }
+    for (field, expr) in action.expressions() {
+        if let Err(e) = Logic::compile(expr) {
+            errors.push(FieldError::new(format!("{path}.{field}"), e.to_string()));
+        }
+    }
 }
 
 /// Deserialises one field, replacing serde's wording with `expected` when the type is wrong.

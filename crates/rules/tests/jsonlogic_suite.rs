@@ -8,7 +8,7 @@ mod reference;
 
 use chrono::{TimeZone, Utc};
 use rulebook_rules::logic::Logic;
-use rulebook_rules::{EntryPoint, EvalLimits, Rule, Ruleset};
+use rulebook_rules::{EntryPoint, Limits, Rule, Ruleset};
 use serde_json::Value;
 
 use reference::truthy;
@@ -53,7 +53,7 @@ fn every_case_of_the_official_suite_passes() {
         let got = Logic::compile(rule)
             .map_err(|e| e.to_string())
             .and_then(|l| {
-                l.evaluate(data, &EvalLimits::default())
+                l.evaluate(data, &Limits::default())
                     .map_err(|e| e.to_string())
             });
         match got {
@@ -129,8 +129,11 @@ fn every_case_of_the_official_suite_decides_a_rule_condition_by_its_truthiness()
         let matched = Ruleset::compile(entry_point.clone(), vec![rule])
             .map_err(|e| e.to_string())
             .and_then(|set| {
-                set.evaluate(&data, at, &EvalLimits::default())
-                    .map_err(|e| e.to_string())
+                let evaluation = set.evaluate(&data, at, &Limits::default());
+                match evaluation.errors.first() {
+                    Some(error) => Err(error.message.clone()),
+                    None => Ok(evaluation),
+                }
             })
             .map(|evaluation| !evaluation.matched.is_empty());
         let want = truthy(&expected);

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use rulebook_rules::logic::Logic;
-use rulebook_rules::{Action, EntryPoint, EvalLimits, Rule, Ruleset};
+use rulebook_rules::{Action, EntryPoint, Limits, Rule, Ruleset};
 use serde_json::{json, Value};
 
 mod reference;
@@ -128,7 +128,9 @@ prop_compose! {
         if let (Some(f), Some(u)) = (rule.active_from, rule.active_until) {
             if f >= u { rule.active_until = None; }
         }
-        rule.actions = vec![Action::SetValue { field: "out".into(), value: json!({"+": [{"var": "x"}, {"var": "params.limit"}]}) }];
+        rule.actions = vec![Action::new("set_value")
+.with("field", "out")
+.with("value", json!({"+": [{"var": "x"}, {"var": "params.limit"}]}))];
         rule
     }
 }
@@ -150,7 +152,7 @@ fn naive(rules: &[Rule], input: &Value, at: DateTime<Utc>) -> (Vec<String>, Vec<
         data.insert("input".into(), input.clone());
         data.insert("params".into(), Value::Object(rule.params.clone()));
         let data = Value::Object(data);
-        let limits = EvalLimits::default();
+        let limits = Limits::default();
         let value = Logic::compile(&rule.condition)
             .unwrap()
             .evaluate(&data, &limits)
@@ -160,7 +162,7 @@ fn naive(rules: &[Rule], input: &Value, at: DateTime<Utc>) -> (Vec<String>, Vec<
         }
         matched.push(rule.id.clone());
         for action in &rule.actions {
-            if let Action::SetValue { value, .. } = action {
+            if let Some(value) = action.field("value") {
                 outs.push(
                     Logic::compile(value)
                         .unwrap()
@@ -187,13 +189,10 @@ proptest! {
         rules.dedup_by(|a, b| a.id == b.id);
         let at = base() + Duration::hours(hour);
         let set = Ruleset::compile(EntryPoint::parse("checkout").unwrap(), rules.clone()).unwrap();
-        let got = set.evaluate(&input, at, &EvalLimits::default()).unwrap();
+        let got = set.evaluate(&input, at, &Limits::default());
         let (matched, outs) = naive(&rules, &input, at);
         prop_assert_eq!(got.matched_ids(), matched.iter().map(String::as_str).collect::<Vec<_>>());
-        let got_outs: Vec<Value> = got.actions.iter().filter_map(|a| match &a.action {
-            Action::SetValue { value, .. } => Some(value.clone()),
-            _ => None,
-        }).collect();
+        let got_outs: Vec<Value> = got.actions.iter().filter_map(|a| a.action.field("value").cloned()).collect();
         prop_assert_eq!(got_outs, outs);
     }
 }
@@ -213,17 +212,15 @@ proptest! {
         rule.condition = condition.clone();
         rule.params.insert("limit".into(), limit.clone());
         let set = Ruleset::compile(entry_point, vec![rule]).unwrap();
-        let matched = !set
-            .evaluate(&input, base(), &EvalLimits::default())
-            .unwrap()
-            .matched
-            .is_empty();
+        let evaluation = set.evaluate(&input, base(), &Limits::default());
+        prop_assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
+        let matched = !evaluation.matched.is_empty();
         let mut data = input.as_object().cloned().unwrap();
         data.insert("input".into(), input.clone());
         data.insert("params".into(), json!({"limit": limit}));
         let value = Logic::compile(&condition)
             .unwrap()
-            .evaluate(&Value::Object(data), &EvalLimits::default())
+            .evaluate(&Value::Object(data), &Limits::default())
             .unwrap();
         prop_assert_eq!(matched, truthy(&value), "{} is {} for {}", condition, value, input);
     }

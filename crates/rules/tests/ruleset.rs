@@ -4,7 +4,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rulebook_rules::examples::seed_rules;
 use rulebook_rules::logic::{Logic, LogicError};
-use rulebook_rules::{Action, CompileError, EntryPoint, EvalError, EvalLimits, Rule, Ruleset};
+use rulebook_rules::{
+    Action, CompileError, EntryPoint, EvalError, Limits, OnError, Rule, RuleError, Ruleset,
+};
 use serde_json::{json, Value};
 
 fn ep(name: &str) -> EntryPoint {
@@ -19,16 +21,15 @@ fn rule(id: &str, priority: i32) -> Rule {
     let mut r = Rule::new(id);
     r.entry_point = Some(ep("checkout"));
     r.priority = priority;
-    r.actions = vec![Action::SetValue {
-        field: "last".into(),
-        value: json!(id),
-    }];
+    r.actions = vec![Action::new("set_value")
+        .with("field", "last")
+        .with("value", json!(id))];
     r
 }
 
 fn ids(rules: Vec<Rule>, input: Value, at: DateTime<Utc>) -> Vec<String> {
     let set = Ruleset::compile(ep("checkout"), rules).unwrap();
-    let out = set.evaluate(&input, at, &EvalLimits::default()).unwrap();
+    let out = set.evaluate(&input, at, &Limits::default());
     out.matched.iter().map(|m| m.id.clone()).collect()
 }
 
@@ -56,14 +57,10 @@ fn stop_processing_stops_after_its_rule_matches() {
         vec![rule("c", 3), stopper, not_matching_stopper],
     )
     .unwrap();
-    let out = set
-        .evaluate(&json!({"x": 2}), now(), &EvalLimits::default())
-        .unwrap();
+    let out = set.evaluate(&json!({"x": 2}), now(), &Limits::default());
     assert_eq!(out.matched_ids(), ["b"]);
     assert_eq!(out.stopped_by.as_deref(), Some("b"));
-    let out = set
-        .evaluate(&json!({"x": 1}), now(), &EvalLimits::default())
-        .unwrap();
+    let out = set.evaluate(&json!({"x": 1}), now(), &Limits::default());
     assert_eq!(out.matched_ids(), ["a"]);
 }
 
@@ -77,20 +74,16 @@ fn schedule_windows_are_checked_at_evaluation_time_not_compile_time() {
     disabled.enabled = false;
     // One compiled ruleset, evaluated on both sides of the boundaries, as a cached one would be.
     let set = Ruleset::compile(ep("checkout"), vec![future, expiring, disabled]).unwrap();
-    let limits = EvalLimits::default();
-    let before = set.evaluate(&json!({}), now(), &limits).unwrap();
+    let limits = Limits::default();
+    let before = set.evaluate(&json!({}), now(), &limits);
     assert_eq!(before.matched_ids(), ["expiring"]);
-    let at_boundary = set
-        .evaluate(&json!({}), now() + Duration::minutes(5), &limits)
-        .unwrap();
+    let at_boundary = set.evaluate(&json!({}), now() + Duration::minutes(5), &limits);
     assert_eq!(
         at_boundary.matched_ids(),
         ["future"],
         "from is inclusive, until exclusive"
     );
-    let after = set
-        .evaluate(&json!({}), now() + Duration::hours(1), &limits)
-        .unwrap();
+    let after = set.evaluate(&json!({}), now() + Duration::hours(1), &limits);
     assert_eq!(after.matched_ids(), ["future"]);
 }
 
@@ -101,13 +94,11 @@ fn action_values_may_be_expressions_over_the_input_and_params() {
         .filter(|r| r.entry_point.as_ref().map(EntryPoint::as_str) == Some("vat_calculation"))
         .collect();
     let set = Ruleset::compile(ep("VAT Calculation"), rules).unwrap();
-    let out = set
-        .evaluate(
-            &json!({"country": "GB", "net_amount": 150}),
-            now(),
-            &EvalLimits::default(),
-        )
-        .unwrap();
+    let out = set.evaluate(
+        &json!({"country": "GB", "net_amount": 150}),
+        now(),
+        &Limits::default(),
+    );
     assert_eq!(out.value("vat_amount"), Some(&json!(30)));
     assert_eq!(out.value("vat_rate"), Some(&json!(0.2)));
     assert_eq!(
@@ -118,13 +109,11 @@ fn action_values_may_be_expressions_over_the_input_and_params() {
             priority: 10
         }]
     );
-    let out = set
-        .evaluate(
-            &json!({"country": "FR", "net_amount": 150}),
-            now(),
-            &EvalLimits::default(),
-        )
-        .unwrap();
+    let out = set.evaluate(
+        &json!({"country": "FR", "net_amount": 150}),
+        now(),
+        &Limits::default(),
+    );
     assert_eq!(out.value("vat_amount"), Some(&json!(0)));
     assert_eq!(out.matched_ids(), ["vat_zero_rated"]);
 }
@@ -136,13 +125,11 @@ fn messages_are_evaluated_and_the_answer_serialises_with_rule_ids() {
         .filter(|r| r.entry_point.as_ref().map(EntryPoint::as_str) == Some("home_page_mount"))
         .collect();
     let set = Ruleset::compile(ep("Home Page Mount"), rules).unwrap();
-    let out = set
-        .evaluate(
-            &json!({"user": {"first_name": "Ada"}}),
-            now(),
-            &EvalLimits::default(),
-        )
-        .unwrap();
+    let out = set.evaluate(
+        &json!({"user": {"first_name": "Ada"}}),
+        now(),
+        &Limits::default(),
+    );
     let json = serde_json::to_value(&out).unwrap();
     assert_eq!(json["actions"][0]["rule_id"], "home_welcome_banner");
     assert_eq!(json["actions"][0]["type"], "display_message");
@@ -171,12 +158,25 @@ fn rules_of_another_entry_point_or_repeated_ids_are_refused() {
             rule_id: "x".into()
         }
     );
+}
+
+/// Regression (one rule breaks its whole entry point): a stored rule that does not validate (an
+/// unknown operator typed in by plain SQL, say) is reported for itself; its neighbours still run.
+#[test]
+fn one_invalid_stored_rule_does_not_break_its_entry_point() {
     let mut invalid = rule("bad", 1);
     invalid.condition = json!({"nope": []});
-    assert!(matches!(
-        Ruleset::compile(ep("checkout"), vec![invalid]),
-        Err(CompileError::Invalid { .. })
-    ));
+    let set = Ruleset::compile(ep("checkout"), vec![invalid, rule("good", 2)]).unwrap();
+    let out = set.evaluate(&json!({}), now(), &Limits::default());
+    assert_eq!(out.matched_ids(), ["good"]);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert_eq!(out.errors[0].rule_id, "bad");
+    assert_eq!(out.errors[0].code, "invalid_rule");
+    assert!(
+        out.errors[0].message.contains("nope"),
+        "{}",
+        out.errors[0].message
+    );
 }
 
 /// Builds `{"!": {"!": ... true}}` `depth` levels deep without recursion.
@@ -203,16 +203,21 @@ fn a_ten_thousand_deep_condition_is_an_error_not_a_crash() {
     let deep = deep_not(10_000);
     assert_eq!(
         Logic::compile(&deep).unwrap_err(),
-        LogicError::TooDeep { limit: 128 }
+        LogicError::TooDeep {
+            limit: Limits::default().max_depth
+        }
     );
     let mut r = rule("deep", 1);
     r.condition = deep;
     let r = r;
     let errors = r.validate().unwrap_err();
     assert!(errors.has("condition"));
-    // The ruleset compiler takes the rule and must drop its deep condition without recursion.
-    let err = Ruleset::compile(ep("checkout"), vec![r]).unwrap_err();
-    assert!(matches!(err, CompileError::Invalid { .. }));
+    // The ruleset compiler takes the rule and must drop its deep condition without recursion;
+    // the rule is reported at evaluation, not fatal to the entry point.
+    let set = Ruleset::compile(ep("checkout"), vec![r]).unwrap();
+    let out = set.evaluate(&json!({}), now(), &Limits::default());
+    assert!(out.matched.is_empty());
+    assert_eq!(out.errors[0].code, "invalid_rule");
     let deep_array = (0..10_000).fold(json!(1), |v, _| Value::Array(vec![v]));
     assert!(matches!(
         Logic::compile(&deep_array),
@@ -233,48 +238,106 @@ fn the_same_deep_condition_from_text_is_refused_by_the_parser() {
 }
 
 #[test]
-fn evaluation_limits_are_errors() {
+fn evaluation_limits_are_errors_of_the_rule_that_exceeds_them() {
     let mut r = rule("nested", 1);
     r.condition = deep_not(20);
-    let set = Ruleset::compile(ep("checkout"), vec![r]).unwrap();
-    let shallow = EvalLimits {
+    let set = Ruleset::compile(ep("checkout"), vec![r, rule("plain", 2)]).unwrap();
+    let shallow = Limits {
         max_depth: 10,
-        ..EvalLimits::default()
+        ..Limits::default()
     };
-    assert!(matches!(
-        set.evaluate(&json!({}), now(), &shallow),
-        Err(EvalError::TooDeep {
-            depth: 21,
-            limit: 10,
-            ..
-        })
-    ));
-    let small = EvalLimits {
+    let out = set.evaluate(&json!({}), now(), &shallow);
+    assert_eq!(out.matched_ids(), ["plain"]);
+    assert_eq!(out.errors[0].code, "too_deep");
+    assert!(
+        out.errors[0].message.contains("21 levels"),
+        "{:?}",
+        out.errors
+    );
+    let small = Limits {
         max_nodes: 5,
-        ..EvalLimits::default()
+        ..Limits::default()
     };
-    assert!(matches!(
-        set.evaluate(&json!({}), now(), &small),
-        Err(EvalError::TooLarge { .. })
-    ));
+    let out = set.evaluate(&json!({}), now(), &small);
+    assert_eq!(out.errors[0].code, "too_large");
+    assert_eq!(out.matched_ids(), ["plain"]);
 
     let mut busy = rule("busy", 1);
     busy.condition = json!({"some": [{"var": "xs"}, {"==": [{"var": ""}, -1]}]});
-    let set = Ruleset::compile(ep("checkout"), vec![busy]).unwrap();
+    let mut after = rule("after", 2);
+    after.condition = json!({"==": [{"var": "xs.0"}, 0]});
+    let set = Ruleset::compile(ep("checkout"), vec![busy, after]).unwrap();
     let input = json!({"xs": (0..50_000).collect::<Vec<_>>()});
-    let tight = EvalLimits {
+    let tight = Limits {
         max_ops: 10_000,
-        ..EvalLimits::default()
+        ..Limits::default()
     };
+    let out = set.evaluate(&input, now(), &tight);
     assert_eq!(
-        set.evaluate(&input, now(), &tight),
-        Err(EvalError::OutOfBudget { limit: 10_000 })
+        out.errors,
+        [RuleError {
+            rule_id: "busy".into(),
+            version: 0,
+            code: "out_of_budget".into(),
+            message: EvalError::OutOfBudget { limit: 10_000 }.to_string(),
+        }]
     );
-    assert!(set
-        .evaluate(&input, now(), &EvalLimits::default())
-        .unwrap()
-        .matched
-        .is_empty());
+    // The neighbour has its own budget and still matches.
+    assert_eq!(out.matched_ids(), ["after"]);
+    assert_eq!(
+        out.clone().into_result(OnError::Fail).unwrap_err(),
+        out.errors
+    );
+    let out = set.evaluate(&input, now(), &Limits::default());
+    assert!(out.errors.is_empty());
+    assert_eq!(out.matched_ids(), ["after"]);
+}
+
+/// Regression (one rule breaks its whole entry point): a rule nested 64-125 levels was accepted
+/// at write (compile allowed 128 levels) but evaluation allowed 64, so every evaluation of its
+/// entry point failed, its neighbours' too, even when the deep rule's condition was false.
+#[test]
+fn one_rule_breaks_its_whole_entry_point_deep_rules_are_refused_at_write() {
+    let limits = Limits::default();
+    // `{"!": ... {"==": [1, 2]}}`: false or true by parity, never matching when false.
+    for depth in [limits.max_depth, limits.max_depth + 1, 100, 125] {
+        let mut r = rule("deep", 1);
+        let mut condition = json!({"==": [1, 2]});
+        for _ in 0..depth.saturating_sub(3) {
+            condition = json!({"!": condition});
+        }
+        r.condition = condition;
+        let written = r.validate();
+        let logic = Logic::compile(&r.condition);
+        match &logic {
+            Ok(l) => {
+                // Accepted at write only when evaluation accepts it too.
+                assert!(l.depth() <= limits.max_depth);
+                assert!(written.is_ok(), "depth {depth}: {written:?}");
+            }
+            Err(_) => {
+                let errors = written.unwrap_err();
+                assert!(errors.has("condition"), "{errors}");
+                assert!(
+                    errors
+                        .to_string()
+                        .contains(&format!("{} levels", limits.max_depth)),
+                    "{errors}"
+                );
+            }
+        }
+        let set = Ruleset::compile(ep("checkout"), vec![r, rule("neighbour", 2)]).unwrap();
+        let out = set.evaluate(&json!({}), now(), &limits);
+        assert!(
+            out.matched_ids().contains(&"neighbour"),
+            "depth {depth}: {out:?}"
+        );
+        assert_eq!(
+            out.errors.is_empty(),
+            logic.is_ok(),
+            "depth {depth}: {out:?}"
+        );
+    }
 }
 
 #[test]

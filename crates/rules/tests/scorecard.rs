@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use rulebook_rules::examples::{seed_rules, PAD_TRADE};
-use rulebook_rules::{EvalError, EvalLimits, Level, Params, ScoreRequest, ScoreResult, Scorecard};
+use rulebook_rules::{
+    EvalError, Level, Limits, OnError, Params, ScoreRequest, ScoreResult, Scorecard,
+};
 use serde_json::{json, Map, Value};
 
 fn now() -> DateTime<Utc> {
@@ -32,9 +34,13 @@ fn score(
     overrides: BTreeMap<String, Map<String, Value>>,
 ) -> Result<ScoreResult, EvalError> {
     card.score(
-        &ScoreRequest { input, overrides },
+        &ScoreRequest {
+            input,
+            overrides,
+            ..Default::default()
+        },
         now(),
-        &EvalLimits::default(),
+        &Limits::default(),
     )
 }
 
@@ -176,17 +182,67 @@ fn a_disabled_factor_is_left_out_and_a_bad_level_is_an_error() {
     let mut rules = seed_rules("default");
     for rule in &mut rules {
         if rule.id == "RF-001" {
-            rule.actions = vec![rulebook_rules::Action::Score {
-                factor: "instrument_type".into(),
-                level: json!("SEVERE"),
-            }];
+            rule.actions = vec![rulebook_rules::Action::new("score")
+                .with("factor", "instrument_type")
+                .with("level", json!("SEVERE"))];
         }
     }
     let card = Scorecard::compile(PAD_TRADE, rules).unwrap();
-    assert!(matches!(
-        score(&card, equity(1.0), BTreeMap::new()),
-        Err(EvalError::BadLevel { .. })
-    ));
+    // The bad factor is reported and left out; the others still score.
+    let result = score(&card, equity(1.0), BTreeMap::new()).unwrap();
+    assert_eq!(result.level_of("instrument_type"), None);
+    assert!(result.level_of("position_size").is_some());
+    assert_eq!(result.errors.len(), 1, "{:?}", result.errors);
+    assert_eq!(result.errors[0].rule_id, "RF-001");
+    assert_eq!(result.errors[0].code, "bad_level");
+    assert!(
+        result.errors[0].message.contains("SEVERE"),
+        "{:?}",
+        result.errors
+    );
+    // All or nothing when asked.
+    let strict = card.score(
+        &ScoreRequest {
+            input: equity(1.0),
+            on_error: OnError::Fail,
+            ..Default::default()
+        },
+        now(),
+        &Limits::default(),
+    );
+    assert!(
+        matches!(strict, Err(EvalError::BadLevel { .. })),
+        "{strict:?}"
+    );
+}
+
+/// Regression (one rule breaks its whole entry point), for scorecards: a factor rule that runs out
+/// of its work budget on a huge input is reported; the other factors score with their own budgets.
+#[test]
+fn one_factor_out_of_budget_leaves_the_others_scored() {
+    let mut rules = seed_rules("default");
+    for rule in &mut rules {
+        if rule.id == "RF-001" {
+            rule.condition = json!({"some": [{"var": "input.history"}, {"==": [{"var": ""}, -1]}]});
+        }
+    }
+    let card = Scorecard::compile(PAD_TRADE, rules).unwrap();
+    let mut input = equity(75_000.0);
+    input["history"] = json!((0..50_000).collect::<Vec<_>>());
+    let limits = Limits {
+        max_ops: 10_000,
+        ..Limits::default()
+    };
+    let request = ScoreRequest {
+        input,
+        ..Default::default()
+    };
+    let result = card.score(&request, now(), &limits).unwrap();
+    assert_eq!(result.errors.len(), 1, "{:?}", result.errors);
+    assert_eq!(result.errors[0].rule_id, "RF-001");
+    assert_eq!(result.errors[0].code, "out_of_budget");
+    assert_eq!(result.level_of("position_size"), Some(Level::Medium));
+    assert_eq!(result.level_of("instrument_type"), None);
 }
 
 /// The seeds' failure: a shared scorer whose config each request overwrote. Here 10,000 requests
@@ -207,12 +263,13 @@ fn concurrent_requests_with_their_own_overrides_never_see_each_others() {
                 input: json!({"instrument_type": if i % 7 == 0 { "option" } else { "equity" },
                               "value": 75_000, "holding_days": i % 60}),
                 overrides,
+                ..Default::default()
             }
         })
         .collect();
     let alone: Vec<ScoreResult> = requests
         .iter()
-        .map(|r| card.score(r, now(), &EvalLimits::default()).unwrap())
+        .map(|r| card.score(r, now(), &Limits::default()).unwrap())
         .collect();
     let requests = std::sync::Arc::new(requests);
     let threads = 4;
@@ -230,8 +287,7 @@ fn concurrent_requests_with_their_own_overrides_never_see_each_others() {
                     .map(|i| {
                         (
                             i,
-                            card.score(&requests[i], now(), &EvalLimits::default())
-                                .unwrap(),
+                            card.score(&requests[i], now(), &Limits::default()).unwrap(),
                         )
                     })
                     .collect::<Vec<_>>()

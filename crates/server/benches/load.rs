@@ -65,10 +65,9 @@ fn rules() -> Vec<Rule> {
                 {">": [{"var": "total"}, {"var": "params.threshold"}]}
             ]});
             rule.params = json!({"threshold": i * 10}).as_object().unwrap().clone();
-            rule.actions = vec![Action::SetValue {
-                field: format!("flag_{i}"),
-                value: json!({"*": [{"var": "total"}, 0.2]}),
-            }];
+            rule.actions = vec![Action::new("set_value")
+                .with("field", format!("flag_{i}"))
+                .with("value", json!({"*": [{"var": "total"}, 0.2]}))];
             rule
         })
         .collect()

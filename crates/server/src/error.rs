@@ -9,7 +9,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rulebook_rules::{EntryPointError, EvalError, FieldError};
+use rulebook_rules::{EntryPointError, EvalError, FieldError, RuleError};
 use rulebook_store::StoreError;
 use serde::Serialize;
 
@@ -214,6 +214,26 @@ impl From<StoreError> for ApiError {
 impl From<EntryPointError> for ApiError {
     fn from(error: EntryPointError) -> ApiError {
         ApiError::bad_request("bad_entry_point", error.to_string())
+    }
+}
+
+impl ApiError {
+    /// 422 `evaluation_failed`: rules that failed at run time under `"on_error": "fail"`, each
+    /// listed in `errors` with the rule's id as its path.
+    pub fn rules_failed(failures: Vec<RuleError>) -> ApiError {
+        ApiError {
+            code: "evaluation_failed",
+            ..ApiError::validation(
+            format!(
+                "{} failed and `on_error` is `fail`, so nothing was decided: fix the rules listed in `errors`, or leave `on_error` out to skip failing rules",
+                plural(failures.len(), "rule")
+            ),
+            failures
+                .into_iter()
+                .map(|f| FieldError::new(f.rule_id, format!("{} ({})", f.message, f.code)))
+                .collect(),
+        )
+        }
     }
 }
 

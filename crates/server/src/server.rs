@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rulebook_rules::{EvalLimits, DEFAULT_TENANT};
+use rulebook_rules::DEFAULT_TENANT;
 use rulebook_store::{
     DecisionLog, Registry, RegistryConfig, RuleFiles, Store, StoreError, StoreOptions, TokenRole,
 };
@@ -95,7 +95,6 @@ impl Server {
                 body_limit: config.body_limit,
                 request_timeout: config.request_timeout,
                 reads_need_token: config.reads_need_token(),
-                eval: EvalLimits::default(),
                 min_seq_wait: config.min_seq_wait,
                 changes_heartbeat: config.changes_heartbeat,
             },

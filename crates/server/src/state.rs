@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 use rulebook_cache::{Cache, Loaded, RemovalCause};
-use rulebook_rules::{EvalLimits, Params, Rule};
+use rulebook_rules::{Params, Rule};
 use rulebook_store::{DecisionLog, Registry, RuleFiles, Store, StoreError};
 use rulebook_sync::{Feed, FeedStatus};
 use sha2::{Digest, Sha256};
@@ -52,8 +52,6 @@ pub struct Limits {
     pub request_timeout: std::time::Duration,
     /// Whether reads need a read token.
     pub reads_need_token: bool,
-    /// Bounds on one evaluation.
-    pub eval: EvalLimits,
     /// How long a read with `min_seq` waits for the applied position before answering 503.
     pub min_seq_wait: std::time::Duration,
     /// How often the change stream sends a heartbeat.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rulebook_rules::{Action, Rule, Ruleset, DEFAULT_TENANT};
+use rulebook_rules::{Rule, Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
     deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeOp, Cursor, FeedRead,
     Registry, RegistryConfig, RuleFiles, Store, StoreError, TokenRole,
@@ -60,10 +60,16 @@ fn versions(ruleset: &Ruleset) -> Vec<(String, i64)> {
 }
 
 fn message(rule: &Rule) -> String {
-    match &rule.actions[0] {
-        Action::DisplayMessage { message, .. } => message.as_str().unwrap_or_default().to_owned(),
-        other => panic!("unexpected action {other:?}"),
-    }
+    let action = &rule.actions[0];
+    assert_eq!(
+        action.kind, "display_message",
+        "unexpected action {action:?}"
+    );
+    action
+        .field("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Records what the store hands its listeners after each commit.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rulebook_rules::{Action, Rule, Ruleset, DEFAULT_TENANT};
+use rulebook_rules::{Rule, Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
     Author, ChangeKind, ContextPolicy, DecisionKind, DecisionLog, DecisionLogConfig, DecisionQuery,
     NewDecision, Registry, RegistryConfig, StoreError, VersionsUsed,
@@ -25,10 +25,16 @@ on_both_backends!(
 );
 
 fn message(rule: &Rule) -> String {
-    match &rule.actions[0] {
-        Action::DisplayMessage { message, .. } => message.as_str().unwrap_or_default().to_owned(),
-        other => panic!("unexpected action {other:?}"),
-    }
+    let action = &rule.actions[0];
+    assert_eq!(
+        action.kind, "display_message",
+        "unexpected action {action:?}"
+    );
+    action
+        .field("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn no_ttl(store: &rulebook_store::Store) -> Registry {
@@ -300,9 +306,7 @@ async fn rules_as_of_each_point_between_five_versions_are_those_versions(db: &Te
         .filter(|r| r.entry_point.as_ref() == Some(&promo))
         .collect();
     let ruleset = Ruleset::compile(promo.clone(), rules).unwrap();
-    let evaluation = ruleset
-        .evaluate(&json!({"country": "FR"}), times[1], &Default::default())
-        .unwrap();
+    let evaluation = ruleset.evaluate(&json!({"country": "FR"}), times[1], &Default::default());
     assert_eq!(evaluation.matched[0].version, 2);
     let err = store.rules_as_of("nobody", times[0]).await.unwrap_err();
     assert!(matches!(err, StoreError::UnknownTenant(_)), "{err}");

@@ -151,10 +151,8 @@ pub fn message_rule(id: &str, entry_point: &str, message: &str) -> Rule {
     let mut rule = Rule::new(id);
     rule.name = format!("rule {id}");
     rule.entry_point = Some(ep(entry_point));
-    rule.actions = vec![Action::DisplayMessage {
-        message: serde_json::Value::String(message.to_owned()),
-        placement: None,
-    }];
+    rule.actions = vec![Action::new("display_message")
+        .with("message", serde_json::Value::String(message.to_owned()))];
     rule
 }
 

@@ -9,7 +9,8 @@
 //! `missing_some`), [`logical`] (`if`, `?:`, `and`, `or`, `!`, `!!`), [`compare`] (`==`, `===`,
 //! `!=`, `!==`, `<`, `<=`, `>`, `>=`), [`arithmetic`] (`+`, `-`, `*`, `/`, `%`, `min`, `max`),
 //! [`array`] (`map`, `filter`, `reduce`, `all`, `some`, `none`, `merge`, `in`) and [`string`]
-//! (`cat`, `substr`, `log`). Values follow JavaScript's coercions as JSONLogic specifies them
+//! (`cat`, `substr`, `log`), plus `preserve` (json-logic-engine's name), which returns its
+//! argument as written without computing it. Values follow JavaScript's coercions as JSONLogic specifies them
 //! ([`value`]).
 
 mod arithmetic;
@@ -22,32 +23,13 @@ pub(crate) mod value;
 
 use serde_json::Value;
 
-use crate::{EvalError, EvalLimits};
-
-/// Hard ceilings applied when compiling, whatever the evaluation limits: they keep compiling
-/// itself bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CompileLimits {
-    /// Deepest nesting accepted.
-    pub max_depth: usize,
-    /// Most nodes accepted.
-    pub max_nodes: usize,
-}
-
-impl Default for CompileLimits {
-    fn default() -> Self {
-        CompileLimits {
-            max_depth: 128,
-            max_nodes: 100_000,
-        }
-    }
-}
+use crate::{EvalError, Limits};
 
 /// Why an expression does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogicError {
     /// An object with one key names no operator.
-    #[error("unknown operator `{op}` at `{at}`; use a JSONLogic operator such as `==`, `and`, `if` or `var`, or give the object more than one key if it is data")]
+    #[error("unknown operator `{op}` at `{at}`; use a JSONLogic operator such as `==`, `and`, `if` or `var`, or, if the object is data, give it more than one key or wrap it in `{{\"preserve\": ...}}`")]
     UnknownOperator {
         /// The key.
         op: String,
@@ -117,24 +99,40 @@ ops! {
     Map => "map", Filter => "filter", Reduce => "reduce", All => "all", Some => "some",
     None => "none", Merge => "merge", In => "in",
     Cat => "cat", Substr => "substr", Log => "log",
+    Preserve => "preserve",
+}
+
+/// Whether `value` is a JSONLogic operation, as an action field decides whether it is computed:
+/// an object with one key that names an operator, or a list holding one (JSONLogic evaluates the
+/// elements of a list).
+pub fn is_operation(value: &Value) -> bool {
+    match value {
+        Value::Object(map) if map.len() == 1 => map
+            .keys()
+            .next()
+            .is_some_and(|name| Op::from_name(name).is_some()),
+        Value::Array(items) => items.iter().any(is_operation),
+        _ => false,
+    }
 }
 
 struct Compiler {
-    limits: CompileLimits,
+    limits: Limits,
     nodes: usize,
     depth: usize,
 }
 
 impl Logic {
-    /// Compiles an expression with the default [`CompileLimits`].
+    /// Compiles an expression within the default [`Limits`] (the ones evaluation applies).
     pub fn compile(expr: &Value) -> Result<Logic, LogicError> {
-        Logic::compile_with(expr, CompileLimits::default())
+        Logic::compile_with(expr, &Limits::default())
     }
 
-    /// Compiles an expression with the given ceilings.
-    pub fn compile_with(expr: &Value, limits: CompileLimits) -> Result<Logic, LogicError> {
+    /// Compiles an expression within `limits`' depth and size: an expression deeper or larger is
+    /// refused before anything recurses that deep.
+    pub fn compile_with(expr: &Value, limits: &Limits) -> Result<Logic, LogicError> {
         let mut c = Compiler {
-            limits,
+            limits: *limits,
             nodes: 0,
             depth: 0,
         };
@@ -164,20 +162,20 @@ impl Logic {
     /// Evaluates against `data` with its own budget of `limits.max_ops`.
     ///
     /// ```
-    /// use rulebook_rules::{logic::Logic, EvalLimits};
+    /// use rulebook_rules::{logic::Logic, Limits};
     /// use serde_json::json;
     /// let logic = Logic::compile(&json!({"<": [{"var": "age"}, 18]})).unwrap();
-    /// let out = logic.evaluate(&json!({"age": 12}), &EvalLimits::default()).unwrap();
+    /// let out = logic.evaluate(&json!({"age": 12}), &Limits::default()).unwrap();
     /// assert_eq!(out, json!(true));
     /// ```
-    pub fn evaluate(&self, data: &Value, limits: &EvalLimits) -> Result<Value, EvalError> {
+    pub fn evaluate(&self, data: &Value, limits: &Limits) -> Result<Value, EvalError> {
         let mut budget = Budget::new(limits.max_ops);
         self.check(limits, "")?;
         self.eval_in(&Scope::Data(data), &mut budget)
     }
 
     /// Checks the expression's size against `limits`.
-    pub(crate) fn check(&self, limits: &EvalLimits, rule_id: &str) -> Result<(), EvalError> {
+    pub(crate) fn check(&self, limits: &Limits, rule_id: &str) -> Result<(), EvalError> {
         if self.depth > limits.max_depth {
             return Err(EvalError::TooDeep {
                 rule_id: rule_id.to_owned(),
@@ -253,6 +251,10 @@ impl Compiler {
                         },
                     });
                 };
+                if op == Op::Preserve {
+                    // Returned as written, operators and all: measure it, keep it whole.
+                    return self.literal(raw_args, depth + 1);
+                }
                 let mark = at.len();
                 at.push_str(name);
                 let args = match raw_args {
@@ -262,19 +264,21 @@ impl Compiler {
                 at.truncate(mark);
                 Ok(specialise(op, args))
             }
-            Value::Object(_) => {
-                // Data, not an operator: measure its depth without recursing, then keep it whole.
-                let literal_depth = depth + value_depth(expr) - 1;
-                if literal_depth > self.limits.max_depth {
-                    return Err(LogicError::TooDeep {
-                        limit: self.limits.max_depth,
-                    });
-                }
-                self.depth = self.depth.max(literal_depth);
-                Ok(Node::Literal(expr.clone()))
-            }
+            Value::Object(_) => self.literal(expr, depth),
             scalar => Ok(Node::Literal(scalar.clone())),
         }
+    }
+
+    /// Data, not an operator: measures its depth without recursing, then keeps it whole.
+    fn literal(&mut self, value: &Value, depth: usize) -> Result<Node, LogicError> {
+        let literal_depth = depth + value_depth(value) - 1;
+        if literal_depth > self.limits.max_depth {
+            return Err(LogicError::TooDeep {
+                limit: self.limits.max_depth,
+            });
+        }
+        self.depth = self.depth.max(literal_depth);
+        Ok(Node::Literal(value.clone()))
     }
 
     fn list(
@@ -453,6 +457,8 @@ pub(crate) fn eval(
                 Op::Cat => string::cat(args, scope, budget),
                 Op::Substr => string::substr(args, scope, budget),
                 Op::Log => string::log(args, scope, budget),
+                // Compiled into a literal; never an operator node.
+                Op::Preserve => Ok(Value::Null),
             }
         }
     }
@@ -590,9 +596,7 @@ mod tests {
     #[test]
     fn multi_key_objects_are_data() {
         let logic = Logic::compile(&json!({"a": 1, "b": {"c": 2}})).unwrap();
-        let out = logic
-            .evaluate(&Value::Null, &EvalLimits::default())
-            .unwrap();
+        let out = logic.evaluate(&Value::Null, &Limits::default()).unwrap();
         assert_eq!(out, json!({"a": 1, "b": {"c": 2}}));
     }
 
@@ -607,9 +611,9 @@ mod tests {
         let logic = Logic::compile(&json!({"!": {"!": {"!": true}}})).unwrap();
         assert_eq!(logic.depth(), 4);
         assert_eq!(logic.nodes(), 4);
-        let limits = EvalLimits {
+        let limits = Limits {
             max_depth: 3,
-            ..EvalLimits::default()
+            ..Limits::default()
         };
         assert!(matches!(
             logic.evaluate(&Value::Null, &limits),
@@ -619,9 +623,9 @@ mod tests {
                 ..
             })
         ));
-        let limits = EvalLimits {
+        let limits = Limits {
             max_nodes: 3,
-            ..EvalLimits::default()
+            ..Limits::default()
         };
         assert!(matches!(
             logic.evaluate(&Value::Null, &limits),
@@ -650,14 +654,14 @@ mod tests {
         let logic =
             Logic::compile(&json!({"map": [{"var": "xs"}, {"+": [{"var": ""}, 1]}]})).unwrap();
         let data = json!({"xs": (0..10_000).collect::<Vec<_>>()});
-        let limits = EvalLimits {
+        let limits = Limits {
             max_ops: 1_000,
-            ..EvalLimits::default()
+            ..Limits::default()
         };
         assert_eq!(
             logic.evaluate(&data, &limits),
             Err(EvalError::OutOfBudget { limit: 1_000 })
         );
-        assert!(logic.evaluate(&data, &EvalLimits::default()).is_ok());
+        assert!(logic.evaluate(&data, &Limits::default()).is_ok());
     }
 }

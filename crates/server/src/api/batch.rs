@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_rules::EntryPoint;
+use rulebook_rules::{EntryPoint, OnError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -33,6 +33,10 @@ pub struct BatchBody {
     /// Evaluate with the rules as they stood at this time (RFC 3339), built from the history.
     #[serde(default)]
     pub as_of: Option<DateTime<Utc>>,
+    /// `"continue"` (the default): a rule that fails at run time is listed in its result's
+    /// `errors`. `"fail"`: any such failure makes that entry point's result an error.
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 fn empty_object() -> Value {
@@ -77,6 +81,7 @@ pub async fn evaluate_many(
                 &body.context,
                 body.at,
                 body.as_of,
+                body.on_error,
             )
             .await
             .map_err(|e| (entry_point.as_str().to_owned(), e)),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_rules::{EntryPoint, ScoreRequest};
+use rulebook_rules::{EntryPoint, Limits, OnError, ScoreRequest};
 use rulebook_store::{DecisionKind, VersionsUsed};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -38,6 +38,10 @@ pub struct EvaluateBody {
     /// Evaluate with the rules as they stood at this time (RFC 3339), built from the history.
     #[serde(default)]
     pub as_of: Option<DateTime<Utc>>,
+    /// `"continue"` (the default): a rule that fails at run time is listed in the answer's
+    /// `errors` and counts as not matched. `"fail"`: any such failure is a 422 instead.
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 fn empty_object() -> Value {
@@ -63,6 +67,7 @@ pub async fn evaluate(
         &body.context,
         body.at,
         body.as_of,
+        body.on_error,
     )
     .await?;
     Ok(json_response(seq, answer))
@@ -90,6 +95,7 @@ pub(crate) async fn evaluate_entry_point(
     context: &Value,
     at: Option<DateTime<Utc>>,
     as_of: Option<DateTime<Utc>>,
+    on_error: OnError,
 ) -> Result<Vec<u8>, ApiError> {
     let decision = Decision::new();
     let (ruleset, as_of) = match as_of {
@@ -104,7 +110,10 @@ pub(crate) async fn evaluate_entry_point(
         }
     };
     let at = at.or(as_of.as_ref().map(|a| a.time)).unwrap_or(decision.at);
-    let evaluation = ruleset.evaluate(context, at, &state.limits().eval)?;
+    let evaluation = ruleset
+        .evaluate(context, at, &Limits::default())
+        .into_result(on_error)
+        .map_err(ApiError::rules_failed)?;
     // A 50-rule answer is a few kilobytes; growing from a small buffer would copy it several
     // times.
     let estimate = 320 + 64 * evaluation.matched.len() + 160 * evaluation.actions.len();
@@ -203,6 +212,10 @@ pub struct ScoreBody {
     /// Score with the rules as they stood at this time (RFC 3339), built from the history.
     #[serde(default)]
     pub as_of: Option<DateTime<Utc>>,
+    /// `"continue"` (the default): a factor rule that fails at run time is listed in the answer's
+    /// `errors` and left out. `"fail"`: any such failure is a 422 instead.
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 /// `POST /v1/score/{scorecard}`: levels per factor (each with its rule's version), the overall
@@ -242,12 +255,13 @@ pub async fn score(
     let request = ScoreRequest {
         input: body.input,
         overrides: body.overrides,
+        on_error: body.on_error,
     };
     let at = body
         .at
         .or(as_of.as_ref().map(|a| a.time))
         .unwrap_or(decision.at);
-    let result = scorecard.score(&request, at, &state.limits().eval)?;
+    let result = scorecard.score(&request, at, &Limits::default())?;
     let answer = encode(
         &state,
         &decision,

@@ -208,7 +208,7 @@ pub async fn patch_params(
     let mut params = current.params.clone();
     for (name, value) in patch.params {
         if value.is_null() {
-            params.remove(&name);
+            params.shift_remove(&name);
         } else {
             params.insert(name, value);
         }
@@ -354,8 +354,8 @@ fn rule_document(body: &[u8]) -> Result<(Map<String, Value>, Option<String>), Ap
         ));
     };
     // Read-only, like `version`: what a read answered with.
-    document.remove("seq");
-    let reason = match document.remove("reason") {
+    document.shift_remove("seq");
+    let reason = match document.shift_remove("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(reason)) => Some(reason),
         Some(_) => {

@@ -20,6 +20,10 @@ pub struct EvaluateArgs {
     /// The evaluation time (RFC 3339), now by default.
     #[arg(long)]
     at: Option<String>,
+    /// `continue`: a rule that fails at run time is reported and counts as not matched;
+    /// `fail`: any such failure fails the evaluation.
+    #[arg(long, value_parser = ["continue", "fail"], default_value = "continue")]
+    on_error: String,
 }
 
 impl EvaluateArgs {
@@ -40,6 +44,7 @@ impl EvaluateArgs {
         if let Some(at) = &self.at {
             body["at"] = Value::String(at.clone());
         }
+        body["on_error"] = Value::String(self.on_error.clone());
         let answer = client
             .send(
                 Method::POST,
@@ -72,13 +77,21 @@ impl EvaluateArgs {
             let kind = fields["type"].as_str().unwrap_or_default().to_owned();
             let rule = fields["rule_id"].as_str().unwrap_or_default().to_owned();
             if let Some(map) = fields.as_object_mut() {
-                map.remove("type");
-                map.remove("rule_id");
+                map.shift_remove("type");
+                map.shift_remove("rule_id");
             }
             out(format!("  -> {kind} {fields} (from {rule})"));
         }
         if let Some(stopper) = body["stopped_by"].as_str() {
             out(format!("  stopped by {stopper}"));
+        }
+        for error in body["errors"].as_array().map_or(&[][..], |e| e) {
+            out(format!(
+                "  ! {} (version {}) failed and was skipped: {}",
+                error["rule_id"].as_str().unwrap_or_default(),
+                error["version"],
+                error["message"].as_str().unwrap_or_default()
+            ));
         }
         Ok(())
     }

@@ -193,7 +193,7 @@ impl RulesArgs {
                     )));
                 };
                 if let Some(map) = rule.as_object_mut() {
-                    map.remove("version");
+                    map.shift_remove("version");
                 }
                 with_reason(&mut rule, reason);
                 let answer = client
