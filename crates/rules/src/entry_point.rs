@@ -24,15 +24,16 @@ pub enum EntryPointError {
         /// The text as given.
         input: String,
     },
-    /// A character outside `[a-z0-9_.]` after normalisation.
+    /// A character outside `[A-Za-z0-9_. -]` (checked before any case folding, so no
+    /// non-ASCII letter can fold into an ASCII one).
     #[error(
-        "entry point `{input}` has a character `{character}` outside [a-z0-9_.]; use letters, digits, \
-         `_`, `.`, spaces or dashes"
+        "entry point `{input}` has a character `{character}` outside [A-Za-z0-9_. -]; use ASCII \
+         letters, digits, `_`, `.`, spaces or dashes"
     )]
     InvalidCharacter {
         /// The text as given.
         input: String,
-        /// The first offending character (lower-cased).
+        /// The first offending character, as given.
         character: char,
     },
     /// Longer than [`MAX_ENTRY_POINT_LEN`].
@@ -44,8 +45,10 @@ pub enum EntryPointError {
 }
 
 impl EntryPoint {
-    /// Normalises `raw` into an entry-point key: trims it, lower-cases it, turns every run of
-    /// whitespace and dashes into one `_`, then rejects anything outside `[a-z0-9_.]`.
+    /// Normalises `raw` into an entry-point key: refuses any character outside `[A-Za-z0-9_. -]`
+    /// (ASCII whitespace counts as a space) before anything else, so that no other character can
+    /// fold into an ASCII letter; then trims, lower-cases, and turns every run of spaces and
+    /// dashes into one `_`.
     ///
     /// ```
     /// use rulebook_rules::EntryPoint;
@@ -55,11 +58,19 @@ impl EntryPoint {
     /// assert!(EntryPoint::parse("Home Page!").is_err());
     /// ```
     pub fn parse(raw: &str) -> Result<EntryPoint, EntryPointError> {
-        let trimmed = raw.trim();
+        if let Some(character) = raw.chars().find(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || c.is_ascii_whitespace())
+        }) {
+            return Err(EntryPointError::InvalidCharacter {
+                input: raw.to_owned(),
+                character,
+            });
+        }
+        let trimmed = raw.trim_matches(|c: char| c.is_ascii_whitespace());
         let mut out = String::with_capacity(trimmed.len());
         let mut in_run = false;
-        for c in trimmed.chars().flat_map(char::to_lowercase) {
-            if c.is_whitespace() || c == '-' {
+        for c in trimmed.chars() {
+            if c.is_ascii_whitespace() || c == '-' {
                 if !in_run {
                     out.push('_');
                     in_run = true;
@@ -67,13 +78,7 @@ impl EntryPoint {
                 continue;
             }
             in_run = false;
-            if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.') {
-                return Err(EntryPointError::InvalidCharacter {
-                    input: raw.to_owned(),
-                    character: c,
-                });
-            }
-            out.push(c);
+            out.push(c.to_ascii_lowercase());
         }
         // A text of only dashes trims to itself and normalises to `_`; that names nothing.
         if out.is_empty() || out.chars().all(|c| c == '_') {
@@ -171,6 +176,33 @@ mod tests {
             message.contains("`Home Page!`") && message.contains("`!`"),
             "{message}"
         );
+    }
+
+    /// Regression: an entry point written with the Kelvin sign (U+212A) was lower-cased into `k`
+    /// and silently became `key`, while every other non-ASCII letter was refused.
+    #[test]
+    fn entry_point_keys_never_alias_the_kelvin_sign_is_refused() {
+        let err = EntryPoint::parse("\u{212A}ey").unwrap_err();
+        assert_eq!(
+            err,
+            EntryPointError::InvalidCharacter {
+                input: "\u{212A}ey".into(),
+                character: '\u{212A}'
+            }
+        );
+        // Every character whose lower case is ASCII, or that folds into a separator, is refused
+        // unless it is ASCII itself.
+        for c in (0x80..=0x10FFFF).filter_map(char::from_u32) {
+            let folds_to_ascii = c.to_lowercase().any(|l| l.is_ascii());
+            if folds_to_ascii || c.is_whitespace() {
+                assert!(
+                    EntryPoint::parse(&format!("a{c}b")).is_err(),
+                    "U+{:04X}",
+                    c as u32
+                );
+            }
+        }
+        assert!(EntryPoint::parse("caf\u{e9}").is_err());
     }
 
     #[test]
