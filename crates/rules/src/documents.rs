@@ -344,9 +344,10 @@ mod tests {
             .iter()
             .map(|p| (p.rule.as_ref().map(|s| s.index), p.field.as_str()))
             .collect();
+        // In document order.
         assert_eq!(
             places,
-            [(Some(1), "colour"), (Some(1), "priority"), (Some(2), "id")]
+            [(Some(1), "priority"), (Some(1), "colour"), (Some(2), "id")]
         );
         let text = errors.to_string();
         assert!(
