@@ -87,6 +87,8 @@ pub(crate) fn check_context(context: &Value) -> Result<(), ApiError> {
 
 /// Evaluates one entry point: from the live cache, or with the rules as of a past time; logs
 /// the decision when the log is on; returns the encoded [`DecisionAnswer`].
+// The request's fields, passed one by one from the single and the batch endpoints.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn evaluate_entry_point(
     state: &AppState,
     seq: i64,
