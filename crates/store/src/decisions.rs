@@ -383,7 +383,7 @@ impl Store {
                 sql.push(')');
                 let context = serde_json::to_string(&decision.context)
                     .map_err(|e| StoreError::Internal(format!("serialising a context: {e}")))?;
-                let sha = hex(&Sha256::digest(context.as_bytes()));
+                let sha = hex(&Sha256::digest(canonical(&decision.context).as_bytes()));
                 let versions: BTreeMap<&str, i64> = match &decision.versions {
                     VersionsUsed::Ruleset(ruleset) => ruleset.rules().collect(),
                     VersionsUsed::Listed(list) => {
@@ -526,4 +526,28 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+/// The context as JSON with every object's keys sorted, so that the same context hashes the same
+/// whatever order its keys were written in (objects keep their written order otherwise).
+fn canonical(value: &serde_json::Value) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                serde_json::Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
 }
