@@ -13,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rulebook::{Config, Server};
 use rulebook_client::{Client, Replica};
-use rulebook_rules::{Action, EntryPoint, EvalLimits, Rule, Ruleset};
+use rulebook_rules::{Action, EntryPoint, Limits, Rule, Ruleset};
 use rulebook_store::Author;
 use serde_json::json;
 
@@ -34,14 +34,16 @@ fn fifty_rules() -> Vec<Rule> {
                 {"!": {"in": [{"var": "cart.coupon"}, ["BLOCKED", "EXPIRED"]]}}
             ]});
             rule.actions = vec![
-                Action::SetValue {
-                    field: format!("discount_{i}"),
-                    value: json!({"*": [{"var": "cart.total"}, {"var": "params.rate"}]}),
-                },
-                Action::DisplayMessage {
-                    message: json!({"cat": ["Rule ", i, " applies to ", {"var": "country"}]}),
-                    placement: None,
-                },
+                Action::new("set_value")
+                    .with("field", format!("discount_{i}"))
+                    .with(
+                        "value",
+                        json!({"*": [{"var": "cart.total"}, {"var": "params.rate"}]}),
+                    ),
+                Action::new("display_message").with(
+                    "message",
+                    json!({"cat": ["Rule ", i, " applies to ", {"var": "country"}]}),
+                ),
             ];
             rule
         })
@@ -82,13 +84,13 @@ fn replica_vs_http_vs_rules(c: &mut Criterion) {
     });
     let input = json!({"country": "GB", "cart": {"total": 245.5, "coupon": "SPRING"}});
     let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
-    let limits = EvalLimits::default();
+    let limits = Limits::default();
     let compiled = Ruleset::compile(EntryPoint::parse("checkout").unwrap(), fifty_rules()).unwrap();
     let local = runtime
         .block_on(replica.evaluate_at("checkout", &input, at))
         .unwrap();
     assert_eq!(local.matched.len(), 25);
-    assert_eq!(local, compiled.evaluate(&input, at, &limits).unwrap());
+    assert_eq!(local, compiled.evaluate(&input, at, &limits));
 
     let mut group = c.benchmark_group("replica");
     group.bench_function("param/replica", |b| {
@@ -106,7 +108,7 @@ fn replica_vs_http_vs_rules(c: &mut Criterion) {
         })
     });
     group.bench_function("evaluate_50/rules_crate", |b| {
-        b.iter(|| black_box(compiled.evaluate(black_box(&input), at, &limits).unwrap()))
+        b.iter(|| black_box(compiled.evaluate(black_box(&input), at, &limits)))
     });
     group.bench_function("evaluate_50/replica", |b| {
         b.to_async(&runtime).iter(|| async {
