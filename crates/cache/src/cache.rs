@@ -568,19 +568,32 @@ where
     /// a value carrying `tag` whose load began before this call, even when the load learned its
     /// tags only as it finished.
     pub fn invalidate_tag(&self, tag: &str) {
+        self.invalidate_tags([tag]);
+    }
+
+    /// Removes every entry carrying any of `tags`, as one invalidation: no read sees the
+    /// entries of one tag gone while those of another are still there, so a load that starts
+    /// after this returns is not dropped again by the rest of the same change. Once this
+    /// returns, no read that starts afterwards gets a value carrying one of `tags` whose load
+    /// began before this call. Counts one tag invalidation per tag.
+    pub fn invalidate_tags<'t>(&self, tags: impl IntoIterator<Item = &'t str>) {
         let mut removals = Vec::new();
+        let mut count = 0;
         {
             let mut coherence = self.inner.coherence.lock();
             let epoch = self.bump_epoch();
             self.forget_errors();
-            for key in coherence.record_tag(tag, epoch) {
-                if let Some((key, value)) = self.inner.store.remove(&key) {
-                    coherence.untrack(&key);
-                    removals.push((key, value, RemovalCause::Invalidated));
+            for tag in tags {
+                count += 1;
+                for key in coherence.record_tag(tag, epoch) {
+                    if let Some((key, value)) = self.inner.store.remove(&key) {
+                        coherence.untrack(&key);
+                        removals.push((key, value, RemovalCause::Invalidated));
+                    }
                 }
             }
         }
-        self.inner.stats.incr(Counter::InvalidationsTag);
+        self.inner.stats.add(Counter::InvalidationsTag, count);
         self.inner
             .stats
             .add(Counter::InvalidatedEntries, removals.len() as u64);

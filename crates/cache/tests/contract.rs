@@ -411,6 +411,46 @@ fn tag_invalidated_during_a_load_whose_tags_are_known_only_at_its_end_stops_the_
     assert_eq!(cache.get(&"checkout").as_deref(), Some(&got));
 }
 
+/// A change that touches several tags (a rule's id and its entry point) is one invalidation: no
+/// observer sees one tag's entries gone and another's still there, so a read that reloads in
+/// between is not dropped again by the rest of the same change.
+#[test]
+fn several_tags_invalidated_at_once_leave_no_moment_with_only_some_gone() {
+    let handle: Arc<std::sync::OnceLock<Cache<&'static str, &'static str>>> = Arc::default();
+    let still_cached = Arc::new(Mutex::new(Vec::new()));
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .removal_listener({
+            let (handle, still_cached) = (handle.clone(), still_cached.clone());
+            move |key: &&'static str, _: &Arc<&'static str>, _| {
+                let cache = handle.get().unwrap();
+                let others = ["checkout", "pricing"]
+                    .iter()
+                    .filter(|other| cache.get(other).is_some())
+                    .count();
+                still_cached.lock().unwrap().push((*key, others));
+            }
+        })
+        .build();
+    handle.set(cache.clone()).ok().unwrap();
+    cache.insert(
+        "checkout",
+        Loaded::new("v1").with_tags(["entry_point:checkout"]),
+    );
+    cache.insert("pricing", Loaded::new("v1").with_tags(["rule:RF-002"]));
+    cache.insert("home", Loaded::new("v1").with_tags(["entry_point:home"]));
+    cache.invalidate_tags(["entry_point:checkout", "rule:RF-002"]);
+    let mut seen = still_cached.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("checkout", 0), ("pricing", 0)],
+        "each removal is heard once both tags' entries are gone"
+    );
+    assert_eq!(cache.get(&"home").as_deref(), Some(&"v1"));
+    assert_eq!(cache.stats().invalidations_tag, 2, "one count per tag");
+}
+
 #[test]
 fn key_and_all_invalidated_during_a_load_stop_the_insert() {
     let cache: Cache<&str, &str> = Cache::new(100);

@@ -183,9 +183,7 @@ impl RegistryInner {
     /// Invalidates every tag the changes touch, each once; returns how many tags.
     fn invalidate_changes<'a>(&self, changes: impl IntoIterator<Item = &'a Change>) -> usize {
         let tags = tags_for_changes(changes);
-        for tag in &tags {
-            self.cache.invalidate_tag(tag);
-        }
+        self.cache.invalidate_tags(tags.iter().map(String::as_str));
         tags.len()
     }
 
@@ -406,19 +404,22 @@ impl Registry {
 
     /// Drops the rulesets of these entry points of `tenant`.
     pub fn invalidate_entry_points(&self, tenant: &str, entry_points: &[EntryPoint]) {
-        for ep in entry_points {
-            self.inner
-                .cache
-                .invalidate_tag(&tenant_tag(tenant, &entry_point_tag(ep)));
-        }
+        let tags: Vec<String> = entry_points
+            .iter()
+            .map(|ep| tenant_tag(tenant, &entry_point_tag(ep)))
+            .collect();
+        self.inner
+            .cache
+            .invalidate_tags(tags.iter().map(String::as_str));
     }
 
     /// Drops every entry of `tenant` carrying one of `tags` (unprefixed, such as `currency:USD`,
     /// `rule:RF-002`, `params` or `scorecard:pad_trade`).
     pub fn invalidate_tags(&self, tenant: &str, tags: &[String]) {
-        for tag in tags {
-            self.inner.cache.invalidate_tag(&tenant_tag(tenant, tag));
-        }
+        let tags: Vec<String> = tags.iter().map(|tag| tenant_tag(tenant, tag)).collect();
+        self.inner
+            .cache
+            .invalidate_tags(tags.iter().map(String::as_str));
     }
 
     /// Drops every entry of `tenant`.
