@@ -55,8 +55,8 @@ pub use hooks::WritePause;
 pub use model::{Author, ChangeKind, HistoryEntry};
 pub use notifications::{ChangeNotifications, NOTIFY_CHANNEL};
 pub use registry::{
-    Compiled, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey, MAX_LISTED_LOADS,
-    UNLISTED_LOADS,
+    Compiled, FeedApplied, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey,
+    MAX_LISTED_LOADS, UNLISTED_LOADS,
 };
 pub use store::Store;
 pub use tokens::{TokenRecord, TokenRole};

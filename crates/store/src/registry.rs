@@ -153,6 +153,16 @@ struct Applied {
     own: BTreeSet<i64>,
 }
 
+/// What [`Registry::apply_feed`] did with the changes it was given.
+#[derive(Debug)]
+pub struct FeedApplied<'c> {
+    /// The changes this registry's own writes did not make (another instance, plain SQL), in
+    /// the order given; each was applied now.
+    pub from_elsewhere: Vec<&'c Change>,
+    /// How many tags their invalidation touched.
+    pub tags: usize,
+}
+
 /// How many own `seq`s to remember for the feed to skip; beyond it the oldest are forgotten
 /// (and cost one more invalidation when the feed brings them, nothing worse).
 const OWN_SEQS_KEPT: usize = 100_000;
@@ -352,18 +362,24 @@ impl Registry {
     }
 
     /// Applies changes read from the change feed: invalidates what they touch, skipping changes
-    /// this registry already applied when its own write committed. Returns how many tags were
-    /// invalidated. Does not move the applied position: the feed reader does that with
-    /// [`Registry::advance_position`] once a whole read is applied.
-    pub fn apply_feed(&self, changes: &[Change]) -> usize {
-        let fresh: Vec<&Change> = {
+    /// this registry already applied when its own write committed (the one record of this
+    /// instance's own writes). Returns what it applied. Does not move the applied position: the
+    /// feed reader does that with [`Registry::advance_position`] once a whole read is applied.
+    pub fn apply_feed<'c>(&self, changes: &'c [Change]) -> FeedApplied<'c> {
+        let from_elsewhere: Vec<&Change> = {
             let mut applied = self.inner.applied.lock();
             changes
                 .iter()
                 .filter(|c| !applied.own.remove(&c.seq))
                 .collect()
         };
-        self.inner.invalidate_changes(fresh)
+        let tags = self
+            .inner
+            .invalidate_changes(from_elsewhere.iter().copied());
+        FeedApplied {
+            from_elsewhere,
+            tags,
+        }
     }
 
     /// The applied position: every change with a `seq` at or below it has been applied to this

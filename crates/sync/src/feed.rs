@@ -38,9 +38,10 @@ use crate::config::FeedConfig;
 use crate::status::{FeedMetrics, FeedStatus, LagRecorder, ListenStatus, PruneStatus, RedisStatus};
 use rulebook_store::redact_url;
 
-/// How many sequence numbers of own writes, and of changes applied from Redis messages, are
-/// remembered so that the log read does not count (or, for Redis, apply) them twice. Beyond it
-/// the oldest are forgotten, which costs one more invalidation, nothing worse.
+/// How many sequence numbers of changes applied from Redis messages are remembered so that the
+/// log read does not apply them twice. Beyond it the oldest are forgotten, which costs one more
+/// invalidation, nothing worse. (Own writes are remembered by the registry, see
+/// [`Registry::apply_feed`].)
 const SEQS_KEPT: usize = 10_000;
 
 /// The most changes held above the applied position, waiting to be released (see the module
@@ -76,7 +77,7 @@ pub struct Feed {
     shared: Arc<Shared>,
     /// Kept so that the store keeps telling us of own commits while the feed runs (the store
     /// holds listeners weakly).
-    _own_commits: Arc<dyn ChangeListener>,
+    _own_commits: Option<Arc<dyn ChangeListener>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -135,8 +136,6 @@ pub(crate) struct State {
     pub(crate) redis: Option<RedisStatus>,
     pub(crate) pruning: Option<PruneStatus>,
     pub(crate) lag: LagRecorder,
-    /// `seq`s this instance's own writes committed (applied synchronously by the registry).
-    pub(crate) own: BTreeSet<i64>,
     /// `seq`s applied straight from Redis messages, not yet seen in the log.
     pub(crate) by_message: BTreeSet<i64>,
     /// Changes read above the applied position, not yet released, by `seq`.
@@ -151,10 +150,6 @@ fn remember(set: &mut BTreeSet<i64>, seq: i64) {
 }
 
 impl State {
-    pub(crate) fn remember_own(&mut self, seq: i64) {
-        remember(&mut self.own, seq);
-    }
-
     pub(crate) fn remember_by_message(&mut self, seq: i64) {
         remember(&mut self.by_message, seq);
     }
@@ -180,28 +175,20 @@ impl Shared {
     }
 }
 
-/// Told of this instance's own commits (after the registry has applied them): remembers their
-/// `seq`s, and publishes them to Redis when configured.
+/// Told of this instance's own commits (after the registry has applied them and remembered
+/// their `seq`s): publishes them to Redis. Subscribed only when Redis is configured.
 pub(crate) struct OwnCommits {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) publish: Option<tokio::sync::mpsc::Sender<Vec<Change>>>,
+    pub(crate) publish: tokio::sync::mpsc::Sender<Vec<Change>>,
 }
 
 impl ChangeListener for OwnCommits {
     fn committed(&self, changes: &[Change]) {
-        {
-            let mut state = self.shared.state.lock();
-            for change in changes {
-                state.remember_own(change.seq);
-            }
-        }
-        if let Some(publish) = &self.publish {
-            // Never make the writer wait: when the publisher is behind or Redis is down, the
-            // other instances get these changes from the log.
-            if publish.try_send(changes.to_vec()).is_err() {
-                if let Some(redis) = self.shared.state.lock().redis.as_mut() {
-                    redis.publish_dropped += 1;
-                }
+        // Never make the writer wait: when the publisher is behind or Redis is down, the other
+        // instances get these changes from the log.
+        if self.publish.try_send(changes.to_vec()).is_err() {
+            if let Some(redis) = self.shared.state.lock().redis.as_mut() {
+                redis.publish_dropped += 1;
             }
         }
     }
@@ -258,11 +245,14 @@ impl Feed {
                 stopped.clone(),
             )));
         }
-        let own_commits: Arc<dyn ChangeListener> = Arc::new(OwnCommits {
-            shared: Arc::clone(&shared),
-            publish,
+        let own_commits = publish.map(|publish| {
+            let listener: Arc<dyn ChangeListener> = Arc::new(OwnCommits {
+                shared: Arc::clone(&shared),
+                publish,
+            });
+            shared.registry.store().subscribe(&listener);
+            listener
         });
-        shared.registry.store().subscribe(&own_commits);
         if listen {
             tasks.push(tokio::spawn(crate::listen::listen_loop(
                 Arc::clone(&shared),
@@ -504,12 +494,10 @@ fn apply(shared: &Shared, registry: &Registry, changes: Vec<Change>, position: i
                 .cloned()
                 .collect()
         };
-        registry.apply_feed(&fresh);
+        let applied = registry.apply_feed(&fresh);
         let mut state = shared.state.lock();
-        for change in &fresh {
-            if !state.own.remove(&change.seq) {
-                shared.applied(&mut state, change);
-            }
+        for change in applied.from_elsewhere {
+            shared.applied(&mut state, change);
         }
     }
     registry.advance_position(position);
