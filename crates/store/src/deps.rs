@@ -1,7 +1,8 @@
 //! The dependency map: which cache tags a change touches, and which tags a cached entry carries.
 //!
-//! This is the one place that knows how data maps to cache entries. Both halves are data tables
-//! read by two small functions, so adding a kind of cached entry or a kind of dependency is a row,
+//! This is the one place that knows how data maps to cache entries. The change side is a data
+//! table and the entry side one `match` over [`RegistryItem`] (the one enum naming what the
+//! registry caches), so adding a kind of cached entry or a kind of dependency is a row or an arm,
 //! not an `invalidate()` call somewhere in a write path.
 //!
 //! Every tag is prefixed with the tenant (`default/entry_point:checkout`): the cache knows nothing
@@ -13,6 +14,7 @@ use rulebook_rules::tags::{rule_tag, ENTRY_POINT_PREFIX, PARAMS_TAG, RULE_PREFIX
 use rulebook_rules::Rule;
 
 use crate::change_log::Change;
+use crate::registry::RegistryItem;
 
 /// A fact about a rule change that names cache tags.
 #[derive(Debug, Clone, Copy)]
@@ -75,17 +77,6 @@ pub fn tags_for_changes<'a>(changes: impl IntoIterator<Item = &'a Change>) -> BT
     changes.into_iter().flat_map(tags_for_change).collect()
 }
 
-/// What a cached entry was built from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum EntryKind {
-    /// The compiled rules of one entry point.
-    Ruleset,
-    /// The tenant's parameter snapshot.
-    Params,
-    /// A scorecard: the rules tagged `scorecard:<name>`.
-    Scorecard,
-}
-
 /// What an entry's tags are made of, besides its own key tag.
 #[derive(Debug, Clone, Copy)]
 enum EntryFact {
@@ -95,38 +86,29 @@ enum EntryFact {
     EachRuleTag,
 }
 
-/// The entry side of the map: the tags each kind of entry carries besides its key tag
+/// The entry side of the map: the tags each kind of registry item carries besides its key tag
 /// (`entry_point:<ep>`, `params` or `scorecard:<name>`). A scorecard's thresholds are the params
 /// of its own rules (those tagged `scorecard:<name>`), so its key tag covers them.
-const ENTRY_CARRIES: &[(EntryKind, &[EntryFact])] = &[
-    (
-        EntryKind::Ruleset,
-        &[EntryFact::EachRuleId, EntryFact::EachRuleTag],
-    ),
-    (EntryKind::Params, &[]),
-    (
-        EntryKind::Scorecard,
-        &[EntryFact::EachRuleId, EntryFact::EachRuleTag],
-    ),
-];
+fn entry_carries(item: &RegistryItem) -> &'static [EntryFact] {
+    match item {
+        RegistryItem::Ruleset(_) | RegistryItem::Scorecard(_) => {
+            &[EntryFact::EachRuleId, EntryFact::EachRuleTag]
+        }
+        RegistryItem::Params => &[],
+    }
+}
 
-/// The tags, tenant-prefixed, that a cached entry of `kind` with key tag `key_tag` (such as
-/// `entry_point:checkout`) built from `rules` carries.
+/// The tags, tenant-prefixed, that the cached `item` of `tenant` built from `rules` carries: its
+/// key tag, the tenant tag, and what [`entry_carries`] lists.
 pub(crate) fn tags_for_entry(
     tenant: &str,
-    kind: EntryKind,
-    key_tag: &str,
+    item: &RegistryItem,
     rules: &[Rule],
 ) -> BTreeSet<String> {
     let mut tags = BTreeSet::new();
-    tags.insert(tenant_tag(tenant, key_tag));
+    tags.insert(tenant_tag(tenant, &item.key_tag()));
     tags.insert(tenant_tag(tenant, TENANT_TAG));
-    let facts = ENTRY_CARRIES
-        .iter()
-        .find(|(k, _)| std::mem::discriminant(k) == std::mem::discriminant(&kind))
-        .map(|(_, facts)| *facts)
-        .unwrap_or_default();
-    for fact in facts {
+    for fact in entry_carries(item) {
         match fact {
             EntryFact::EachRuleId => {
                 for rule in rules {
@@ -159,6 +141,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::change_log::ChangeOp;
+    use rulebook_rules::EntryPoint;
 
     fn change(old_ep: Option<&str>, new_ep: Option<&str>, old: &[&str], new: &[&str]) -> Change {
         Change {
@@ -212,19 +195,15 @@ mod tests {
     fn entries_carry_their_key_tag_and_the_tenant_tag() {
         let mut rule = Rule::new("R1");
         rule.tags = vec!["currency:USD".into()];
-        let tags = tags_for_entry(
-            "t",
-            EntryKind::Ruleset,
-            "entry_point:checkout",
-            &[rule.clone()],
-        );
+        let checkout = RegistryItem::Ruleset(EntryPoint::parse("checkout").unwrap());
+        let tags = tags_for_entry("t", &checkout, &[rule.clone()]);
         assert!(tags.contains("t/entry_point:checkout"));
         assert!(tags.contains("t/tenant"));
         assert!(tags.contains("t/rule:R1"));
         assert!(tags.contains("t/currency:USD"));
-        let scorecard = tags_for_entry("t", EntryKind::Scorecard, "scorecard:s", &[rule]);
+        let scorecard = tags_for_entry("t", &RegistryItem::Scorecard("s".into()), &[rule]);
         assert!(scorecard.contains("t/scorecard:s"));
-        let params = tags_for_entry("t", EntryKind::Params, "params", &[]);
+        let params = tags_for_entry("t", &RegistryItem::Params, &[]);
         assert_eq!(params.len(), 2);
     }
 }

@@ -22,7 +22,7 @@ use rulebook_rules::tags::{entry_point_tag, scorecard_tag, PARAMS_TAG};
 use rulebook_rules::{EntryPoint, Params, Rule, Ruleset, Scorecard};
 
 use crate::change_log::{Change, ChangeListener};
-use crate::deps::{tags_for_changes, tags_for_entry, tenant_tag, EntryKind, TENANT_TAG};
+use crate::deps::{tags_for_changes, tags_for_entry, tenant_tag, TENANT_TAG};
 use crate::error::StoreError;
 use crate::Store;
 
@@ -265,7 +265,7 @@ impl Registry {
     ) -> Result<Arc<Ruleset>, StoreError> {
         let item = RegistryItem::Ruleset(entry_point.clone());
         let compiled = self
-            .load(tenant, item, EntryKind::Ruleset, |rules| {
+            .load(tenant, item, |rules| {
                 Ruleset::compile(entry_point.clone(), rules)
                     .map(|r| Compiled::Ruleset(Arc::new(r)))
                     .map_err(|e| StoreError::Compile {
@@ -283,7 +283,7 @@ impl Registry {
     /// The parameter snapshot of `tenant` (every rule's params and enabled flag).
     pub async fn params(&self, tenant: &str) -> Result<Arc<Params>, StoreError> {
         let compiled = self
-            .load(tenant, RegistryItem::Params, EntryKind::Params, |rules| {
+            .load(tenant, RegistryItem::Params, |rules| {
                 Ok(Compiled::Params(Arc::new(Params::from_rules(rules))))
             })
             .await?;
@@ -297,7 +297,7 @@ impl Registry {
     pub async fn scorecard(&self, tenant: &str, name: &str) -> Result<Arc<Scorecard>, StoreError> {
         let item = RegistryItem::Scorecard(name.to_owned());
         let compiled = self
-            .load(tenant, item, EntryKind::Scorecard, |rules| {
+            .load(tenant, item, |rules| {
                 Scorecard::compile(name, rules)
                     .map(|s| Compiled::Scorecard(Arc::new(s)))
                     .map_err(|e| StoreError::Compile {
@@ -318,7 +318,6 @@ impl Registry {
         &self,
         tenant: &str,
         item: RegistryItem,
-        kind: EntryKind,
         compile: impl FnOnce(Vec<Rule>) -> Result<Compiled, StoreError>,
     ) -> Result<Arc<Compiled>, StoreError> {
         let key = RegistryKey {
@@ -346,7 +345,7 @@ impl Registry {
             };
             inner.count_load(&key, found);
             let (version, rules) = read?;
-            let tags = tags_for_entry(tenant, kind, &key.item.key_tag(), &rules);
+            let tags = tags_for_entry(tenant, &key.item, &rules);
             let compiled = compile(rules)?;
             Ok::<_, StoreError>(
                 Loaded::new(compiled)
