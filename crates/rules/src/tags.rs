@@ -14,6 +14,8 @@ pub const SCORECARD_PREFIX: &str = "scorecard:";
 pub const RULE_PREFIX: &str = "rule:";
 /// The tag of a tenant's parameter snapshot, which every change of the tenant touches.
 pub const PARAMS_TAG: &str = "params";
+/// The tag of a tenant's list of rules, which every change of the tenant touches.
+pub const RULES_TAG: &str = "rules";
 
 /// `entry_point:<ep>`.
 pub fn entry_point_tag(entry_point: &EntryPoint) -> String {

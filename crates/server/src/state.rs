@@ -2,26 +2,19 @@
 //!
 //! Reads are answered from the store's [`Registry`], the coherent cache that the store
 //! invalidates after each commit and the change feed invalidates for changes made elsewhere.
-//! The server adds two things on top:
+//! Rule lists and single rules (`GET /v1/rules`, `GET /v1/rules/{id}`) are registry items like
+//! rulesets, loaded and invalidated the same way. The server adds one thing on top:
 //!
 //! - **Tenants in a bounded cache.** A tenant is looked up in the store once and then kept in a
 //!   cache of at most `--tenant-cache` tenants. When a tenant falls out of it (least recently
 //!   used), every registry entry and load count of that tenant is dropped with it, so memory
 //!   stays flat however many tenants send requests. An unknown tenant is an error and is not cached.
-//! - **Rule lists validated by the parameter snapshot.** `GET /v1/rules` answers full rules,
-//!   which the registry does not hold. The tenant's parameter snapshot (a registry entry) is
-//!   invalidated by every change of any of the tenant's rules, so a rule list is kept together
-//!   with the snapshot it was read under, and served only while the registry still returns that
-//!   very snapshot (`Arc::ptr_eq`). The list is read after the snapshot, so it is never older
-//!   than what the cache says.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use rulebook_cache::{Cache, Loaded, RemovalCause};
-use rulebook_rules::{Params, Rule};
 use rulebook_store::{DecisionLog, Registry, RuleFiles, Store, StoreError};
 use rulebook_sync::{Feed, FeedStatus};
 use sha2::{Digest, Sha256};
@@ -63,9 +56,6 @@ struct Inner {
     registry: Registry,
     /// Known tenants (see the module docs).
     tenants: Cache<String, ()>,
-    /// Rule lists per tenant with the snapshot they were read under. A mutex: held only to
-    /// look up or replace one map entry, never across an await.
-    rule_lists: Arc<Mutex<HashMap<String, RuleList>>>,
     limits: Limits,
     /// SHA-256 of the configured admin token, compared in constant time.
     admin_digest: Option<[u8; 32]>,
@@ -81,12 +71,6 @@ struct Inner {
     decision_log: OnceLock<DecisionLog>,
 }
 
-#[derive(Clone)]
-struct RuleList {
-    snapshot: Arc<Params>,
-    rules: Arc<Vec<Rule>>,
-}
-
 impl AppState {
     /// State over `registry` (and its store).
     pub fn new(
@@ -96,9 +80,7 @@ impl AppState {
         admin_token: Option<&str>,
         files: Option<RuleFiles>,
     ) -> AppState {
-        let rule_lists: Arc<Mutex<HashMap<String, RuleList>>> = Arc::default();
         let evicted_registry = registry.clone();
-        let evicted_lists = Arc::clone(&rule_lists);
         let tenants = Cache::builder()
             .max_capacity(tenant_capacity)
             .removal_listener(move |tenant: &String, _: &Arc<()>, cause| {
@@ -107,7 +89,6 @@ impl AppState {
                     RemovalCause::Size | RemovalCause::Expired | RemovalCause::Idle
                 ) {
                     evicted_registry.forget_tenant(tenant);
-                    evicted_lists.lock().remove(tenant);
                 }
             })
             .build();
@@ -116,7 +97,6 @@ impl AppState {
                 store: registry.store().clone(),
                 registry,
                 tenants,
-                rule_lists,
                 limits,
                 admin_digest: admin_token.map(digest),
                 metrics: Metrics::default(),
@@ -254,35 +234,9 @@ impl AppState {
         self.inner.tenants.len()
     }
 
-    /// Every rule of `tenant`, as current as the coherent cache (see the module docs).
-    pub async fn rules(&self, tenant: &str) -> Result<Arc<Vec<Rule>>, StoreError> {
-        let snapshot = self.inner.registry.params(tenant).await?;
-        if let Some(list) = self.inner.rule_lists.lock().get(tenant) {
-            if Arc::ptr_eq(&list.snapshot, &snapshot) {
-                return Ok(Arc::clone(&list.rules));
-            }
-        }
-        let rules = Arc::new(self.inner.store.list_rules(tenant, None).await?);
-        let mut lists = self.inner.rule_lists.lock();
-        // A change that came while reading replaced the registry's snapshot, so this list (kept
-        // under the old one) will not be served again. Kept only for tenants the tenant cache
-        // holds, so the map stays bounded.
-        if self.inner.tenants.get(&tenant.to_owned()).is_some() {
-            lists.insert(
-                tenant.to_owned(),
-                RuleList {
-                    snapshot,
-                    rules: Arc::clone(&rules),
-                },
-            );
-        }
-        Ok(rules)
-    }
-
-    /// Drops every cached entry of `tenant`, rule lists included.
+    /// Drops every cached entry of `tenant`.
     pub fn invalidate_tenant(&self, tenant: &str) {
         self.inner.registry.invalidate_tenant(tenant);
-        self.inner.rule_lists.lock().remove(tenant);
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use rulebook_rules::tags::{rule_tag, ENTRY_POINT_PREFIX, PARAMS_TAG, RULE_PREFIX};
+use rulebook_rules::tags::{rule_tag, ENTRY_POINT_PREFIX, PARAMS_TAG, RULES_TAG, RULE_PREFIX};
 use rulebook_rules::Rule;
 
 use crate::change_log::Change;
@@ -41,8 +41,9 @@ const CHANGE_TOUCHES: &[(ChangeFact, &str)] = &[
     // The ruleset it left and the ruleset it joined: a moved rule touches both.
     (ChangeFact::OldEntryPoint, ENTRY_POINT_PREFIX),
     (ChangeFact::NewEntryPoint, ENTRY_POINT_PREFIX),
-    // A tenant's parameter snapshot covers every rule of the tenant.
+    // A tenant's parameter snapshot and its rule list cover every rule of the tenant.
     (ChangeFact::Always, PARAMS_TAG),
+    (ChangeFact::Always, RULES_TAG),
     // Labels, which include `scorecard:<name>` (a scorecard is the rules tagged so) and labels
     // such as `currency:USD`, old and new so that removing a label counts too.
     (ChangeFact::OldTags, ""),
@@ -94,7 +95,9 @@ fn entry_carries(item: &RegistryItem) -> &'static [EntryFact] {
         RegistryItem::Ruleset(_) | RegistryItem::Scorecard(_) => {
             &[EntryFact::EachRuleId, EntryFact::EachRuleTag]
         }
-        RegistryItem::Params => &[],
+        // Their key tags cover them: every change touches `params` and `rules`, and a change
+        // of one rule touches `rule:<id>`.
+        RegistryItem::Params | RegistryItem::Rules | RegistryItem::Rule(_) => &[],
     }
 }
 

@@ -1,7 +1,8 @@
 //! The registry: Rulebook's cached read side.
 //!
-//! [`Registry::ruleset`], [`Registry::params`] and [`Registry::scorecard`] are each a
-//! `get_or_load` on one [`rulebook_cache::Cache`]: concurrent misses on one key load once, from
+//! [`Registry::ruleset`], [`Registry::params`], [`Registry::scorecard`], [`Registry::rules`] and
+//! [`Registry::rule`] are each a `get_or_load` on one [`rulebook_cache::Cache`], keyed by one
+//! [`RegistryItem`]: concurrent misses on one key load once, from
 //! the store, and compile with `rulebook-rules`. Each entry carries the tags the dependency map
 //! ([`crate::deps`]) gives it, computed from the rules the load found, and the change log's head
 //! at the start of the load as its version.
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use rulebook_cache::{Cache, CacheStats, Loaded};
-use rulebook_rules::tags::{entry_point_tag, scorecard_tag, PARAMS_TAG};
+use rulebook_rules::tags::{entry_point_tag, rule_tag, scorecard_tag, PARAMS_TAG, RULES_TAG};
 use rulebook_rules::{EntryPoint, Params, Rule, Ruleset, Scorecard};
 
 use crate::change_log::{Change, ChangeListener};
@@ -35,6 +36,10 @@ pub enum RegistryItem {
     Params,
     /// A scorecard by name.
     Scorecard(String),
+    /// Every rule of the tenant, as `GET /v1/rules` lists them.
+    Rules,
+    /// One rule by id.
+    Rule(String),
 }
 
 impl RegistryItem {
@@ -44,6 +49,8 @@ impl RegistryItem {
             RegistryItem::Ruleset(ep) => entry_point_tag(ep),
             RegistryItem::Params => PARAMS_TAG.to_owned(),
             RegistryItem::Scorecard(name) => scorecard_tag(name),
+            RegistryItem::Rules => RULES_TAG.to_owned(),
+            RegistryItem::Rule(id) => rule_tag(id),
         }
     }
 }
@@ -66,6 +73,10 @@ pub enum Compiled {
     Params(Arc<Params>),
     /// See [`Registry::scorecard`].
     Scorecard(Arc<Scorecard>),
+    /// See [`Registry::rules`].
+    Rules(Arc<Vec<Rule>>),
+    /// See [`Registry::rule`].
+    Rule(Arc<Rule>),
 }
 
 /// How the registry's cache is sized.
@@ -312,6 +323,35 @@ impl Registry {
         }
     }
 
+    /// Every rule of `tenant`, by priority then id (what `GET /v1/rules` lists).
+    pub async fn rules(&self, tenant: &str) -> Result<Arc<Vec<Rule>>, StoreError> {
+        let compiled = self
+            .load(tenant, RegistryItem::Rules, |rules| {
+                Ok(Compiled::Rules(Arc::new(rules)))
+            })
+            .await?;
+        match &*compiled {
+            Compiled::Rules(rules) => Ok(Arc::clone(rules)),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// The rule `id` of `tenant`; [`StoreError::NotFound`] when there is none (not cached).
+    pub async fn rule(&self, tenant: &str, id: &str) -> Result<Arc<Rule>, StoreError> {
+        let compiled = self
+            .load(tenant, RegistryItem::Rule(id.to_owned()), |mut rules| {
+                rules
+                    .pop()
+                    .map(|rule| Compiled::Rule(Arc::new(rule)))
+                    .ok_or_else(|| StoreError::Internal("a rule load found no rule".into()))
+            })
+            .await?;
+        match &*compiled {
+            Compiled::Rule(rule) => Ok(Arc::clone(rule)),
+            _ => Err(mismatch()),
+        }
+    }
+
     /// The one load path: reads the change log's head (the entry's version), then the rules,
     /// compiles, and tags the entry from what it found.
     async fn load(
@@ -334,13 +374,18 @@ impl Registry {
                     RegistryItem::Scorecard(name) => {
                         inner.store.scorecard_rules(tenant, name).await?
                     }
+                    RegistryItem::Rules => inner.store.list_rules(tenant, None).await?,
+                    RegistryItem::Rule(id) => vec![inner.store.get_rule(tenant, id).await?],
                 };
                 Ok::<_, StoreError>((version, rules))
             }
             .await;
-            // The parameter snapshot is one per tenant, so it counts as found.
+            // The parameter snapshot and the rule list are one per tenant, so they count as found.
             let found = match &read {
-                Ok((_, rules)) => !rules.is_empty() || key.item == RegistryItem::Params,
+                Ok((_, rules)) => {
+                    !rules.is_empty()
+                        || matches!(key.item, RegistryItem::Params | RegistryItem::Rules)
+                }
                 Err(_) => false,
             };
             inner.count_load(&key, found);

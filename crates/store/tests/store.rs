@@ -21,6 +21,7 @@ const T: &str = DEFAULT_TENANT;
 
 on_both_backends!(
     writer_reads_its_own_write,
+    rule_lists_and_single_rules_are_cached_and_see_every_write,
     failed_write_leaves_no_change_no_history_and_no_invalidation,
     moved_rule_leaves_the_old_entry_point_and_joins_the_new,
     concurrent_updates_from_one_version_one_wins_and_nothing_is_lost,
@@ -123,6 +124,66 @@ async fn writer_reads_its_own_write(db: &TestDb) {
     assert_eq!(history[1].reason.as_deref(), Some("new wording"));
     assert_eq!(message(&history[0].rule), "v1");
     assert_eq!(message(&history[1].rule), "v2");
+}
+
+/// The tenant's rule list and one rule are registry items: a second read is a hit, a write (on
+/// any rule for the list, on that rule for the rule) is seen by the very next read, and a rule
+/// that does not exist is an error that is not cached.
+async fn rule_lists_and_single_rules_are_cached_and_see_every_write(db: &TestDb) {
+    let store = db.open().await;
+    let registry = registry(&store);
+    let alice = Author::new("alice");
+    for id in ["R1", "R2"] {
+        store
+            .create_rule(T, rule(id, "checkout", "v1"), &alice)
+            .await
+            .unwrap();
+    }
+    let ids = |rules: &[Rule]| {
+        rules
+            .iter()
+            .map(|r| (r.id.clone(), r.version))
+            .collect::<Vec<_>>()
+    };
+    let list = registry.rules(T).await.unwrap();
+    assert_eq!(ids(&list), [("R1".to_owned(), 1), ("R2".to_owned(), 1)]);
+    assert_eq!(registry.rule(T, "R1").await.unwrap().version, 1);
+    let hits = registry.cache_stats().hits;
+    assert!(
+        Arc::ptr_eq(&list, &registry.rules(T).await.unwrap()),
+        "the list is cached"
+    );
+    registry.rule(T, "R1").await.unwrap();
+    assert_eq!(registry.cache_stats().hits - hits, 2);
+
+    store
+        .set_enabled(T, "R2", false, Some(1), &alice)
+        .await
+        .unwrap();
+    let list = registry.rules(T).await.unwrap();
+    assert_eq!(ids(&list), [("R1".to_owned(), 1), ("R2".to_owned(), 2)]);
+    let r1 = registry.rule(T, "R1").await.unwrap();
+    assert_eq!(r1.version, 1);
+    store
+        .set_enabled(T, "R1", false, Some(1), &alice)
+        .await
+        .unwrap();
+    let r1 = registry.rule(T, "R1").await.unwrap();
+    assert_eq!((r1.version, r1.enabled), (2, false));
+
+    let misses = registry.cache_stats().misses;
+    for _ in 0..2 {
+        let missing = registry.rule(T, "NOPE").await.unwrap_err();
+        assert!(
+            matches!(missing, StoreError::NotFound { .. }),
+            "{missing:?}"
+        );
+    }
+    assert_eq!(
+        registry.cache_stats().misses - misses,
+        2,
+        "a missing rule is not cached"
+    );
 }
 
 async fn failed_write_leaves_no_change_no_history_and_no_invalidation(db: &TestDb) {
@@ -745,16 +806,16 @@ async fn bulk_import_of_1000_rules_is_one_transaction_invalidating_each_entry_po
     let commits = recorder.0.lock().clone();
     assert_eq!(commits.len(), 1);
     assert_eq!(commits[0].len(), 1000);
-    // Each tag once: 1,000 `rule:` tags, 10 entry points, `params` and the batch label.
+    // Each tag once: 1,000 `rule:` tags, 10 entry points, `params`, `rules` and the batch label.
     let touched = deps::tags_for_changes(&report.changes);
     let entry_point_tags: Vec<&String> = touched
         .iter()
         .filter(|t| t.starts_with("default/entry_point:"))
         .collect();
     assert_eq!(entry_point_tags.len(), 10);
-    assert_eq!(touched.len(), 1012);
+    assert_eq!(touched.len(), 1013);
     let after = registry.cache_stats();
-    assert_eq!(after.invalidations_tag - before.invalidations_tag, 1012);
+    assert_eq!(after.invalidations_tag - before.invalidations_tag, 1013);
     assert_eq!(after.invalidated_entries - before.invalidated_entries, 11);
 
     for e in &entry_points {

@@ -18,7 +18,6 @@ use rulebook_store::{Author, HistoryEntry, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::evaluate::rule_not_found;
 use crate::auth::{Caller, Reader, Writer};
 use crate::error::{plural, ApiError};
 use crate::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
@@ -51,7 +50,7 @@ pub async fn list(
         .as_deref()
         .map(EntryPoint::parse)
         .transpose()?;
-    let rules = state.rules(&caller.tenant).await?;
+    let rules = state.registry().rules(&caller.tenant).await?;
     let rules = rules
         .iter()
         .filter(|r| entry_point.is_none() || r.entry_point == entry_point)
@@ -72,13 +71,7 @@ pub async fn get(
 }
 
 async fn cached_rule(state: &AppState, tenant: &str, id: &str) -> Result<Rule, ApiError> {
-    state
-        .rules(tenant)
-        .await?
-        .iter()
-        .find(|r| r.id == id)
-        .cloned()
-        .ok_or_else(|| rule_not_found(tenant, id))
+    Ok(Rule::clone(&*state.registry().rule(tenant, id).await?))
 }
 
 /// A rule answer: the rule with `seq`, and `ETag` = its version.

@@ -25,7 +25,7 @@ pub async fn snapshot(
     Fresh(seq): Fresh,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let rules = state.rules(&caller.tenant).await?;
+    let rules = state.registry().rules(&caller.tenant).await?;
     let digest = Sha256::digest(serde_json::to_vec(&*rules).map_err(ApiError::internal)?);
     let etag = format!(
         "\"{}\"",
