@@ -74,6 +74,7 @@ struct EvaluateBody<'a> {
 #[derive(Debug, Clone, Deserialize)]
 struct RuleList {
     rules: Vec<Rule>,
+    next_cursor: Option<String>,
 }
 
 impl Client {
@@ -228,15 +229,31 @@ impl Client {
         self.call(request).await
     }
 
-    /// `GET /v1/rules`: every rule of the tenant.
+    /// `GET /v1/rules`: every rule of the tenant, paging through (10,000 a page); `seq` is the
+    /// first page's, which the whole answer reflects at least.
     pub async fn rules(&self) -> Result<Fresh<Vec<Rule>>, ClientError> {
-        let list: Fresh<RuleList> = self
-            .call(self.request(reqwest::Method::GET, "/v1/rules"))
-            .await?;
-        Ok(Fresh {
-            seq: list.seq,
-            body: list.body.rules,
-        })
+        let mut rules = Vec::new();
+        let mut seq = None;
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = "/v1/rules?limit=10000".to_owned();
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={}", segment(cursor)));
+            }
+            let page: Fresh<RuleList> =
+                self.call(self.request(reqwest::Method::GET, &path)).await?;
+            seq.get_or_insert(page.seq);
+            rules.extend(page.body.rules);
+            match page.body.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => {
+                    return Ok(Fresh {
+                        seq: seq.unwrap_or(page.seq),
+                        body: rules,
+                    })
+                }
+            }
+        }
     }
 
     /// `GET /v1/rules/{id}`.

@@ -121,6 +121,9 @@ pub struct DecisionQuery {
     pub since: Option<DateTime<Utc>>,
     /// Only decisions made before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Only decisions after this one in the listing's order (time, then id): where the
+    /// previous page ended.
+    pub after: Option<(DateTime<Utc>, String)>,
     /// At most this many, oldest first.
     pub limit: u32,
 }
@@ -454,6 +457,15 @@ impl Store {
         if let Some(until) = query.until {
             values.push(Arg::from(until));
             sql.push_str(&format!(" AND decided_at < ${}", values.len()));
+        }
+        if let Some((at, id)) = &query.after {
+            values.push(Arg::from(*at));
+            let at = values.len();
+            values.push(Arg::from(id.clone()));
+            let id = values.len();
+            sql.push_str(&format!(
+                " AND (decided_at > ${at} OR (decided_at = ${at} AND id > ${id}))"
+            ));
         }
         values.push(Arg::from(i64::from(query.limit)));
         sql.push_str(&format!(" ORDER BY decided_at, id LIMIT ${}", values.len()));

@@ -167,7 +167,8 @@ mod tests {
         assert!(tags.contains("acme/entry_point:cart"));
         assert!(tags.contains("acme/rule:RF-002"));
         assert!(tags.contains("acme/params"));
-        assert_eq!(tags.len(), 4);
+        assert!(tags.contains("acme/rules"));
+        assert_eq!(tags.len(), 5);
     }
 
     #[test]

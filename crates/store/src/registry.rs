@@ -323,10 +323,13 @@ impl Registry {
         }
     }
 
-    /// Every rule of `tenant`, by priority then id (what `GET /v1/rules` lists).
+    /// Every rule of `tenant`, by priority then id (compared as bytes, whatever the database's
+    /// collation), as `GET /v1/rules` lists them.
     pub async fn rules(&self, tenant: &str) -> Result<Arc<Vec<Rule>>, StoreError> {
         let compiled = self
-            .load(tenant, RegistryItem::Rules, |rules| {
+            .load(tenant, RegistryItem::Rules, |mut rules| {
+                // The database's collation may order ids otherwise; pages follow this order.
+                rules.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
                 Ok(Compiled::Rules(Arc::new(rules)))
             })
             .await?;

@@ -358,6 +358,7 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         .list_decisions(
             T,
             &DecisionQuery {
+                after: None,
                 entry_point: Some("odd".into()),
                 since: Some(t0 + chrono::Duration::seconds(100)),
                 until: None,
@@ -403,6 +404,7 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         .list_decisions(
             T,
             &DecisionQuery {
+                after: None,
                 limit: 1000,
                 ..DecisionQuery::default()
             },

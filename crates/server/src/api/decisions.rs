@@ -10,6 +10,7 @@ use rulebook_rules::EntryPoint;
 use rulebook_store::{Decision, DecisionQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::api::page;
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::{PathParams, QueryParams};
@@ -43,6 +44,8 @@ pub struct ListQuery {
     pub until: Option<DateTime<Utc>>,
     /// At most this many (default 100, at most 1000), oldest first.
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
     /// `min_seq`, read by [`Fresh`]; named here so that it is not refused as unknown.
     #[serde(default, rename = "min_seq")]
     _min_seq: Option<String>,
@@ -53,10 +56,12 @@ pub struct ListQuery {
 pub struct DecisionList {
     /// The decisions, oldest first.
     pub decisions: Vec<Decision>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/decisions?entry_point=EP&since=T&until=T&limit=N`: logged decisions, oldest first.
-/// To page on, ask again with `since` = the last one's `decided_at`.
+/// To page on, ask again with `cursor` = the answer's `next_cursor` (see [`page`]).
 pub async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -67,7 +72,7 @@ pub async fn list(
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request(
             "bad_limit",
-            format!("`limit` is {limit}: ask for 1 to {MAX_LIMIT} decisions at a time, and page on with `since`"),
+            format!("`limit` is {limit}: ask for 1 to {MAX_LIMIT} decisions at a time, and page on with `next_cursor`"),
         ));
     }
     let entry_point = query.entry_point.as_deref().map(|ep| {
@@ -75,7 +80,9 @@ pub async fn list(
             .map(|ep| ep.as_str().to_owned())
             .unwrap_or_else(|_| ep.to_owned())
     });
-    let decisions = state
+    let after = page::after(query.cursor.as_deref())?;
+    // One more than asked for says whether another page follows.
+    let mut decisions = state
         .store()
         .list_decisions(
             &caller.tenant,
@@ -83,9 +90,22 @@ pub async fn list(
                 entry_point,
                 since: query.since,
                 until: query.until,
-                limit,
+                after,
+                limit: limit + 1,
             },
         )
         .await?;
-    Ok(Answer::new(seq, DecisionList { decisions }))
+    let more = decisions.len() > limit as usize;
+    decisions.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| decisions.last())
+        .flatten()
+        .map(|last| page::cursor(&(last.decided_at, &last.decision_id)));
+    Ok(Answer::new(
+        seq,
+        DecisionList {
+            decisions,
+            next_cursor,
+        },
+    ))
 }

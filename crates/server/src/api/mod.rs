@@ -21,6 +21,7 @@ pub mod decisions;
 pub mod evaluate;
 pub mod history;
 pub mod ops;
+pub mod page;
 pub mod rules;
 pub mod snapshot;
 

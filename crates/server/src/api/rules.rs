@@ -18,6 +18,7 @@ use rulebook_store::{Author, HistoryEntry, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::api::page;
 use crate::auth::{Caller, Reader, Writer};
 use crate::error::{plural, ApiError};
 use crate::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
@@ -29,16 +30,23 @@ use crate::state::AppState;
 pub struct ListQuery {
     /// Only the rules of this entry point.
     pub entry_point: Option<String>,
+    /// Rules per page, 1 to [`page::MAX_LIMIT`]; [`page::DEFAULT_LIMIT`] when absent.
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
 }
 
-/// The answer of `GET /v1/rules`.
+/// The answer of `GET /v1/rules`: one page.
 #[derive(Debug, Serialize)]
 pub struct RuleList {
     /// The rules, by priority then id.
     pub rules: Vec<Rule>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
-/// `GET /v1/rules[?entry_point=EP]`.
+/// `GET /v1/rules[?entry_point=EP][&limit=N][&cursor=C]`: one page of the tenant's rules (see
+/// [`page`] for how pages stay stable while others write).
 pub async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -50,13 +58,25 @@ pub async fn list(
         .as_deref()
         .map(EntryPoint::parse)
         .transpose()?;
+    let limit = page::limit(query.limit, "rules")?;
+    let after: Option<(i32, String)> = page::after(query.cursor.as_deref())?;
     let rules = state.registry().rules(&caller.tenant).await?;
-    let rules = rules
-        .iter()
-        .filter(|r| entry_point.is_none() || r.entry_point == entry_point)
-        .cloned()
-        .collect();
-    Ok(Answer::new(seq, RuleList { rules }))
+    let key = |rule: &Rule| (rule.priority, rule.id.clone());
+    let (rules, next_cursor) = match &entry_point {
+        None => {
+            let (rules, next) = page::page(&rules, key, after.as_ref(), limit);
+            (rules.to_vec(), next)
+        }
+        Some(_) => {
+            let of_entry_point: Vec<&Rule> = rules
+                .iter()
+                .filter(|r| r.entry_point == entry_point)
+                .collect();
+            let (rules, next) = page::page(&of_entry_point, |r| key(r), after.as_ref(), limit);
+            (rules.iter().copied().cloned().collect(), next)
+        }
+    };
+    Ok(Answer::new(seq, RuleList { rules, next_cursor }))
 }
 
 /// `GET /v1/rules/{id}`, with `ETag` = the version.
@@ -308,23 +328,40 @@ pub async fn delete(
 pub struct History {
     /// The rule.
     pub rule_id: String,
-    /// Every version, oldest first.
+    /// One page of its versions, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
-/// `GET /v1/rules/{id}/history`: the audit trail (also for a deleted rule).
+/// The query of `GET /v1/rules/{id}/history`.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    /// Versions per page, 1 to [`page::MAX_LIMIT`]; [`page::DEFAULT_LIMIT`] when absent.
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/rules/{id}/history[?limit=N][&cursor=C]`: the audit trail (also for a deleted
+/// rule), a page at a time, oldest first.
 pub async fn history(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Fresh(seq): Fresh,
     PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<HistoryQuery>,
 ) -> Result<Answer<History>, ApiError> {
+    let limit = page::limit(query.limit, "versions")?;
+    let after: Option<i64> = page::after(query.cursor.as_deref())?;
     let history = state.store().history(&caller.tenant, &id).await?;
+    let (history, next_cursor) = page::page(&history, |e| e.version, after.as_ref(), limit);
     Ok(Answer::new(
         seq,
         History {
             rule_id: id,
-            history,
+            history: history.to_vec(),
+            next_cursor,
         },
     ))
 }

@@ -150,15 +150,11 @@ impl RulesArgs {
         let client = Client::new(&self.client)?;
         match self.command {
             RulesCommand::List { entry_point } => {
-                let path = match &entry_point {
-                    Some(ep) => format!("/v1/rules?entry_point={}", segment(ep)),
-                    None => "/v1/rules".to_owned(),
-                };
-                let answer = client.get(&path).await?;
+                let (rules, seq) = every_rule(&client, entry_point.as_deref()).await?;
                 if client.json() {
-                    out_json(&answer.body);
+                    out_json(&json!({ "rules": rules, "seq": seq }));
                 } else {
-                    print_table(answer.body["rules"].as_array().map_or(&[][..], |r| r));
+                    print_table(&rules);
                 }
             }
             RulesCommand::Get { id } => {
@@ -282,12 +278,8 @@ impl RulesArgs {
                 entry_point,
                 format,
             } => {
-                let path = match &entry_point {
-                    Some(ep) => format!("/v1/rules?entry_point={}", segment(ep)),
-                    None => "/v1/rules".to_owned(),
-                };
-                let answer = client.get(&path).await?;
-                let rules = answer.body["rules"].clone();
+                let (rules, _) = every_rule(&client, entry_point.as_deref()).await?;
+                let rules = Value::Array(rules);
                 match format {
                     Format::Json => out_json(&rules),
                     Format::Yaml => out(serde_yaml::to_string(&rules).map_err(|e| {
@@ -297,6 +289,35 @@ impl RulesArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// Every rule (of `entry_point`, when given), paging through `GET /v1/rules` with the largest
+/// pages the server gives, and the `seq` of the first page (the answer reflects at least it).
+async fn every_rule(
+    client: &Client,
+    entry_point: Option<&str>,
+) -> Result<(Vec<Value>, Value), CliError> {
+    let mut rules = Vec::new();
+    let mut seq = None;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/rules?limit={}", crate::api::page::MAX_LIMIT);
+        if let Some(ep) = entry_point {
+            path.push_str(&format!("&entry_point={}", segment(ep)));
+        }
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={}", segment(cursor)));
+        }
+        let mut answer = client.get(&path).await?;
+        seq.get_or_insert_with(|| answer.body["seq"].clone());
+        if let Some(Value::Array(page)) = answer.body.get_mut("rules").map(Value::take) {
+            rules.extend(page);
+        }
+        match answer.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok((rules, seq.unwrap_or(Value::Null))),
+        }
     }
 }
 
