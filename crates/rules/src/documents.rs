@@ -15,6 +15,10 @@
 //! naming its file, the rule's place in the file when the file holds a list, and the field path
 //! inside the rule (`actions[0].type`).
 //!
+//! **Django.** [`parse_django`] reads a `manage.py dumpdata` file instead (see
+//! [`crate::django`] for the format and its field mapping), and report their problems the same
+//! way, the field path then being the entry's path in the dump (`[3].fields.condition`).
+//!
 //! This is the rules crate's only contact with the file system, and it only reads.
 
 use std::collections::BTreeSet;
@@ -23,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::django::{django_rules, DjangoMapping};
 use crate::validation::describe;
 use crate::Rule;
 
@@ -214,6 +219,69 @@ pub fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, DocumentErrors> {
     }
 }
 
+/// Reads the rules in the content `bytes` of the Django `dumpdata` file `file` (whose name picks
+/// JSON or YAML, as for rule files).
+///
+/// # Errors
+///
+/// A syntax error, a document that is not a list of entries, or every problem of every entry.
+pub fn parse_django(
+    file: &Path,
+    bytes: &[u8],
+    mapping: &DjangoMapping,
+) -> Result<Vec<RuleDocument>, DocumentErrors> {
+    let entries = parse_values(file, bytes)?;
+    let of = entries.len();
+    let source = |index: usize| DocumentSource {
+        file: file.to_path_buf(),
+        index,
+        of,
+    };
+    match django_rules(&entries, mapping) {
+        Ok(rules) => Ok(rules
+            .into_iter()
+            .map(|r| RuleDocument {
+                source: source(r.index),
+                rule: r.rule,
+            })
+            .collect()),
+        Err(errors) => Err(DocumentErrors {
+            problems: errors
+                .problems
+                .into_iter()
+                .map(|e| {
+                    let index = entry_index(&e.path);
+                    DocumentProblem {
+                        file: file.to_path_buf(),
+                        rule: index.map(source),
+                        id: index
+                            .and_then(|i| entries.get(i))
+                            .and_then(|entry| django_id(entry, mapping)),
+                        field: e.path,
+                        message: e.message,
+                    }
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The index a dump path starts with (`[3].fields.condition` is 3).
+fn entry_index(path: &str) -> Option<usize> {
+    let (index, _) = path.strip_prefix('[')?.split_once(']')?;
+    index.parse().ok()
+}
+
+/// The id an entry names, for naming it in a problem.
+fn django_id(entry: &Value, mapping: &DjangoMapping) -> Option<String> {
+    let fields = entry.get("fields")?.as_object()?;
+    fields
+        .iter()
+        .find(|(name, _)| mapping.maps_to(name, "id"))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_owned)
+}
+
 /// The documents of every file `path` names that could be read, and the problems of the others.
 fn read_each(path: &Path) -> Result<(Vec<Document>, Vec<DocumentProblem>), DocumentErrors> {
     let mut documents = Vec::new();
@@ -366,6 +434,36 @@ mod tests {
         let scalar = parse_rules(Path::new("a.json"), b"42").unwrap_err();
         assert!(scalar.to_string().contains("neither a rule"), "{scalar}");
         assert_eq!(scalar.problems[0].rule, None);
+    }
+
+    #[test]
+    fn a_django_dump_in_yaml_reads_as_rules_and_its_problems_name_the_entry() {
+        let dump = b"- model: rules_engine.actedrule\n  pk: 1\n  fields:\n    rule_code: banner\n    entry_point: home_page_mount\n    active: true\n    condition: {always: true}\n    actions: [{type: display_message, content: Test}]\n- model: rules_engine.actedrule\n  pk: 2\n  fields: {rule_code: other, priority: high}\n";
+        let mapping = DjangoMapping::default();
+        let errors = parse_django(Path::new("dump.yaml"), dump, &mapping).unwrap_err();
+        let text = errors.to_string();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>().len(),
+            1,
+            "one problem: {text}"
+        );
+        assert!(
+            text.starts_with("rule 2 of `dump.yaml` (`other`): `[1].fields.priority`: "),
+            "{text}"
+        );
+        let fixed = String::from_utf8_lossy(dump).replace("priority: high", "priority: 3");
+        let rules = parse_django(Path::new("dump.yaml"), fixed.as_bytes(), &mapping).unwrap();
+        let read: Vec<(&str, bool, usize)> = rules
+            .iter()
+            .map(|d| {
+                (
+                    d.rule.id.as_str(),
+                    d.rule.condition == Value::Bool(true),
+                    d.source.index,
+                )
+            })
+            .collect();
+        assert_eq!(read, [("banner", true, 0), ("other", true, 1)]);
     }
 
     #[test]

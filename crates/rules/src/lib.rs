@@ -7,6 +7,9 @@
 //! - `documents` ([`read_rules`], [`parse_rules`], [`rule_files`]): the one reader of rule files
 //!   and folders (JSON or YAML, one rule or a list, subfolders followed), used by the store's
 //!   rules folder and the CLI; every problem names its file, rule and field.
+//! - [`django`] ([`DjangoMapping`], [`parse_django`]): Django `dumpdata` output read as rule
+//!   documents through a field mapping, for `rules import --format django` and the import
+//!   endpoint.
 //! - [`tags`]: the tag vocabulary (`entry_point:`, `scorecard:`, `rule:`, `params`), built there
 //!   only.
 //! - `entry_point`: [`EntryPoint`], the normalised key. [`DEFAULT_TENANT`] is defined in `rule`.
@@ -14,6 +17,7 @@
 //!   rules; `limits`: bounds on compiling and evaluating.
 #![deny(missing_docs)]
 
+pub mod django;
 mod documents;
 mod entry_point;
 mod error;
@@ -24,9 +28,10 @@ mod rule;
 pub mod tags;
 mod validation;
 
+pub use django::{DjangoMapping, DjangoRule};
 pub use documents::{
-    is_rule_file, parse_documents, parse_rules, read_documents, read_rules, rule_files, Document,
-    DocumentErrors, DocumentProblem, DocumentSource, RuleDocument,
+    is_rule_file, parse_django, parse_documents, parse_rules, read_documents, read_rules,
+    rule_files, Document, DocumentErrors, DocumentProblem, DocumentSource, RuleDocument,
 };
 pub use entry_point::{EntryPoint, EntryPointError, MAX_ENTRY_POINT_LEN};
 pub use error::{CompileError, EvalError, OnError, RuleError};
