@@ -61,4 +61,4 @@ pub use registry::{
 pub use store::Store;
 pub use tokens::{TokenRecord, TokenRole};
 pub use versions::{FieldChange, VersionDiff};
-pub use write::{ImportReport, Written};
+pub use write::{batch_problems, ImportReport, Written};

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rulebook_rules::{Rule, DEFAULT_TENANT};
+use rulebook_rules::{FieldError, Rule, DEFAULT_TENANT};
 use serde_json::{Map, Value};
 
 use crate::change_log::{head_seq, own_changes, Change};
@@ -239,6 +239,31 @@ impl Store {
         self.apply_batch(tenant, rules, &[], author).await
     }
 
+    /// What [`Store::import_rules`] would do with `rules`, without writing: the same checks (an
+    /// invalid rule or batch is the same error) and the same counts, against the rules stored now.
+    pub async fn import_dry_run(
+        &self,
+        tenant: &str,
+        rules: Vec<Rule>,
+    ) -> Result<ImportReport, StoreError> {
+        let prepared = prepare_batch(tenant, rules)?;
+        let existing: HashMap<String, Rule> = self
+            .list_rules(tenant, None)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut report = ImportReport::default();
+        for rule in &prepared {
+            match existing.get(&rule.id) {
+                None => report.created += 1,
+                Some(current) if content(current) == content(rule) => report.unchanged += 1,
+                Some(_) => report.updated += 1,
+            }
+        }
+        Ok(report)
+    }
+
     /// [`Store::import_rules`], and in the same transaction deletes the rules named in
     /// `delete_ids` (ids that do not exist are skipped). The rule-files source uses it so that a
     /// rule removed from a file is removed from the store.
@@ -249,18 +274,9 @@ impl Store {
         delete_ids: &[String],
         author: &Author,
     ) -> Result<ImportReport, StoreError> {
-        let mut seen = BTreeSet::new();
-        let mut prepared = Vec::with_capacity(rules.len());
-        for rule in rules {
-            if !seen.insert(rule.id.clone()) {
-                return Err(StoreError::Invalid(format!(
-                    "rule `{}` appears twice in the import: keep one of them",
-                    rule.id
-                )));
-            }
-            prepared.push(prepare(tenant, rule)?);
-        }
-        if let Some(id) = delete_ids.iter().find(|id| seen.contains(*id)) {
+        let prepared = prepare_batch(tenant, rules)?;
+        let seen: BTreeSet<&str> = prepared.iter().map(|r| r.id.as_str()).collect();
+        if let Some(id) = delete_ids.iter().find(|id| seen.contains(id.as_str())) {
             return Err(StoreError::Invalid(format!(
                 "rule `{id}` is both written and deleted in one batch"
             )));
@@ -371,15 +387,79 @@ pub(crate) fn last_seq(changes: Vec<Change>) -> Result<i64, StoreError> {
 /// Sets the tenant and validates, before any write.
 pub(crate) fn prepare(tenant: &str, mut rule: Rule) -> Result<Rule, StoreError> {
     crate::store::validate_tenant_id(tenant)?;
-    if rule.tenant != tenant && rule.tenant != DEFAULT_TENANT {
-        return Err(StoreError::Invalid(format!(
-            "rule `{}` names tenant `{}` but is written to tenant `{tenant}`: remove its `tenant` field or send it to its own tenant",
-            rule.id, rule.tenant
-        )));
+    if let Some(message) = other_tenant(tenant, &rule) {
+        return Err(StoreError::Invalid(format!("rule `{}` {message}", rule.id)));
     }
     rule.tenant = tenant.to_owned();
     validate(&rule)?;
     Ok(rule)
+}
+
+/// [`batch_problems`], then [`prepare`] for each rule.
+fn prepare_batch(tenant: &str, rules: Vec<Rule>) -> Result<Vec<Rule>, StoreError> {
+    let problems = batch_problems(tenant, &rules, |i, field| format!("[{i}].{field}"));
+    if !problems.is_empty() {
+        return Err(StoreError::Invalid(
+            problems
+                .iter()
+                .map(|(_, e)| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    rules
+        .into_iter()
+        .map(|rule| prepare(tenant, rule))
+        .collect()
+}
+
+/// Every problem `rules` have as one batch written into `tenant` that no rule has alone: an id
+/// written twice, a rule naming another tenant. Each comes with the index of its rule and a
+/// [`FieldError`] whose path is `path(index, field)` (`rules[3].id` for the import endpoint).
+///
+/// This is the one place these checks live: the import endpoint calls it to report them with the
+/// rules' own problems, all at once, and every batch write calls it before writing.
+pub fn batch_problems(
+    tenant: &str,
+    rules: &[Rule],
+    path: impl Fn(usize, &str) -> String,
+) -> Vec<(usize, FieldError)> {
+    let mut problems = Vec::new();
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(first) = first.get(rule.id.as_str()) {
+            problems.push((
+                i,
+                FieldError::new(
+                    path(i, "id"),
+                    format!(
+                        "rule `{}` appears twice in the import, also at `{}`: keep one of them",
+                        rule.id,
+                        path(*first, "id")
+                    ),
+                ),
+            ));
+        } else {
+            first.insert(&rule.id, i);
+        }
+        if let Some(message) = other_tenant(tenant, rule) {
+            problems.push((
+                i,
+                FieldError::new(path(i, "tenant"), format!("rule `{}` {message}", rule.id)),
+            ));
+        }
+    }
+    problems
+}
+
+/// What is wrong with writing `rule` into `tenant`, if it names another.
+fn other_tenant(tenant: &str, rule: &Rule) -> Option<String> {
+    (rule.tenant != tenant && rule.tenant != DEFAULT_TENANT).then(|| {
+        format!(
+            "names tenant `{}` but is written to tenant `{tenant}`: remove its `tenant` field or send it to its own tenant",
+            rule.tenant
+        )
+    })
 }
 
 fn validate(rule: &Rule) -> Result<(), StoreError> {

@@ -457,17 +457,48 @@ fn one_version(header: Option<i64>, body: Option<i64>, id: &str) -> Result<Optio
 }
 
 /// The body of `POST /v1/rules/import`.
+///
+/// With `"format": "django"`, `rules` holds the entries of a Django `manage.py dumpdata` file
+/// (`[{"model": "app.rule", "pk": 1, "fields": {...}}]`), read through a field mapping whose
+/// defaults are `rule_code` → `id` and `active` → `enabled` (see [`rulebook_rules::django`]):
+/// `map` renames more fields (`{"code": "id"}`), `ignore` drops fields, `model` picks the rule
+/// model out of a dump of several (entries of other models are skipped). Problems are reported at
+/// the entry's path in the dump: `rules[3].fields.condition`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportBody {
-    /// The rules, each as `GET /v1/rules/{id}` returns it (read-only fields are ignored).
+    /// The rules, each as `GET /v1/rules/{id}` returns it (read-only fields are ignored), or the
+    /// `dumpdata` entries with `"format": "django"`.
     pub rules: Vec<Value>,
+    /// What `rules` holds: `rulebook` (the default) or `django`.
+    #[serde(default)]
+    pub format: ImportFormat,
+    /// Django only: more field renames, Django field to rule field, over the defaults.
+    #[serde(default)]
+    pub map: Option<std::collections::BTreeMap<String, String>>,
+    /// Django only: Django fields to drop.
+    #[serde(default)]
+    pub ignore: Option<Vec<String>>,
+    /// Django only: the rule model (`app_label.modelname`); entries of other models are skipped.
+    #[serde(default)]
+    pub model: Option<String>,
     /// Why, recorded in the history of every rule written.
     #[serde(default)]
     pub reason: Option<String>,
     /// Validate and say what would change, without writing.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// What an import's `rules` hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportFormat {
+    /// Rules as `GET /v1/rules/{id}` returns them.
+    #[default]
+    Rulebook,
+    /// The entries of a Django `dumpdata` file.
+    Django,
 }
 
 /// The answer of `POST /v1/rules/import`.
@@ -483,6 +514,9 @@ pub struct ImportAnswer {
     pub updated: usize,
     /// Rules that existed with the same content, left alone: no new version, no invalidation.
     pub unchanged: usize,
+    /// Django only: entries of other models than `model`, skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<usize>,
 }
 
 /// `POST /v1/rules/import`: creates or updates many rules in one transaction.
@@ -491,46 +525,58 @@ pub struct ImportAnswer {
 /// reported at once (422, each problem's path starting with `rules[i]`); one bad rule writes
 /// nothing. A good import commits as one change set: one history row per rule written, and each
 /// touched entry point invalidated once. Rules that already hold the same content are left
-/// alone. An import is authoritative: a rule is replaced whatever its stored version.
+/// alone. An import is authoritative: a rule is replaced whatever its stored version. A dry run
+/// makes the same checks and counts, and writes nothing. See [`ImportBody`] for Django dumps.
 pub async fn import(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Fresh(seq): Fresh,
     JsonBody(body): JsonBody<ImportBody>,
 ) -> Result<Answer<ImportAnswer>, ApiError> {
-    let total = body.rules.len();
-    let rules = check_import(&caller.tenant, body.rules)?;
+    let entries = body.rules.len();
+    let (rules, skipped) = match body.format {
+        ImportFormat::Rulebook => {
+            if let Some(field) = [
+                body.map.as_ref().map(|_| "map"),
+                body.ignore.as_ref().map(|_| "ignore"),
+                body.model.as_ref().map(|_| "model"),
+            ]
+            .into_iter()
+            .flatten()
+            .next()
+            {
+                return Err(ApiError::validation(
+                    format!("`{field}` applies to Django dumps only: send `\"format\": \"django\"` with it, or leave it out"),
+                    vec![FieldError::new(field, "applies only with `\"format\": \"django\"`")],
+                ));
+            }
+            (check_import(&caller.tenant, body.rules)?, None)
+        }
+        ImportFormat::Django => {
+            let rules = check_django_import(&caller.tenant, &body)?;
+            let skipped = entries - rules.len();
+            (rules, Some(skipped))
+        }
+    };
     let mut answer = ImportAnswer {
         dry_run: body.dry_run,
-        total,
+        total: rules.len(),
         created: 0,
         updated: 0,
         unchanged: 0,
+        skipped,
     };
     if rules.is_empty() {
         return Ok(Answer::new(seq, answer));
     }
-    if body.dry_run {
-        let current: std::collections::HashMap<String, Rule> = state
+    let report = if body.dry_run {
+        state.store().import_dry_run(&caller.tenant, rules).await?
+    } else {
+        state
             .store()
-            .list_rules(&caller.tenant, None)
+            .import_rules(&caller.tenant, rules, &author(&caller, body.reason))
             .await?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
-        for rule in &rules {
-            match current.get(&rule.id) {
-                None => answer.created += 1,
-                Some(stored) if content(stored) == content(rule) => answer.unchanged += 1,
-                Some(_) => answer.updated += 1,
-            }
-        }
-        return Ok(Answer::new(seq, answer));
-    }
-    let report = state
-        .store()
-        .import_rules(&caller.tenant, rules, &author(&caller, body.reason))
-        .await?;
+    };
     answer.created = report.created;
     answer.updated = report.updated;
     answer.unchanged = report.unchanged;
@@ -540,48 +586,22 @@ pub async fn import(
 }
 
 /// Reads and checks every rule of an import for `tenant`, collecting every problem of every
-/// rule (paths prefixed with `rules[i]`), so that one answer lists all there is to fix.
+/// rule (paths prefixed with `rules[i]`), so that one answer lists all there is to fix. The
+/// problems of the rules as one batch (an id twice, another tenant) are the store's to find
+/// ([`rulebook_store::batch_problems`]).
 fn check_import(tenant: &str, documents: Vec<Value>) -> Result<Vec<Rule>, ApiError> {
     let mut problems = Vec::new();
-    let mut bad_rules = 0;
     let mut rules = Vec::with_capacity(documents.len());
-    let mut first_index: std::collections::HashMap<String, usize> =
-        std::collections::HashMap::new();
+    let mut places = Vec::with_capacity(documents.len());
     for (i, document) in documents.into_iter().enumerate() {
         let id = document
             .get("id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let named = |message: &str| match &id {
-            Some(id) => format!("rule `{id}`: {message}"),
-            None => message.to_owned(),
-        };
-        let before = problems.len();
-        if let Some(id) = &id {
-            if let Some(first) = first_index.get(id) {
-                problems.push(FieldError::new(
-                    format!("rules[{i}].id"),
-                    format!(
-                        "rule `{id}` appears twice in the import, also at `rules[{first}]`: keep one of them"
-                    ),
-                ));
-            } else {
-                first_index.insert(id.clone(), i);
-            }
-        }
         match Rule::from_json_value(document) {
-            Ok(mut rule) => {
-                if rule.tenant != tenant && rule.tenant != rulebook_rules::DEFAULT_TENANT {
-                    problems.push(FieldError::new(
-                        format!("rules[{i}].tenant"),
-                        named(&format!(
-                            "names tenant `{}` but the import goes to tenant `{tenant}`: remove its `tenant` field or import it into its own tenant",
-                            rule.tenant
-                        )),
-                    ));
-                }
-                rule.tenant = tenant.to_owned();
+            Ok(rule) => {
                 rules.push(rule);
+                places.push(i);
             }
             Err(errors) => {
                 for error in errors.errors {
@@ -590,20 +610,107 @@ fn check_import(tenant: &str, documents: Vec<Value>) -> Result<Vec<Rule>, ApiErr
                     } else {
                         format!("rules[{i}].{}", error.path)
                     };
-                    problems.push(FieldError::new(path, named(&error.message)));
+                    problems.push((
+                        Some(i),
+                        FieldError::new(path, named(id.as_deref(), &error.message)),
+                    ));
                 }
             }
         }
-        if problems.len() > before {
-            bad_rules += 1;
+    }
+    problems.extend(
+        rulebook_store::batch_problems(tenant, &rules, |k, field| {
+            format!("rules[{}].{field}", places[k])
+        })
+        .into_iter()
+        .map(|(k, e)| (Some(places[k]), e)),
+    );
+    finish_check(
+        rules,
+        problems,
+        "each path starts with the rule's index in `rules`",
+    )
+}
+
+/// [`check_import`] for a Django dump: the entries are read through the body's mapping by the
+/// rules crate, and every problem is reported at its path in the dump (`rules[3].fields.rule_code`).
+fn check_django_import(tenant: &str, body: &ImportBody) -> Result<Vec<Rule>, ApiError> {
+    let mut mapping = rulebook_rules::DjangoMapping::default();
+    let mut problems = Vec::new();
+    for (django, rule_field) in body.map.iter().flatten() {
+        if let Err(e) = mapping.map(django, rule_field) {
+            problems.push(FieldError::new(format!("map.{django}"), e.message));
         }
     }
+    for field in body.ignore.iter().flatten() {
+        mapping.ignore(field);
+    }
+    if let Some(model) = &body.model {
+        mapping.model(model);
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(
+            format!("the field mapping is not valid, so nothing was read: fix the {} listed in `errors`", plural(problems.len(), "problem")),
+            problems,
+        ));
+    }
+    let (read, mut problems) = match rulebook_rules::django::django_rules(&body.rules, &mapping) {
+        Ok(read) => (read, Vec::new()),
+        Err(errors) => {
+            let problems = errors
+                .problems
+                .into_iter()
+                .map(|e| {
+                    // `[3].fields.condition` is entry 3; a problem of the dump as a whole first.
+                    let index = e
+                        .path
+                        .strip_prefix('[')
+                        .and_then(|p| p.split_once(']'))
+                        .and_then(|(i, _)| i.parse().ok());
+                    (
+                        index,
+                        FieldError::new(format!("rules{}", e.path), e.message),
+                    )
+                })
+                .collect::<Vec<_>>();
+            (errors.readable, problems)
+        }
+    };
+    let rules: Vec<Rule> = read.iter().map(|r| r.rule.clone()).collect();
+    problems.extend(
+        rulebook_store::batch_problems(tenant, &rules, |k, field| {
+            format!("rules{}", read[k].path(field))
+        })
+        .into_iter()
+        .map(|(k, e)| (Some(read[k].index), e)),
+    );
+    finish_check(
+        rules,
+        problems,
+        "each path is the entry's place in the dump",
+    )
+}
+
+/// The rules, or one 422 listing every problem (each with the index of its rule, if it has one).
+fn finish_check(
+    rules: Vec<Rule>,
+    mut problems: Vec<(Option<usize>, FieldError)>,
+    paths: &str,
+) -> Result<Vec<Rule>, ApiError> {
     if problems.is_empty() {
         return Ok(rules);
     }
+    // In document order, each rule's problems in the order found.
+    problems.sort_by_key(|(i, _)| *i);
+    let bad_rules = problems
+        .iter()
+        .filter_map(|(i, _)| *i)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let problems: Vec<FieldError> = problems.into_iter().map(|(_, e)| e).collect();
     Err(ApiError::validation(
         format!(
-            "the import is not valid, so nothing was written: fix the {} in {} listed in `errors` (each path starts with the rule's index in `rules`)",
+            "the import is not valid, so nothing was written: fix the {} in {} listed in `errors` ({paths})",
             plural(problems.len(), "problem"),
             plural(bad_rules, "rule")
         ),
@@ -611,15 +718,11 @@ fn check_import(tenant: &str, documents: Vec<Value>) -> Result<Vec<Rule>, ApiErr
     ))
 }
 
-/// A rule without its bookkeeping, for telling whether an import would change it.
-fn content(rule: &Rule) -> Rule {
-    Rule {
-        version: 0,
-        created_at: None,
-        created_by: None,
-        updated_at: None,
-        updated_by: None,
-        ..rule.clone()
+/// `message`, naming the rule when its id is known.
+fn named(id: Option<&str>, message: &str) -> String {
+    match id {
+        Some(id) => format!("rule `{id}`: {message}"),
+        None => message.to_owned(),
     }
 }
 
