@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
-use rulebook_rules::{Document, DocumentErrors, Rule, RuleDocument};
+use rulebook_rules::{Document, DocumentErrors, DocumentSource, Rule, RuleDocument};
 use serde_json::{json, Value};
 
 use super::client::{segment, Client, ClientOpts};
@@ -116,9 +116,27 @@ enum RulesCommand {
     /// list per file), in one transaction: every rule is checked first, and if any is bad nothing
     /// is written. Rules whose content is unchanged are left alone. A very large import may need
     /// the server's `--body-limit` (RULEBOOK_BODY_LIMIT) raised: it is sent as one request.
+    ///
+    /// With `--format django`, the file is the output of Django's `manage.py dumpdata` (JSON or
+    /// YAML): `rule_code` becomes `id`, `active` becomes `enabled`, other fields keep their names
+    /// (change this with `--map` and `--ignore`), and `{"always": true}` becomes `true`.
     Import {
-        /// A file, a folder, or `-` for standard input.
+        /// A file, a folder, or `-` for standard input (with `--format django`: one file or `-`).
         path: PathBuf,
+        /// What the file holds.
+        #[arg(long, value_enum, default_value_t = ImportFormat::Rulebook)]
+        format: ImportFormat,
+        /// Django: read the Django field DJANGO as the rule field RULE (`--map code=id`); may be
+        /// repeated. The defaults are `rule_code=id` and `active=enabled`.
+        #[arg(long = "map", value_name = "DJANGO=RULE")]
+        map: Vec<String>,
+        /// Django: drop this Django field; may be repeated.
+        #[arg(long, value_name = "FIELD")]
+        ignore: Vec<String>,
+        /// Django: import the entries of this model (`app_label.modelname`) and skip the others,
+        /// for a dump of several models.
+        #[arg(long, value_name = "APP.MODEL")]
+        model: Option<String>,
         /// Why, recorded in the history of every rule written.
         #[arg(long)]
         reason: Option<String>,
@@ -142,6 +160,22 @@ enum RulesCommand {
 enum Format {
     Json,
     Yaml,
+}
+
+/// What an imported file holds.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ImportFormat {
+    /// Rules as `rules get` and `rules export` print them.
+    Rulebook,
+    /// The output of Django's `manage.py dumpdata`.
+    Django,
+}
+
+/// The Django options of `rules import`.
+struct DjangoFlags {
+    map: Vec<String>,
+    ignore: Vec<String>,
+    model: Option<String>,
 }
 
 impl RulesArgs {
@@ -271,9 +305,34 @@ impl RulesArgs {
             }
             RulesCommand::Import {
                 path,
+                format,
+                map,
+                ignore,
+                model,
                 reason,
                 dry_run,
-            } => import(&client, &path, reason, dry_run).await?,
+            } => match format {
+                ImportFormat::Rulebook => {
+                    if let Some(flag) = [
+                        (!map.is_empty()).then_some("--map"),
+                        (!ignore.is_empty()).then_some("--ignore"),
+                        model.is_some().then_some("--model"),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    {
+                        return Err(CliError::usage(format!(
+                            "`{flag}` applies to Django dumps only: add `--format django`, or leave it out"
+                        )));
+                    }
+                    import(&client, &path, reason, dry_run).await?
+                }
+                ImportFormat::Django => {
+                    let flags = DjangoFlags { map, ignore, model };
+                    import_django(&client, &path, &flags, reason, dry_run).await?
+                }
+            },
             RulesCommand::Export {
                 entry_point,
                 format,
@@ -468,24 +527,42 @@ async fn import(
         .map(|document| rule_value(&document.rule))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let total = rules.len();
+    let sent = rules.len();
     let mut body = json!({ "rules": rules, "dry_run": dry_run });
     if let Some(reason) = reason {
         body["reason"] = Value::String(reason);
     }
+    let sources: Vec<_> = documents.iter().map(|d| d.source.clone()).collect();
+    send_import(client, &body, &sources, sent, dry_run).await
+}
+
+/// Sends an import and reports its answer; a problem the server finds is mapped back to the
+/// place in `sources` its path's index names (`rules[3]...` is `sources[3]`).
+async fn send_import(
+    client: &Client,
+    body: &Value,
+    sources: &[DocumentSource],
+    sent: usize,
+    dry_run: bool,
+) -> Result<(), CliError> {
     if std::io::stderr().is_terminal() {
         note(format!(
-            "sending {total} rules in one request{}",
+            "sending {sent} {} in one request{}",
+            if body["format"] == "django" {
+                "entries"
+            } else {
+                "rules"
+            },
             if dry_run { " (dry run)" } else { "" }
         ));
     }
     let answer = match client
-        .send(Method::POST, "/v1/rules/import", Some(&body), None)
+        .send(Method::POST, "/v1/rules/import", Some(body), None)
         .await
     {
         Ok(answer) => answer.body,
         Err(mut e) if e.api.as_ref().is_some_and(|a| a.code == "body_too_large") => {
-            let size = serde_json::to_vec(&body).map_or(0, |b| b.len());
+            let size = serde_json::to_vec(body).map_or(0, |b| b.len());
             e.hint = Some(too_large_hint(size));
             return Err(e);
         }
@@ -493,8 +570,8 @@ async fn import(
             if let Some(api) = &mut e.api {
                 for problem in &mut api.errors {
                     problem.origin = import_index(&problem.path)
-                        .and_then(|i| documents.get(i))
-                        .map(|d| d.source.to_string());
+                        .and_then(|i| sources.get(i))
+                        .map(ToString::to_string);
                 }
             }
             return Err(e);
@@ -505,12 +582,19 @@ async fn import(
         return Ok(());
     }
     let count = |field: &str| answer[field].as_u64().unwrap_or(0);
-    let counts = format!(
+    let total = count("total");
+    let mut counts = format!(
         "{} created, {} updated, {} unchanged",
         count("created"),
         count("updated"),
         count("unchanged")
     );
+    if count("skipped") > 0 {
+        counts.push_str(&format!(
+            ", {} entries of other models skipped",
+            count("skipped")
+        ));
+    }
     if dry_run {
         out(format!(
             "would import {total} rules: {counts} (dry run: nothing was written)"
@@ -519,6 +603,77 @@ async fn import(
         out(format!("imported {total} rules: {counts}"));
     }
     Ok(())
+}
+
+/// `rules import --format django`: reads the dump and sends its entries as they are, with the
+/// mapping, in one request. The server reads them with the rules crate's reader and reports
+/// every problem at once, those of single entries and those of the batch (an id twice), each at
+/// its path in the dump (`rules[3].fields.condition`); each is shown with its entry's place in
+/// the file. The flags are checked here first.
+async fn import_django(
+    client: &Client,
+    path: &Path,
+    flags: &DjangoFlags,
+    reason: Option<String>,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    if path.is_dir() {
+        return Err(CliError::usage(format!(
+            "`{}` is a folder: `--format django` reads one `dumpdata` file (or `-` for standard input)",
+            path.display()
+        )));
+    }
+    // The server reads the entries; a mistaken flag is said here, as a flag.
+    let mut mapping = rulebook_rules::DjangoMapping::default();
+    let mut map = serde_json::Map::new();
+    for spec in &flags.map {
+        mapping
+            .map_spec(spec)
+            .map_err(|e| CliError::usage(format!("`--map {spec}`: {}", e.message)))?;
+        if let Some((django, rule_field)) = spec.split_once('=') {
+            map.insert(
+                django.trim().to_owned(),
+                Value::String(rule_field.trim().to_owned()),
+            );
+        }
+    }
+    let bytes = if path == Path::new("-") {
+        stdin()?
+    } else {
+        std::fs::read(path).map_err(|e| {
+            CliError::usage(format!(
+                "cannot read `{}` ({e}); check that it exists and is readable",
+                path.display()
+            ))
+        })?
+    };
+    let entries = rulebook_rules::parse_documents(path, &bytes).map_err(refused)?;
+    if entries.is_empty() {
+        return Err(CliError::usage(format!(
+            "`{}` holds no entries: give the output of `manage.py dumpdata` for the rule model",
+            path.display()
+        )));
+    }
+    let sent = entries.len();
+    let mut body = json!({
+        "format": "django",
+        "rules": entries.iter().map(|d| &d.value).collect::<Vec<_>>(),
+        "dry_run": dry_run,
+    });
+    if !map.is_empty() {
+        body["map"] = Value::Object(map);
+    }
+    if !flags.ignore.is_empty() {
+        body["ignore"] = json!(flags.ignore);
+    }
+    if let Some(model) = &flags.model {
+        body["model"] = json!(model);
+    }
+    if let Some(reason) = reason {
+        body["reason"] = Value::String(reason);
+    }
+    let sources: Vec<_> = entries.into_iter().map(|d| d.source).collect();
+    send_import(client, &body, &sources, sent, dry_run).await
 }
 
 /// What to do when an import is over the server's body limit: it is one request on purpose.
