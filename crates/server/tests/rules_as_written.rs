@@ -306,3 +306,101 @@ async fn entry_point_keys_never_alias_the_kelvin_sign_is_a_400() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
 }
+
+/// Scorecards likewise, over HTTP: a factor rule whose level is not LOW, MEDIUM or HIGH at run
+/// time is listed in the answer's `errors` and left out while the other factors score;
+/// `"on_error": "fail"` makes the same request a 422 naming the rule.
+#[tokio::test]
+async fn a_scorecard_factor_failing_at_run_time_is_reported_and_on_error_fail_is_a_422() {
+    let api = Api::start(|_| {}).await;
+    // RF-001's level comes from the input when the input names one, so a request can make it
+    // fail at run time; otherwise it is LOW.
+    let got = api.call(req(Method::GET, "/v1/rules/RF-001")).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+    let mut rule = got.body.clone();
+    rule["actions"][0]["level"] = json!({"if": [
+        {"var": "input.forced_level"}, {"var": "input.forced_level"}, "LOW"
+    ]});
+    let r = api
+        .call(
+            req(Method::PUT, "/v1/rules/RF-001")
+                .token(ADMIN)
+                .header("if-match", &got.etag().unwrap())
+                .json(rule),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let score = |input: Value, on_error: Option<&str>| {
+        let mut body = json!({"input": input});
+        if let Some(on_error) = on_error {
+            body["on_error"] = json!(on_error);
+        }
+        req(Method::POST, "/v1/score/pad_trade").json(body)
+    };
+    let input = |forced: Option<&str>| {
+        let mut input = json!({"instrument_type": "equity", "value": 75000, "holding_days": 10});
+        if let Some(level) = forced {
+            input["forced_level"] = json!(level);
+        }
+        input
+    };
+    let factors = |answer: &Value| -> Vec<String> {
+        answer["factors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["factor"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Nothing fails: every factor scores, no errors.
+    let healthy = api.call(score(input(None), None)).await;
+    assert_eq!(healthy.status, StatusCode::OK, "{}", healthy.text);
+    assert_eq!(healthy.body["errors"], json!([]), "{}", healthy.text);
+    assert!(factors(&healthy.body).contains(&"instrument_type".to_owned()));
+
+    // RF-001 fails: it is reported and left out; the other factors score as before.
+    let r = api.call(score(input(Some("SEVERE")), None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let errors = r.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{}", r.text);
+    assert_eq!(
+        (&errors[0]["rule_id"], &errors[0]["code"]),
+        (&json!("RF-001"), &json!("bad_level")),
+        "{}",
+        r.text
+    );
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("SEVERE"),
+        "{}",
+        r.text
+    );
+    let others: Vec<String> = factors(&healthy.body)
+        .into_iter()
+        .filter(|f| f != "instrument_type")
+        .collect();
+    assert_eq!(factors(&r.body), others, "{}", r.text);
+    // `"on_error": "continue"` is the default, said out loud.
+    let r2 = api
+        .call(score(input(Some("SEVERE")), Some("continue")))
+        .await;
+    assert_eq!(r2.body["errors"], r.body["errors"], "{}", r2.text);
+
+    // All or nothing.
+    let r = api.call(score(input(Some("SEVERE")), Some("fail"))).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "evaluation_failed"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("RF-001") && r.text.contains("SEVERE"),
+        "{}",
+        r.text
+    );
+    // ... and only when something fails.
+    let r = api.call(score(input(None), Some("fail"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(factors(&r.body), factors(&healthy.body), "{}", r.text);
+}
