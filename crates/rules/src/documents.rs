@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_django_dump_in_yaml_reads_as_rules_and_its_problems_name_the_entry() {
-        let dump = b"- model: rules_engine.actedrule\n  pk: 1\n  fields:\n    rule_code: banner\n    entry_point: home_page_mount\n    active: true\n    condition: {always: true}\n    actions: [{type: display_message, content: Test}]\n- model: rules_engine.actedrule\n  pk: 2\n  fields: {rule_code: other, priority: high}\n";
+        let dump = b"- model: rules_engine.actedrule\n  pk: 1\n  fields:\n    rule_code: banner\n    entry_point: home_page_mount\n    active: true\n    condition: {always: true}\n    actions: [{type: display_message, content: Test}]\n    active_from: 2025-01-15 10:30:00.123000+00:00\n- model: rules_engine.actedrule\n  pk: 2\n  fields: {rule_code: other, priority: high}\n";
         let mapping = DjangoMapping::default();
         let errors = parse_django(Path::new("dump.yaml"), dump, &mapping).unwrap_err();
         let text = errors.to_string();
@@ -464,6 +464,11 @@ mod tests {
             })
             .collect();
         assert_eq!(read, [("banner", true, 0), ("other", true, 1)]);
+        // YAML dumps write times as `2025-01-15 10:30:00.123000+00:00`.
+        assert_eq!(
+            rules[0].rule.active_from.map(|t| t.to_rfc3339()),
+            Some("2025-01-15T10:30:00.123+00:00".to_owned())
+        );
     }
 
     #[test]
