@@ -409,6 +409,18 @@ async fn the_cli_imports_a_django_dump_then_evaluates_and_exports_it() {
     let (code, out, _) = cli.run(&["rules", "import", file, "--format", "django"]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("{n} unchanged")), "{out}");
+    // The same dump as `dumpdata --format yaml` writes it reads the same.
+    let yaml = dir_with("rules.yaml", &serde_yaml::to_string(&entries).unwrap());
+    let (code, out, err) = cli.run(&[
+        "rules",
+        "import",
+        yaml.1.to_str().unwrap(),
+        "--format",
+        "django",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{n} unchanged")), "{out}");
 
     // Every bad entry at once, with its place in the file, and nothing written.
     let bad = data("rules_engine_bad.json");
