@@ -316,6 +316,11 @@ async fn a_dump_with_bad_entries_reports_every_one_and_writes_nothing(db: &TestD
         "{}",
         r.text
     );
+    assert!(
+        r.message().contains("fix the 1 problem listed"),
+        "{}",
+        r.message()
+    );
     let r = import(
         &api,
         json!({"format": "django", "rules": full, "dry_run": true, "model": "rules_engine.ActedRule"}),

@@ -708,11 +708,19 @@ fn finish_check(
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let problems: Vec<FieldError> = problems.into_iter().map(|(_, e)| e).collect();
-    Err(ApiError::validation(
+    // A problem of the whole dump (which model holds the rules) belongs to no rule.
+    let found = if bad_rules == 0 {
+        plural(problems.len(), "problem")
+    } else {
         format!(
-            "the import is not valid, so nothing was written: fix the {} in {} listed in `errors` ({paths})",
+            "{} in {}",
             plural(problems.len(), "problem"),
             plural(bad_rules, "rule")
+        )
+    };
+    Err(ApiError::validation(
+        format!(
+            "the import is not valid, so nothing was written: fix the {found} listed in `errors` ({paths})"
         ),
         problems,
     ))
