@@ -14,13 +14,15 @@
 //!   only.
 //! - `entry_point`: [`EntryPoint`], the normalised key. [`DEFAULT_TENANT`] is defined in `rule`.
 //! - [`logic`]: JSONLogic conditions; `ruleset`, `params`, `scorecard`: what is compiled from
-//!   rules; `limits`: bounds on compiling and evaluating.
+//!   rules; `limits`: bounds on compiling and evaluating; `explain`: why each rule did or did not
+//!   match ([`Outcome`]).
 #![deny(missing_docs)]
 
 pub mod django;
 mod documents;
 mod entry_point;
 mod error;
+mod explain;
 mod level;
 mod limits;
 pub mod logic;
@@ -35,6 +37,7 @@ pub use documents::{
 };
 pub use entry_point::{EntryPoint, EntryPointError, MAX_ENTRY_POINT_LEN};
 pub use error::{CompileError, EvalError, OnError, RuleError};
+pub use explain::{FactorOutcome, Outcome, RuleOutcome};
 pub use level::Level;
 pub use limits::Limits;
 pub use rule::{

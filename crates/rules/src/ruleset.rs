@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::logic::{dispose, Budget, Logic, Scope};
+use crate::explain::{Explainer, RuleOutcome, Unwitnessed, Witness};
+use crate::logic::{dispose, is_operation, Budget, Logic, Scope};
 use crate::rule::in_window;
 use crate::{
     Action, CompileError, EntryPoint, EvalError, FieldError, Limits, OnError, Rule, RuleError,
@@ -42,6 +43,8 @@ pub(crate) struct CompiledRule {
 #[derive(Debug, Clone)]
 pub(crate) struct Body {
     pub(crate) condition: Logic,
+    /// The condition's top-level operator as written (`>`, `and`, ...), for explanations.
+    pub(crate) operator: Option<String>,
     pub(crate) actions: Vec<CompiledAction>,
     /// The deepest and the largest of the rule's expressions, so that the usual evaluation, well
     /// within its limits, checks them with two comparisons.
@@ -88,17 +91,28 @@ impl CompiledRule {
         Ok(body)
     }
 
-    /// Whether the condition holds for `scope`, and the actions when it does.
-    fn run(
+    /// Whether the condition holds for `scope`: the body and what is left of the rule's budget
+    /// when it does.
+    fn decide(
         &self,
         scope: &Scope<'_>,
         limits: &Limits,
-    ) -> Result<Option<Vec<FiredAction>>, EvalError> {
+    ) -> Result<Option<(&Body, Budget)>, EvalError> {
         let body = self.body(limits)?;
         let mut budget = Budget::new(limits.max_ops);
         if !(body.condition.is_always_true() || body.condition.holds_in(scope, &mut budget)?) {
             return Ok(None);
         }
+        Ok(Some((body, budget)))
+    }
+
+    /// The actions of a rule whose condition held, computed with the rest of its budget.
+    fn fire(
+        &self,
+        body: &Body,
+        scope: &Scope<'_>,
+        mut budget: Budget,
+    ) -> Result<Vec<FiredAction>, EvalError> {
         body.actions
             .iter()
             .map(|action| {
@@ -107,8 +121,7 @@ impl CompiledRule {
                     action: action.evaluate(scope, &mut budget)?,
                 })
             })
-            .collect::<Result<Vec<_>, EvalError>>()
-            .map(Some)
+            .collect()
     }
 }
 
@@ -151,8 +164,13 @@ impl Body {
         };
         let deepest = expressions().map(Logic::depth).max().unwrap_or(0);
         let largest = expressions().map(Logic::nodes).max().unwrap_or(0);
+        let operator = match &rule.condition {
+            Value::Object(map) if is_operation(&rule.condition) => map.keys().next().cloned(),
+            _ => None,
+        };
         Ok(Body {
             condition,
+            operator,
             actions,
             deepest,
             largest,
@@ -208,6 +226,10 @@ pub struct Evaluation {
     /// Always present (empty when nothing failed).
     #[serde(default)]
     pub errors: Vec<RuleError>,
+    /// Only when asked for ([`Ruleset::explain`], `"explain": true`): every rule of the entry
+    /// point in evaluation order, each with how it was decided (see [`crate::Outcome`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<RuleOutcome>>,
 }
 
 /// A rule that matched.
@@ -278,6 +300,14 @@ impl Ruleset {
             }
             compiled.push(CompiledRule::compile(rule));
         }
+        Ruleset::from_compiled(entry_point, compiled)
+    }
+
+    /// Sorts compiled rules into evaluation order, refusing a repeated id.
+    fn from_compiled(
+        entry_point: EntryPoint,
+        mut compiled: Vec<CompiledRule>,
+    ) -> Result<Ruleset, CompileError> {
         compiled.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id)));
         let mut ids: Vec<&str> = compiled.iter().map(|r| r.id.as_str()).collect();
         ids.sort_unstable();
@@ -330,6 +360,29 @@ impl Ruleset {
     /// [`Evaluation::errors`] and counts as not matched; the other rules run as usual, each with
     /// its own budget of `limits.max_ops`. See [`Evaluation::into_result`] for all-or-nothing.
     pub fn evaluate(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
+        self.run(input, at, limits, &mut Unwitnessed)
+    }
+
+    /// Evaluates like [`Ruleset::evaluate`] (with the same answer) and adds
+    /// [`Evaluation::explain`]: for every rule in evaluation order, whether it matched, its
+    /// condition was false (with the values of the condition's top-level operands), it was
+    /// disabled, outside its window, failed, or was not reached after a `stop_processing` rule.
+    pub fn explain(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
+        let mut explainer = Explainer::default();
+        let mut evaluation = self.run(input, at, limits, &mut explainer);
+        evaluation.explain = Some(explainer.outcomes);
+        evaluation
+    }
+
+    /// The one evaluation loop, telling `witness` how each rule was decided.
+    #[inline(always)]
+    fn run<W: Witness>(
+        &self,
+        input: &Value,
+        at: DateTime<Utc>,
+        limits: &Limits,
+        witness: &mut W,
+    ) -> Evaluation {
         let mut evaluation = Evaluation {
             entry_point: self.entry_point.clone(),
             at,
@@ -337,16 +390,35 @@ impl Ruleset {
             actions: Vec::new(),
             stopped_by: None,
             errors: Vec::new(),
+            explain: None,
         };
-        for rule in self.rules.iter().filter(|r| r.applies_at(at)) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !rule.applies_at(at) {
+                witness.not_in_force(rule);
+                continue;
+            }
             let scope = Scope::Rule {
                 input,
                 params: &rule.params,
             };
-            let actions = match rule.run(&scope, limits) {
-                Ok(Some(actions)) => actions,
-                Ok(None) => continue,
+            let (body, budget) = match rule.decide(&scope, limits) {
+                Ok(Some(decided)) => decided,
+                Ok(None) => {
+                    witness.condition_false(rule, &scope, limits);
+                    continue;
+                }
                 Err(e) => {
+                    witness.failed(rule, &e, false);
+                    evaluation
+                        .errors
+                        .push(RuleError::new(&rule.id, rule.version, &e));
+                    continue;
+                }
+            };
+            let actions = match rule.fire(body, &scope, budget) {
+                Ok(actions) => actions,
+                Err(e) => {
+                    witness.failed(rule, &e, true);
                     evaluation
                         .errors
                         .push(RuleError::new(&rule.id, rule.version, &e));
@@ -364,8 +436,10 @@ impl Ruleset {
                 priority: rule.priority,
             });
             evaluation.actions.extend(actions);
+            witness.matched(rule);
             if rule.stop_processing {
                 evaluation.stopped_by = Some(rule.id.clone());
+                witness.not_reached(&self.rules[i + 1..], &rule.id);
                 break;
             }
         }

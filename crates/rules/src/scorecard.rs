@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::explain::{self, FactorOutcome, Outcome};
 use crate::logic::{Budget, Logic, Scope};
 use crate::ruleset::CompiledRule;
 use crate::{
@@ -79,6 +80,11 @@ pub struct ScoreResult {
     /// the overall level. Always present (empty when nothing failed).
     #[serde(default)]
     pub errors: Vec<RuleError>,
+    /// Only when asked for ([`Scorecard::score_explained`], `"explain": true`): every factor in
+    /// scoring order (and every rule of the scorecard stored invalid), each with how its rule was
+    /// decided (see [`crate::Outcome`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<FactorOutcome>>,
 }
 
 /// One factor's level.
@@ -216,7 +222,41 @@ impl Scorecard {
         at: DateTime<Utc>,
         limits: &Limits,
     ) -> Result<ScoreResult, EvalError> {
+        self.score_with(request, at, limits, false)
+    }
+
+    /// Scores like [`Scorecard::score`] (with the same answer) and adds [`ScoreResult::explain`]:
+    /// for every factor, whether its rule matched (its level is in `factors`), its condition was
+    /// false (LOW; with the values of the condition's top-level operands), it was disabled,
+    /// outside its window, or failed.
+    pub fn score_explained(
+        &self,
+        request: &ScoreRequest,
+        at: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<ScoreResult, EvalError> {
+        self.score_with(request, at, limits, true)
+    }
+
+    fn score_with(
+        &self,
+        request: &ScoreRequest,
+        at: DateTime<Utc>,
+        limits: &Limits,
+        explain: bool,
+    ) -> Result<ScoreResult, EvalError> {
         let on_error = request.on_error;
+        let mut explained: Option<Vec<FactorOutcome>> = explain.then(Vec::new);
+        let mut note = |factor: Option<&str>, rule: &CompiledRule, outcome: Outcome| {
+            if let Some(explained) = &mut explained {
+                explained.push(FactorOutcome {
+                    factor: factor.map(str::to_owned),
+                    rule_id: rule.id.clone(),
+                    version: rule.version,
+                    outcome,
+                });
+            }
+        };
         let snapshot = self.snapshot(&request.overrides)?;
         let mut factors = Vec::with_capacity(self.factors.len());
         let mut errors = Vec::new();
@@ -230,20 +270,27 @@ impl Scorecard {
         for id in &self.broken {
             if let Some(member) = self.members.get(id) {
                 let rule = &member.compiled;
-                if let (true, Err(e)) = (rule.applies_at(at), &rule.body) {
-                    fail(rule, e.clone())?;
+                match (rule.applies_at(at), &rule.body) {
+                    (true, Err(e)) => {
+                        note(None, rule, explain::failed(e, false));
+                        fail(rule, e.clone())?;
+                    }
+                    (false, _) => note(None, rule, explain::not_in_force(rule)),
+                    (true, Ok(_)) => {}
                 }
             }
         }
         // Each rule's condition is decided once, with the rule's own budget, shared by its
         // factors' levels; a rule that failed is skipped for its other factors.
-        let mut rules: HashMap<&str, Result<(bool, Budget), ()>> = HashMap::new();
+        let mut rules: HashMap<&str, Result<(bool, Budget), EvalError>> = HashMap::new();
         for factor in &self.factors {
             let Some(member) = self.members.get(&factor.rule_id) else {
                 continue;
             };
             let rule = &member.compiled;
+            let name = Some(factor.factor.as_str());
             if !rule.applies_at(at) {
+                note(name, rule, explain::not_in_force(rule));
                 continue;
             }
             let params = snapshot.params(&factor.rule_id, &rule.params);
@@ -263,14 +310,18 @@ impl Scorecard {
                     match decided {
                         Ok(state) => e.insert(Ok(state)),
                         Err(err) => {
-                            fail(rule, err)?;
-                            e.insert(Err(()))
+                            fail(rule, err.clone())?;
+                            e.insert(Err(err))
                         }
                     }
                 }
             };
-            let Ok((holds, budget)) = state else {
-                continue;
+            let (holds, budget) = match state {
+                Ok(state) => state,
+                Err(err) => {
+                    note(name, rule, explain::failed(err, false));
+                    continue;
+                }
             };
             let level = if *holds {
                 let level = factor.level.eval_in(&scope, budget).and_then(|value| {
@@ -284,13 +335,20 @@ impl Scorecard {
                         })
                 });
                 match level {
-                    Ok(level) => level,
+                    Ok(level) => {
+                        note(name, rule, Outcome::Matched);
+                        level
+                    }
                     Err(e) => {
+                        note(name, rule, explain::failed(&e, true));
                         fail(rule, e)?;
                         continue;
                     }
                 }
             } else {
+                if explain {
+                    note(name, rule, explain::condition_false(rule, &scope, limits));
+                }
                 Level::Low
             };
             factors.push(FactorScore {
@@ -322,6 +380,7 @@ impl Scorecard {
             escalated,
             route: self.routes.get(&overall).cloned(),
             errors,
+            explain: explained,
         })
     }
 

@@ -351,3 +351,97 @@ fn conditions_see_the_input_directly_and_under_input_and_their_own_params() {
     assert_eq!(ids(vec![r.clone()], json!({"total": 10}), now()), ["p"]);
     assert!(ids(vec![r], json!({"total": 9}), now()).is_empty());
 }
+
+/// `explain` gives the answer `evaluate` gives, plus one outcome per rule in evaluation order.
+#[test]
+fn explain_adds_an_outcome_per_rule_to_the_same_answer() {
+    use rulebook_rules::{Outcome, RuleOutcome};
+    let mut off = rule("off", 1);
+    off.enabled = false;
+    let mut later = rule("later", 2);
+    later.active_from = Some(now() + Duration::days(1));
+    let mut small = rule("small", 3);
+    small.condition =
+        json!({"and": [{">": [{"var": "amount"}, 10]}, {"==": [{"var": "country"}, "FR"]}]});
+    let mut big = rule("big", 4);
+    big.condition = json!({">": [{"var": "amount"}, 1000]});
+    let mut stop = rule("stop", 5);
+    stop.stop_processing = true;
+    let after = rule("after", 6);
+    let set = Ruleset::compile(ep("checkout"), vec![after, stop, big, small, later, off]).unwrap();
+    let input = json!({"amount": 250, "country": "DE"});
+    let plain = set.evaluate(&input, now(), &Limits::default());
+    let mut explained = set.explain(&input, now(), &Limits::default());
+    let explain = explained.explain.take().unwrap();
+    assert_eq!(explained, plain);
+    let outcome = |id: &str, outcome: Outcome| RuleOutcome {
+        id: id.into(),
+        version: 0,
+        priority: explain.iter().find(|r| r.id == id).unwrap().priority,
+        outcome,
+    };
+    assert_eq!(
+        explain,
+        [
+            outcome("off", Outcome::Disabled),
+            outcome(
+                "later",
+                Outcome::OutsideWindow {
+                    active_from: Some(now() + Duration::days(1)),
+                    active_until: None
+                }
+            ),
+            outcome(
+                "small",
+                Outcome::ConditionFalse {
+                    operator: Some("and".into()),
+                    operands: Some(vec![json!(true), json!(false)])
+                }
+            ),
+            outcome(
+                "big",
+                Outcome::ConditionFalse {
+                    operator: Some(">".into()),
+                    operands: Some(vec![json!(250), json!(1000)])
+                }
+            ),
+            outcome("stop", Outcome::Matched),
+            outcome(
+                "after",
+                Outcome::NotReached {
+                    stopped_by: "stop".into()
+                }
+            ),
+        ]
+    );
+}
+
+/// A failure deciding the condition and one computing an action are told apart.
+#[test]
+fn explain_tells_a_condition_error_from_an_action_error() {
+    use rulebook_rules::Outcome;
+    let limits = Limits {
+        max_ops: 50,
+        ..Limits::default()
+    };
+    let mut heavy_condition = rule("cond", 1);
+    heavy_condition.condition = json!({"some": [{"var": "xs"}, {"<": [{"var": ""}, 0]}]});
+    let mut heavy_action = rule("act", 2);
+    heavy_action.actions = vec![Action::new("set_value").with("field", "n").with(
+        "value",
+        json!({"map": [{"var": "xs"}, {"+": [{"var": ""}, 1]}]}),
+    )];
+    let set = Ruleset::compile(ep("checkout"), vec![heavy_condition, heavy_action]).unwrap();
+    let xs: Vec<u32> = (0..100).collect();
+    let out = set.explain(&json!({ "xs": xs }), now(), &limits);
+    let explain = out.explain.unwrap();
+    assert!(
+        matches!(&explain[0].outcome, Outcome::ConditionError { code, .. } if code == "out_of_budget"),
+        "{explain:?}"
+    );
+    assert!(
+        matches!(&explain[1].outcome, Outcome::ActionError { code, .. } if code == "out_of_budget"),
+        "{explain:?}"
+    );
+    assert_eq!(out.errors.len(), 2);
+}

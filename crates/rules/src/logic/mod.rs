@@ -210,6 +210,22 @@ impl Logic {
     ) -> Result<bool, EvalError> {
         holds(&self.root, scope, budget)
     }
+
+    /// The values of the expression's top-level operands, each computed in full (no short
+    /// circuit), to explain a condition that did not hold; an expression that is not an operation
+    /// (a literal, a bare `var`) gives its one value.
+    pub(crate) fn operand_values(
+        &self,
+        scope: &Scope<'_>,
+        budget: &mut Budget,
+    ) -> Result<Vec<Value>, EvalError> {
+        match &self.root {
+            Node::Op { op, args } if *op != Op::Var => {
+                args.iter().map(|node| eval(node, scope, budget)).collect()
+            }
+            other => Ok(vec![eval(other, scope, budget)?]),
+        }
+    }
 }
 
 impl Compiler {
