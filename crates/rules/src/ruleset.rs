@@ -328,6 +328,23 @@ impl Ruleset {
         })
     }
 
+    /// A new ruleset: this one with `drafts` (rules that are not saved) in place of its rules with
+    /// the same ids, and beside the rest; `self` is left as it was, so a cached ruleset can be the
+    /// base. Every draft must name this entry point (else [`CompileError::WrongEntryPoint`]), and
+    /// no two drafts may share an id. A draft keeps the `version` it was given (the service gives
+    /// 0, which no saved rule has).
+    pub fn with_drafts(&self, drafts: Vec<Rule>) -> Result<Ruleset, CompileError> {
+        let drafts = Ruleset::compile(self.entry_point.clone(), drafts)?;
+        let mut rules: Vec<CompiledRule> = self
+            .rules
+            .iter()
+            .filter(|saved| !drafts.rules.iter().any(|d| d.id == saved.id))
+            .cloned()
+            .collect();
+        rules.extend(drafts.rules);
+        Ruleset::from_compiled(self.entry_point.clone(), rules)
+    }
+
     /// The entry point.
     pub fn entry_point(&self) -> &EntryPoint {
         &self.entry_point

@@ -445,3 +445,28 @@ fn explain_tells_a_condition_error_from_an_action_error() {
     );
     assert_eq!(out.errors.len(), 2);
 }
+
+/// Drafts take the place of the rules with their ids and join beside the rest; the base ruleset
+/// is unchanged, and a draft of another entry point is refused.
+#[test]
+fn drafts_replace_and_join_without_changing_the_base() {
+    let mut a = rule("a", 1);
+    a.condition = json!({"==": [{"var": "x"}, 1]});
+    let base = Ruleset::compile(ep("checkout"), vec![a, rule("b", 2)]).unwrap();
+    let mut draft_a = rule("a", 3);
+    draft_a.condition = json!(true);
+    let with = base.with_drafts(vec![draft_a, rule("c", 0)]).unwrap();
+    let out = with.evaluate(&json!({"x": 2}), now(), &Limits::default());
+    assert_eq!(out.matched_ids(), ["c", "b", "a"]);
+    assert_eq!(
+        base.evaluate(&json!({"x": 2}), now(), &Limits::default())
+            .matched_ids(),
+        ["b"]
+    );
+    let mut stray = rule("d", 1);
+    stray.entry_point = Some(ep("elsewhere"));
+    assert!(matches!(
+        base.with_drafts(vec![stray]),
+        Err(CompileError::WrongEntryPoint { .. })
+    ));
+}
