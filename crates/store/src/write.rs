@@ -433,7 +433,7 @@ pub fn batch_problems(
                 FieldError::new(
                     path(i, "id"),
                     format!(
-                        "rule `{}` appears twice in the import, also at `{}`: keep one of them",
+                        "rule `{}` appears twice, also at `{}`: keep one of them",
                         rule.id,
                         path(*first, "id")
                     ),

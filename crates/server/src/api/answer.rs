@@ -23,6 +23,29 @@
 //!   [`rulebook_rules::ScoreResult`], flattened in: every matched rule carries its `version`.
 //! - `as_of`: only when the request asked for the rules as they stood at a past time: that time
 //!   and the version of every rule the evaluation was built from.
+//! - `explain`: only when the request asked for it (`"explain": true`): for an evaluation, every
+//!   rule of the entry point in evaluation order; for a score, every factor in scoring order; each
+//!   with its `outcome`, one of `matched`, `condition_false` (with the condition's `operator` and
+//!   the values of its top-level `operands`), `disabled`, `outside_window` (with `active_from` and
+//!   `active_until`), `condition_error` or `action_error` (with `code` and `reason`, the failure
+//!   also listed in `errors`), or `not_reached` (with `stopped_by`, the `stop_processing` rule
+//!   that ended the evaluation). See [`rulebook_rules::Outcome`].
+//!
+//!   ```json
+//!   "explain": [
+//!     {"id": "big_order", "version": 2, "priority": 10, "outcome": "condition_false", "operator": ">", "operands": [250, 1000]},
+//!     {"id": "eu_vat", "version": 5, "priority": 20, "outcome": "matched"},
+//!     {"id": "xmas_promo", "version": 1, "priority": 30, "outcome": "outside_window", "active_from": "2026-12-01T00:00:00Z"},
+//!     {"id": "old_banner", "version": 3, "priority": 40, "outcome": "not_reached", "stopped_by": "eu_vat"}
+//!   ]
+//!   ```
+//!
+//! **With drafts** (`"drafts": [...]`, see [`crate::api::drafts`]) the answer is the same but for
+//! two things: it has no `decision_id` (it is not a decision and is never logged), and `drafts`
+//! lists the ids of the drafts evaluated, in the order sent; drafts have version 0.
+//!
+//! **With several contexts** (`"contexts": [{...}, {...}]` instead of `"context"`) the answer is
+//! `{"seq": ..., "results": [...]}`, one answer as above per context, in the order sent.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +75,22 @@ pub struct DecisionAnswer<'a, T: Serialize> {
     pub as_of: Option<&'a AsOf>,
 }
 
+/// An evaluation answer computed with drafts (see the module docs): no `decision_id`, and the
+/// drafts' ids.
+#[derive(Debug, Serialize)]
+pub struct DraftAnswer<'a> {
+    /// The change-log position the saved rules reflect.
+    pub seq: i64,
+    /// The ids of the drafts evaluated, in the order sent.
+    pub drafts: &'a [String],
+    /// The evaluation, flattened into the answer.
+    #[serde(flatten)]
+    pub outcome: &'a rulebook_rules::Evaluation,
+    /// The rules' past time and versions, when the request named `as_of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<&'a AsOf>,
+}
+
 /// The `as_of` part of an answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct AsOf {
@@ -73,9 +112,15 @@ impl Decision {
     pub(crate) fn new() -> Decision {
         Decision {
             id: uuid::Uuid::now_v7().to_string(),
-            at: Utc::now().trunc_subsecs(6),
+            at: now(),
         }
     }
+}
+
+/// The time now, to the microsecond as the store keeps times: the evaluation time of a request
+/// that names none.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 /// What is needed to log a decision besides its answer.

@@ -37,6 +37,10 @@ pub struct BatchBody {
     /// `errors`. `"fail"`: any such failure makes that entry point's result an error.
     #[serde(default)]
     pub on_error: OnError,
+    /// `true`: each result explains how every rule was decided (`explain`, see
+    /// [`crate::api::answer`]).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 fn empty_object() -> Value {
@@ -82,6 +86,7 @@ pub async fn evaluate_many(
                 body.at,
                 body.as_of,
                 body.on_error,
+                body.explain,
             )
             .await
             .map_err(|e| (entry_point.as_str().to_owned(), e)),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_rules::{EntryPoint, Limits, OnError, ScoreRequest};
+use rulebook_rules::{EntryPoint, Limits, OnError, Ruleset, ScoreRequest};
 use rulebook_store::{DecisionKind, VersionsUsed};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -18,19 +18,35 @@ use serde_json::{Map, Value};
 pub use rulebook_client::wire::{EnabledAnswer, ParamAnswer};
 
 use crate::api::answer::{encode, json_response, AsOf, Decision, DecisionAnswer, ToLog};
+use crate::api::drafts::{self, Drafts};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
 use crate::freshness::{Answer, Fresh};
 use crate::state::AppState;
 
+/// The most contexts one request may evaluate.
+pub const MAX_CONTEXTS: usize = 100;
+
 /// The body of `POST /v1/evaluate/{entry_point}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateBody {
-    /// The input the rules' conditions see.
-    #[serde(default = "empty_object")]
-    pub context: Value,
+    /// The input the rules' conditions see (`{}` when left out).
+    #[serde(default)]
+    pub context: Option<Value>,
+    /// Several inputs instead of `context` (1 to 100): the answer is then
+    /// `{"seq": ..., "results": [...]}`, one answer per context in the order sent.
+    #[serde(default)]
+    pub contexts: Option<Vec<Value>>,
+    /// Rule documents that are not saved, evaluated in place of the saved rules with the same ids
+    /// and beside the rest; nothing is written, cached or logged (see [`crate::api::drafts`]).
+    #[serde(default)]
+    pub drafts: Option<Vec<Value>>,
+    /// `true`: the answer explains how every rule was decided (`explain`, see
+    /// [`crate::api::answer`]).
+    #[serde(default)]
+    pub explain: bool,
     /// The evaluation time (RFC 3339) the schedule windows are checked against; now when left
     /// out, or `as_of` when that is given.
     #[serde(default)]
@@ -44,12 +60,9 @@ pub struct EvaluateBody {
     pub on_error: OnError,
 }
 
-fn empty_object() -> Value {
-    Value::Object(Map::new())
-}
-
 /// `POST /v1/evaluate/{entry_point}`: the matched rules with their versions, and their actions,
-/// as a [`DecisionAnswer`].
+/// as a [`DecisionAnswer`]; with `contexts`, one answer per context; with `drafts`, evaluated with
+/// rules that are not saved (see [`crate::api::drafts`]).
 pub async fn evaluate(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -58,19 +71,91 @@ pub async fn evaluate(
     JsonBody(body): JsonBody<EvaluateBody>,
 ) -> Result<Response, ApiError> {
     let entry_point = EntryPoint::parse(&entry_point)?;
-    check_context(&body.context)?;
-    let answer = evaluate_entry_point(
-        &state,
-        seq,
-        &caller.tenant,
-        &entry_point,
-        &body.context,
-        body.at,
-        body.as_of,
-        body.on_error,
-    )
-    .await?;
-    Ok(json_response(seq, answer))
+    let many = body.contexts.is_some();
+    let contexts = contexts(body.context, body.contexts)?;
+    let answers = match body.drafts {
+        Some(documents) => {
+            let drafts = Drafts::check(&caller.tenant, &entry_point, documents)?;
+            let (base, as_of) =
+                saved_ruleset(&state, &caller.tenant, &entry_point, body.as_of).await?;
+            drafts::evaluate(
+                seq,
+                base,
+                as_of.as_ref(),
+                drafts,
+                &contexts,
+                body.at,
+                body.on_error,
+                body.explain,
+            )?
+        }
+        None => {
+            let mut answers = Vec::with_capacity(contexts.len());
+            for context in &contexts {
+                answers.push(
+                    evaluate_entry_point(
+                        &state,
+                        seq,
+                        &caller.tenant,
+                        &entry_point,
+                        context,
+                        body.at,
+                        body.as_of,
+                        body.on_error,
+                        body.explain,
+                    )
+                    .await?,
+                );
+            }
+            answers
+        }
+    };
+    if !many {
+        if let Some(answer) = answers.into_iter().next() {
+            return Ok(json_response(seq, answer));
+        }
+        return Err(ApiError::internal(
+            "an evaluation of one context gave no answer",
+        ));
+    }
+    // Each answer is already encoded JSON; the list is written around them.
+    let mut out = Vec::with_capacity(32 + answers.iter().map(|a| a.len() + 1).sum::<usize>());
+    out.extend_from_slice(format!("{{\"seq\":{seq},\"results\":[").as_bytes());
+    for (i, answer) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(answer);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(json_response(seq, out))
+}
+
+/// The request's inputs: `context` (or `{}`), or each of `contexts`; every one must be an object.
+fn contexts(context: Option<Value>, contexts: Option<Vec<Value>>) -> Result<Vec<Value>, ApiError> {
+    let contexts = match (context, contexts) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the body has both `context` and `contexts`: send one input as `context`, or several as `contexts`",
+            ))
+        }
+        (context, None) => vec![context.unwrap_or_else(|| Value::Object(Map::new()))],
+        (None, Some(contexts)) => {
+            if contexts.is_empty() || contexts.len() > MAX_CONTEXTS {
+                return Err(ApiError::bad_request(
+                    "bad_contexts",
+                    format!(
+                        "`contexts` has {} entries: send 1 to {MAX_CONTEXTS} inputs, or several requests",
+                        contexts.len()
+                    ),
+                ));
+            }
+            contexts
+        }
+    };
+    contexts.iter().try_for_each(check_context)?;
+    Ok(contexts)
 }
 
 /// Refuses a context that is not a JSON object.
@@ -83,6 +168,27 @@ pub(crate) fn check_context(context: &Value) -> Result<(), ApiError> {
             "field `context` must be a JSON object such as {\"country\": \"FR\"}",
         ))
     }
+}
+
+/// The saved rules of an entry point: the live cached ruleset, or the one built from the history
+/// as of a past time (with the versions it used).
+pub(crate) async fn saved_ruleset(
+    state: &AppState,
+    tenant: &str,
+    entry_point: &EntryPoint,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(Arc<Ruleset>, Option<AsOf>), ApiError> {
+    Ok(match as_of {
+        None => (state.registry().ruleset(tenant, entry_point).await?, None),
+        Some(time) => {
+            let ruleset = state
+                .store()
+                .ruleset_as_of(tenant, entry_point, time)
+                .await?;
+            let versions = ruleset.rules().map(|(id, v)| (id.to_owned(), v)).collect();
+            (Arc::new(ruleset), Some(AsOf { time, versions }))
+        }
+    })
 }
 
 /// Evaluates one entry point: from the live cache, or with the rules as of a past time; logs
@@ -98,27 +204,25 @@ pub(crate) async fn evaluate_entry_point(
     at: Option<DateTime<Utc>>,
     as_of: Option<DateTime<Utc>>,
     on_error: OnError,
+    explain: bool,
 ) -> Result<Vec<u8>, ApiError> {
     let decision = Decision::new();
-    let (ruleset, as_of) = match as_of {
-        None => (state.registry().ruleset(tenant, entry_point).await?, None),
-        Some(time) => {
-            let ruleset = state
-                .store()
-                .ruleset_as_of(tenant, entry_point, time)
-                .await?;
-            let versions = ruleset.rules().map(|(id, v)| (id.to_owned(), v)).collect();
-            (Arc::new(ruleset), Some(AsOf { time, versions }))
-        }
-    };
+    let (ruleset, as_of) = saved_ruleset(state, tenant, entry_point, as_of).await?;
     let at = at.or(as_of.as_ref().map(|a| a.time)).unwrap_or(decision.at);
-    let evaluation = ruleset
-        .evaluate(context, at, &Limits::default())
-        .into_result(on_error)
-        .map_err(ApiError::rules_failed)?;
+    let limits = Limits::default();
+    let evaluation = if explain {
+        ruleset.explain(context, at, &limits)
+    } else {
+        ruleset.evaluate(context, at, &limits)
+    }
+    .into_result(on_error)
+    .map_err(ApiError::rules_failed)?;
     // A 50-rule answer is a few kilobytes; growing from a small buffer would copy it several
     // times.
-    let estimate = 320 + 64 * evaluation.matched.len() + 160 * evaluation.actions.len();
+    let estimate = 320
+        + 64 * evaluation.matched.len()
+        + 160 * evaluation.actions.len()
+        + evaluation.explain.as_ref().map_or(0, |e| 128 * e.len());
     encode(
         state,
         &decision,
@@ -218,6 +322,10 @@ pub struct ScoreBody {
     /// `errors` and left out. `"fail"`: any such failure is a 422 instead.
     #[serde(default)]
     pub on_error: OnError,
+    /// `true`: the answer explains how every factor's rule was decided (`explain`, see
+    /// [`crate::api::answer`]).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// `POST /v1/score/{scorecard}`: levels per factor (each with its rule's version), the overall
@@ -263,7 +371,11 @@ pub async fn score(
         .at
         .or(as_of.as_ref().map(|a| a.time))
         .unwrap_or(decision.at);
-    let result = scorecard.score(&request, at, &Limits::default())?;
+    let result = if body.explain {
+        scorecard.score_explained(&request, at, &Limits::default())?
+    } else {
+        scorecard.score(&request, at, &Limits::default())?
+    };
     let answer = encode(
         &state,
         &decision,

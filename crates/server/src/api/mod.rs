@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`answer`] | the evaluation answer's shape, shared by evaluate, score and batch |
 //! | [`evaluate`] | `POST /v1/evaluate/{entry_point}`, `GET /v1/params/{rule_id}/{field}`, `GET /v1/rules/{id}/enabled`, `POST /v1/score/{scorecard}` |
+//! | [`drafts`] | `POST /v1/evaluate/{entry_point}` with `drafts`: rules evaluated without saving them |
 //! | [`batch`] | `POST /v1/evaluate`: several entry points, one context |
 //! | [`rules`] | rules CRUD, enable, disable, params, history, `POST /v1/rules/import` |
 //! | [`history`] | `GET /v1/rules/{id}/history/{version}`, `GET /v1/rules/{id}/diff`, `POST /v1/rules/{id}/rollback` |
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod cache;
 pub mod changes;
 pub mod decisions;
+pub mod drafts;
 pub mod evaluate;
 pub mod history;
 pub mod ops;

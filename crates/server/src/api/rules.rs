@@ -590,25 +590,75 @@ pub async fn import(
 /// problems of the rules as one batch (an id twice, another tenant) are the store's to find
 /// ([`rulebook_store::batch_problems`]).
 fn check_import(tenant: &str, documents: Vec<Value>) -> Result<Vec<Rule>, ApiError> {
+    let checked = check_documents(tenant, documents, "rules", |_, _| None);
+    finish_check(
+        checked.rules,
+        checked.problems,
+        "each path starts with the rule's index in `rules`",
+    )
+}
+
+/// Rule documents read and checked as a write checks them, with every problem.
+pub(crate) struct Checked {
+    /// The rules, in the order sent, their tenant set to the request's (complete only when
+    /// there are no problems).
+    pub(crate) rules: Vec<Rule>,
+    /// Every problem of every document, with the document's index, each path prefixed with
+    /// `<field>[i]`.
+    pub(crate) problems: Vec<(Option<usize>, FieldError)>,
+}
+
+impl Checked {
+    /// How many documents have a problem.
+    pub(crate) fn bad_rules(&self) -> usize {
+        self.problems
+            .iter()
+            .filter_map(|(i, _)| *i)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    }
+}
+
+/// Reads and checks the rule documents of `field` (`rules` of an import, `drafts` of an
+/// evaluation) for `tenant` exactly as a write does: the rule's own validation, and the store's
+/// checks of the rules as one batch (ids unique, no other tenant: [`rulebook_store::batch_problems`]);
+/// `more` adds a caller's check of a rule that read well. Every problem's path starts with
+/// `<field>[i]` and its message names the rule. A document's read-only `seq` (what a read
+/// answered with) is dropped, as a single write drops it.
+pub(crate) fn check_documents(
+    tenant: &str,
+    documents: Vec<Value>,
+    field: &str,
+    more: impl Fn(&Rule, &dyn Fn(&str) -> String) -> Option<(&'static str, String)>,
+) -> Checked {
     let mut problems = Vec::new();
     let mut rules = Vec::with_capacity(documents.len());
     let mut places = Vec::with_capacity(documents.len());
-    for (i, document) in documents.into_iter().enumerate() {
+    for (i, mut document) in documents.into_iter().enumerate() {
+        if let Some(fields) = document.as_object_mut() {
+            fields.shift_remove("seq");
+        }
         let id = document
             .get("id")
             .and_then(Value::as_str)
             .map(str::to_owned);
         match Rule::from_json_value(document) {
             Ok(rule) => {
+                if let Some((path, message)) = more(&rule, &|m| named(id.as_deref(), m)) {
+                    problems.push((
+                        Some(i),
+                        FieldError::new(format!("{field}[{i}].{path}"), message),
+                    ));
+                }
                 rules.push(rule);
                 places.push(i);
             }
             Err(errors) => {
                 for error in errors.errors {
                     let path = if error.path.is_empty() {
-                        format!("rules[{i}]")
+                        format!("{field}[{i}]")
                     } else {
-                        format!("rules[{i}].{}", error.path)
+                        format!("{field}[{i}].{}", error.path)
                     };
                     problems.push((
                         Some(i),
@@ -619,17 +669,17 @@ fn check_import(tenant: &str, documents: Vec<Value>) -> Result<Vec<Rule>, ApiErr
         }
     }
     problems.extend(
-        rulebook_store::batch_problems(tenant, &rules, |k, field| {
-            format!("rules[{}].{field}", places[k])
+        rulebook_store::batch_problems(tenant, &rules, |k, name| {
+            format!("{field}[{}].{name}", places[k])
         })
         .into_iter()
         .map(|(k, e)| (Some(places[k]), e)),
     );
-    finish_check(
-        rules,
-        problems,
-        "each path starts with the rule's index in `rules`",
-    )
+    for rule in &mut rules {
+        rule.tenant = tenant.to_owned();
+    }
+    problems.sort_by_key(|(i, _)| *i);
+    Checked { rules, problems }
 }
 
 /// [`check_import`] for a Django dump: the entries are read through the body's mapping by the
