@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod client;
+mod drafts;
 pub mod evaluate;
 mod history;
 pub mod rules;
@@ -33,6 +34,8 @@ Examples:
   rulebook serve
   RULEBOOK_DATABASE_URL=postgres://rulebook@127.0.0.1/rulebook rulebook serve --listen 0.0.0.0:8080
   rulebook evaluate checkout_terms --context '{\"country\": \"FR\", \"total\": 120}'
+  rulebook evaluate checkout_terms --context @order.json --explain
+  rulebook rules test edited_rule.yaml --context @order.json --explain
   rulebook rules list --entry-point checkout_terms
   rulebook rules get checkout_terms_banner > rule.json   # edit, then:
   rulebook rules update checkout_terms_banner --file rule.json --reason 'new wording'

@@ -144,6 +144,23 @@ enum RulesCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Evaluate rules from a file without saving them (drafts): each in place of the saved rule
+    /// with its id and beside the other rules of its entry point, against each --context; one
+    /// request per entry point in the file. Nothing is written. With --json: the answer, or a
+    /// list of answers when the file names several entry points.
+    Test {
+        /// A file, a folder, or `-` for standard input (JSON or YAML; one rule or a list).
+        path: PathBuf,
+        /// The input as a JSON object, or `@FILE`; give it several times for several inputs.
+        #[arg(long)]
+        context: Vec<String>,
+        /// The evaluation time (RFC 3339), now by default.
+        #[arg(long)]
+        at: Option<String>,
+        /// Explain how every rule was decided, as a table (rule, outcome, detail).
+        #[arg(long)]
+        explain: bool,
+    },
     /// Print rules as a JSON or YAML list that `import` takes back.
     Export {
         /// Only this entry point.
@@ -333,6 +350,19 @@ impl RulesArgs {
                     import_django(&client, &path, &flags, reason, dry_run).await?
                 }
             },
+            RulesCommand::Test {
+                path,
+                context,
+                at,
+                explain,
+            } => {
+                let options = super::drafts::TestOptions {
+                    contexts: context,
+                    at,
+                    explain,
+                };
+                super::drafts::test(&client, &path, &options).await?;
+            }
             RulesCommand::Export {
                 entry_point,
                 format,
@@ -462,7 +492,7 @@ fn read_documents(path: &Path) -> Result<Vec<Document>, CliError> {
 
 /// The rules in a file, a folder of files or standard input, read and checked by the rules
 /// crate's reader, which names every problem's file, rule and field.
-fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, CliError> {
+pub(crate) fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, CliError> {
     if path == Path::new("-") {
         rulebook_rules::parse_rules(path, &stdin()?)
     } else {
@@ -502,7 +532,7 @@ fn refused(errors: DocumentErrors) -> CliError {
 }
 
 /// A checked rule as the JSON the API takes.
-fn rule_value(rule: &Rule) -> Result<Value, CliError> {
+pub(crate) fn rule_value(rule: &Rule) -> Result<Value, CliError> {
     serde_json::to_value(rule)
         .map_err(|e| CliError::new(Exit::Server, format!("cannot write the rule as JSON: {e}")))
 }
