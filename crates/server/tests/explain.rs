@@ -499,7 +499,7 @@ async fn the_cli_explains_and_tests_drafts() {
     assert!(
         table[1].starts_with("big v1")
             && table[1].contains("condition false")
-            && table[1].contains("`>` of 250, 1000"),
+            && table[1].contains("250 > 1000 is false"),
         "{out}"
     );
     assert!(

@@ -124,6 +124,9 @@ pub(crate) async fn test(
         out(format!("drafts (not saved): {drafts}"));
         for (n, one) in answers_of(answer).iter().enumerate() {
             if contexts.len() > 1 {
+                if n > 0 {
+                    out("");
+                }
                 out(format!("context {}: {}", n + 1, contexts[n]));
             }
             print_answer(one);

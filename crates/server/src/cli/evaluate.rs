@@ -184,9 +184,17 @@ fn detail(outcome: &str, row: &Value) -> String {
                     .join(", "),
                 None => "(not computed: over the rule's limits)".to_owned(),
             };
-            match row["operator"].as_str() {
-                Some(op) => format!("`{op}` of {operands}"),
-                None => format!("value {operands}"),
+            let pair = row["operands"].as_array().filter(|v| v.len() == 2);
+            match (row["operator"].as_str(), pair) {
+                // A comparison reads best the way it is written: `250 > 1000` is false.
+                (
+                    Some(op @ ("==" | "===" | "!=" | "!==" | "<" | "<=" | ">" | ">=" | "in")),
+                    Some(pair),
+                ) => {
+                    format!("{} {op} {} is false", pair[0], pair[1])
+                }
+                (Some(op), _) => format!("`{op}` of {operands}"),
+                (None, _) => format!("value {operands}"),
             }
         }
         "outside_window" => format!(
