@@ -3,8 +3,8 @@
 //!
 //! An evaluation decides each rule in one of six ways, and an explanation names the way for every
 //! rule, in evaluation order ([`Outcome`]). The usual evaluation records none of this: it runs the
-//! same loop with a witness whose methods are empty ([`Unwitnessed`]), so the compiler removes
-//! them and the fast path stays what it was. The explaining witness ([`Explainer`]) does its
+//! same loop with a witness whose methods are empty (`Unwitnessed`), so the compiler removes
+//! them and the fast path stays what it was. The explaining witness (`Explainer`) does its
 //! extra work only where the answer needs it: when a condition is false it evaluates the
 //! condition's top-level operands once more, in full and with a fresh budget, to show their
 //! values. Nothing it does changes what the evaluation decides.

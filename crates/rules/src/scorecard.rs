@@ -247,16 +247,18 @@ impl Scorecard {
     ) -> Result<ScoreResult, EvalError> {
         let on_error = request.on_error;
         let mut explained: Option<Vec<FactorOutcome>> = explain.then(Vec::new);
-        let mut note = |factor: Option<&str>, rule: &CompiledRule, outcome: Outcome| {
-            if let Some(explained) = &mut explained {
-                explained.push(FactorOutcome {
-                    factor: factor.map(str::to_owned),
-                    rule_id: rule.id.clone(),
-                    version: rule.version,
-                    outcome,
-                });
-            }
-        };
+        // Builds the outcome only when explaining.
+        let mut note =
+            |factor: Option<&str>, rule: &CompiledRule, outcome: &dyn Fn() -> Outcome| {
+                if let Some(explained) = &mut explained {
+                    explained.push(FactorOutcome {
+                        factor: factor.map(str::to_owned),
+                        rule_id: rule.id.clone(),
+                        version: rule.version,
+                        outcome: outcome(),
+                    });
+                }
+            };
         let snapshot = self.snapshot(&request.overrides)?;
         let mut factors = Vec::with_capacity(self.factors.len());
         let mut errors = Vec::new();
@@ -272,10 +274,10 @@ impl Scorecard {
                 let rule = &member.compiled;
                 match (rule.applies_at(at), &rule.body) {
                     (true, Err(e)) => {
-                        note(None, rule, explain::failed(e, false));
+                        note(None, rule, &|| explain::failed(e, false));
                         fail(rule, e.clone())?;
                     }
-                    (false, _) => note(None, rule, explain::not_in_force(rule)),
+                    (false, _) => note(None, rule, &|| explain::not_in_force(rule)),
                     (true, Ok(_)) => {}
                 }
             }
@@ -290,7 +292,7 @@ impl Scorecard {
             let rule = &member.compiled;
             let name = Some(factor.factor.as_str());
             if !rule.applies_at(at) {
-                note(name, rule, explain::not_in_force(rule));
+                note(name, rule, &|| explain::not_in_force(rule));
                 continue;
             }
             let params = snapshot.params(&factor.rule_id, &rule.params);
@@ -319,7 +321,7 @@ impl Scorecard {
             let (holds, budget) = match state {
                 Ok(state) => state,
                 Err(err) => {
-                    note(name, rule, explain::failed(err, false));
+                    note(name, rule, &|| explain::failed(err, false));
                     continue;
                 }
             };
@@ -336,19 +338,19 @@ impl Scorecard {
                 });
                 match level {
                     Ok(level) => {
-                        note(name, rule, Outcome::Matched);
+                        note(name, rule, &|| Outcome::Matched);
                         level
                     }
                     Err(e) => {
-                        note(name, rule, explain::failed(&e, true));
+                        note(name, rule, &|| explain::failed(&e, true));
                         fail(rule, e)?;
                         continue;
                     }
                 }
             } else {
-                if explain {
-                    note(name, rule, explain::condition_false(rule, &scope, limits));
-                }
+                note(name, rule, &|| {
+                    explain::condition_false(rule, &scope, limits)
+                });
                 Level::Low
             };
             factors.push(FactorScore {

@@ -306,3 +306,58 @@ fn concurrent_requests_with_their_own_overrides_never_see_each_others() {
     assert!(alone.iter().any(|r| r.overall == Level::Low));
     assert!(alone.iter().any(|r| r.overall != Level::Low));
 }
+
+/// `score_explained` gives the same result plus one outcome per factor: a disabled rule's factor
+/// is `disabled`, a level that is not LOW, MEDIUM or HIGH an `action_error`, the rest matched (or
+/// condition_false, scored LOW).
+#[test]
+fn a_score_explains_each_factor() {
+    use rulebook_rules::Outcome;
+    let mut rules = seed_rules("default");
+    for rule in &mut rules {
+        if rule.id == "RF-005" {
+            rule.enabled = false;
+        }
+        if rule.id == "RF-001" {
+            rule.actions = vec![rulebook_rules::Action::new("score")
+                .with("factor", "instrument_type")
+                .with("level", json!("SEVERE"))];
+        }
+    }
+    let card = Scorecard::compile(PAD_TRADE, rules).unwrap();
+    let request = ScoreRequest {
+        input: equity(1.0),
+        ..Default::default()
+    };
+    let plain = card.score(&request, now(), &Limits::default()).unwrap();
+    let mut explained = card
+        .score_explained(&request, now(), &Limits::default())
+        .unwrap();
+    let explain = explained.explain.take().unwrap();
+    assert_eq!(explained, plain);
+    let outcome = |factor: &str| {
+        &explain
+            .iter()
+            .find(|f| f.factor.as_deref() == Some(factor))
+            .unwrap_or_else(|| panic!("no `{factor}` in {explain:?}"))
+            .outcome
+    };
+    assert_eq!(outcome("position_size"), &Outcome::Disabled);
+    assert!(
+        matches!(outcome("instrument_type"), Outcome::ActionError { code, .. } if code == "bad_level"),
+        "{explain:?}"
+    );
+    // Every factor that was scored is explained as matched or (LOW) condition false.
+    for factor in &plain.factors {
+        match outcome(&factor.factor) {
+            Outcome::Matched => {}
+            Outcome::ConditionFalse { .. } => assert_eq!(factor.level, Level::Low),
+            other => panic!("{other:?} for scored factor {factor:?}"),
+        }
+    }
+    assert_eq!(
+        explain.len(),
+        plain.factors.len() + 2,
+        "the scored factors, the disabled one and the failed one: {explain:?}"
+    );
+}
