@@ -360,6 +360,7 @@ async fn drafts_are_evaluated_against_many_contexts_and_new_ids_join_the_entry_p
         json!({"context": {}, "contexts": [{}]}),
         json!({"contexts": []}),
         json!({"contexts": [1]}),
+        json!({"context": null}),
     ] {
         let r = api
             .call(req(Method::POST, "/v1/evaluate/fifty").json(body.clone()))

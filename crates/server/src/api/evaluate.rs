@@ -32,8 +32,9 @@ pub const MAX_CONTEXTS: usize = 100;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateBody {
-    /// The input the rules' conditions see (`{}` when left out).
-    #[serde(default)]
+    /// The input the rules' conditions see (`{}` when left out; `null` is refused, as any
+    /// context that is not an object).
+    #[serde(default, deserialize_with = "present")]
     pub context: Option<Value>,
     /// Several inputs instead of `context` (1 to 100): the answer is then
     /// `{"seq": ..., "results": [...]}`, one answer per context in the order sent.
@@ -58,6 +59,11 @@ pub struct EvaluateBody {
     /// `errors` and counts as not matched. `"fail"`: any such failure is a 422 instead.
     #[serde(default)]
     pub on_error: OnError,
+}
+
+/// A field that is present, even as `null`, is `Some`: only a missing one is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(value).map(Some)
 }
 
 /// `POST /v1/evaluate/{entry_point}`: the matched rules with their versions, and their actions,
