@@ -414,6 +414,51 @@ async fn every_error_status_leaves_the_store_unchanged() {
     assert_eq!(r.code(), "version_conflict");
     assert_eq!(r.body["error"]["current_version"], 1);
     assert!(r.message().contains("version 1"), "{}", r.message());
+    // `If-Match` and a body `version` that disagree: the same answer from every write that takes
+    // both.
+    for (method, path, body) in [
+        (Method::PUT, "/v1/rules/checkout_terms_banner", {
+            let mut other = current.clone();
+            other["version"] = json!(3);
+            other
+        }),
+        (
+            Method::PATCH,
+            "/v1/rules/checkout_terms_banner/params",
+            json!({"params": {}, "version": 3}),
+        ),
+        (
+            Method::POST,
+            "/v1/rules/checkout_terms_banner/disable",
+            json!({"version": 3}),
+        ),
+        (
+            Method::DELETE,
+            "/v1/rules/checkout_terms_banner",
+            json!({"version": 3}),
+        ),
+    ] {
+        let r = api
+            .call(
+                req(method.clone(), path)
+                    .token(ADMIN)
+                    .header("if-match", "\"2\"")
+                    .json(body),
+            )
+            .await;
+        assert_eq!(r.code(), "version_conflict", "{method} {path}: {}", r.text);
+        assert_eq!(r.body["error"]["current_version"], 1, "{method} {path}");
+        assert_eq!(
+            r.message(),
+            "the body's `version` 3 disagrees with `If-Match` 2; rule `checkout_terms_banner` is at version 1: read it again and send one version",
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        api.snapshot("default").await,
+        before,
+        "after the disagreements"
+    );
     let r = api
         .call(req(Method::POST, "/v1/rules").token(ADMIN).json(json!({
             "id": "bad", "priority": "high", "colour": "red"

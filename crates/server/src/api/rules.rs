@@ -163,29 +163,17 @@ pub async fn update(
             )
         })?),
     };
-    let expected = match (if_match, body_version) {
-        (Some(header), Some(body)) if header != body => {
-            let current = cached_rule(&state, &caller.tenant, &id).await?.version;
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "version_conflict",
-                format!(
-                    "the body's `version` {body} disagrees with `If-Match` {header}; rule `{id}` is at version {current}: read it again and send one version"
-                ),
-            )
-            .with_current_version(current));
-        }
-        (Some(v), _) | (None, Some(v)) => v,
-        (None, None) => {
-            return Err(ApiError::new(
+    let expected = one_version(&state, &caller.tenant, if_match, body_version, &id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
                 StatusCode::PRECONDITION_REQUIRED,
                 "missing_version",
                 format!(
                     "an update must name the version it replaces: send `If-Match: \"<version>\"` with the `ETag` of `GET /v1/rules/{id}`"
                 ),
-            ))
-        }
-    };
+            )
+        })?;
     let rule = parse_rule(document)?;
     let updated = state
         .store()
@@ -216,7 +204,14 @@ pub async fn patch_params(
     headers: HeaderMap,
     JsonBody(patch): JsonBody<ParamsPatch>,
 ) -> Result<Response, ApiError> {
-    let expected = one_version(if_match(&headers)?, patch.version, &id)?;
+    let expected = one_version(
+        &state,
+        &caller.tenant,
+        if_match(&headers)?,
+        patch.version,
+        &id,
+    )
+    .await?;
     let current = state.store().get_rule(&caller.tenant, &id).await?;
     let mut params = current.params.clone();
     for (name, value) in patch.params {
@@ -281,7 +276,14 @@ async fn set_enabled(
     JsonBody(body): JsonBody<WriteBody>,
     enabled: bool,
 ) -> Result<Response, ApiError> {
-    let expected = one_version(if_match(&headers)?, body.version, &id)?;
+    let expected = one_version(
+        &state,
+        &caller.tenant,
+        if_match(&headers)?,
+        body.version,
+        &id,
+    )
+    .await?;
     let rule = state
         .store()
         .set_enabled(
@@ -310,7 +312,14 @@ pub async fn delete(
     headers: HeaderMap,
     JsonBody(body): JsonBody<WriteBody>,
 ) -> Result<Answer<Deleted>, ApiError> {
-    let expected = one_version(if_match(&headers)?, body.version, &id)?;
+    let expected = one_version(
+        &state,
+        &caller.tenant,
+        if_match(&headers)?,
+        body.version,
+        &id,
+    )
+    .await?;
     let written = state
         .store()
         .delete_rule(&caller.tenant, &id, expected, &author(&caller, body.reason))
@@ -442,16 +451,27 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     text.parse().map(Some).map_err(|_| bad())
 }
 
-/// One expected version from `If-Match` and the body; they must agree.
-fn one_version(header: Option<i64>, body: Option<i64>, id: &str) -> Result<Option<i64>, ApiError> {
+/// One expected version from `If-Match` and the body; they must agree. When they do not, the
+/// answer is 409 `version_conflict` naming both and the rule's current version.
+async fn one_version(
+    state: &AppState,
+    tenant: &str,
+    header: Option<i64>,
+    body: Option<i64>,
+    id: &str,
+) -> Result<Option<i64>, ApiError> {
     match (header, body) {
-        (Some(h), Some(b)) if h != b => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "version_conflict",
-            format!(
-                "the body's `version` {b} disagrees with `If-Match` {h} for rule `{id}`: send one version"
-            ),
-        )),
+        (Some(h), Some(b)) if h != b => {
+            let current = cached_rule(state, tenant, id).await?.version;
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                format!(
+                    "the body's `version` {b} disagrees with `If-Match` {h}; rule `{id}` is at version {current}: read it again and send one version"
+                ),
+            )
+            .with_current_version(current))
+        }
         (h, b) => Ok(h.or(b)),
     }
 }
