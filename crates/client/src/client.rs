@@ -12,7 +12,8 @@ use crate::wire::{EnabledAnswer, Fresh, ParamAnswer, Snapshot, MIN_SEQ_HEADER};
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
-    /// The server answered with an error (`{"error": {"code", "message"}}`).
+    /// The server answered with an error (`{"error": {"code", "message", "errors"}}`); an
+    /// answer not in that shape has code [`UNEXPECTED`] and its text as the message.
     #[error("{status} {code}: {message}")]
     Api {
         /// The HTTP status.
@@ -21,6 +22,8 @@ pub enum ClientError {
         code: String,
         /// What to fix.
         message: String,
+        /// Every field problem the server listed (a 422), in its order.
+        errors: Vec<FieldProblem>,
     },
     /// The server could not be reached, or its answer could not be read.
     #[error("cannot reach the server at `{url}`: {reason}")]
@@ -63,6 +66,32 @@ struct ErrorEnvelope {
 struct ErrorBody {
     code: String,
     message: String,
+    #[serde(default)]
+    errors: Vec<FieldProblem>,
+}
+
+/// The code of a [`ClientError::Api`] whose answer was not the API's error shape (a proxy's
+/// page, say).
+pub const UNEXPECTED: &str = "unexpected";
+
+/// One problem of a request that failed validation: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FieldProblem {
+    /// Where, in the request body, such as `rules[17].priority`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// An answer as it came: for callers that pass JSON through (the CLI).
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    /// The HTTP status (a success).
+    pub status: u16,
+    /// The `ETag`, without its quotes.
+    pub etag: Option<String>,
+    /// The JSON body (`null` if empty, a string if it is not JSON).
+    pub body: Value,
 }
 
 #[derive(Serialize)]
@@ -132,6 +161,46 @@ impl Client {
         }
     }
 
+    /// Sends `method path` with an optional JSON body and `If-Match`, and returns the answer's
+    /// JSON as it is; an error answer becomes [`ClientError::Api`].
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<i64>,
+    ) -> Result<RawAnswer, ClientError> {
+        let mut request = self.request(method, path);
+        if let Some(version) = if_match {
+            request = request.header("if-match", format!("\"{version}\""));
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_matches('"').to_owned());
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        if !status.is_success() {
+            return Err(api_error(status.as_u16(), &bytes));
+        }
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(RawAnswer {
+            status: status.as_u16(),
+            etag,
+            body,
+        })
+    }
+
     /// Sends `request` and reads a JSON answer (an error answer becomes [`ClientError::Api`]).
     async fn call<T: DeserializeOwned>(
         &self,
@@ -141,18 +210,7 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
-                Ok(envelope) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: envelope.error.code,
-                    message: envelope.error.message,
-                },
-                Err(_) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: "unexpected".to_owned(),
-                    message: String::from_utf8_lossy(&bytes).into_owned(),
-                },
-            });
+            return Err(api_error(status.as_u16(), &bytes));
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))
@@ -300,7 +358,26 @@ impl Client {
 }
 
 /// One URL path segment, percent-encoded.
-fn segment(text: &str) -> String {
+/// The error an answer with `status` and body `bytes` stands for.
+pub(crate) fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorEnvelope>(bytes) {
+        Ok(envelope) => ClientError::Api {
+            status,
+            code: envelope.error.code,
+            message: envelope.error.message,
+            errors: envelope.error.errors,
+        },
+        Err(_) => ClientError::Api {
+            status,
+            code: UNEXPECTED.to_owned(),
+            message: String::from_utf8_lossy(bytes).into_owned(),
+            errors: Vec::new(),
+        },
+    }
+}
+
+/// Percent-encodes one path segment (or query value).
+pub fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -18,5 +18,5 @@ mod replica;
 pub mod sse;
 pub mod wire;
 
-pub use client::{Client, ClientError};
+pub use client::{segment, Client, ClientError, FieldProblem, RawAnswer, UNEXPECTED};
 pub use replica::{Replica, ReplicaStatus};

@@ -447,11 +447,9 @@ async fn stream(inner: &Inner) -> Result<Ended, ClientError> {
         .await
         .map_err(|e| inner.client.unreachable(e))?;
     if !response.status().is_success() {
-        return Err(ClientError::Api {
-            status: response.status().as_u16(),
-            code: "changes_refused".to_owned(),
-            message: response.text().await.unwrap_or_default(),
-        });
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        return Err(crate::client::api_error(status, &bytes));
     }
     {
         let mut status = inner.status.lock();
