@@ -11,14 +11,19 @@
 //! - [`entry_point`]: parsing never panics, its key is made of `[a-z0-9_.]` only, and parsing the
 //!   key again gives the same entry point;
 //! - [`sse`]: the change stream's event parser gives the same events however the bytes are split
-//!   into reads.
+//!   into reads;
+//! - [`django_import`]: reading a Django `dumpdata` dump never panics, every rule read round-trips
+//!   through JSON, and every problem's path names an entry of the dump.
 
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use rulebook_client::sse::SseParser;
+use rulebook_rules::django::django_rules;
 use rulebook_rules::logic::Logic;
-use rulebook_rules::{parse_rules, EntryPoint, Limits, Rule, Ruleset, MAX_ENTRY_POINT_LEN};
+use rulebook_rules::{
+    parse_rules, DjangoMapping, EntryPoint, Limits, Rule, Ruleset, MAX_ENTRY_POINT_LEN,
+};
 use serde_json::{json, Value};
 
 /// A target's check: takes the fuzzer's bytes, panics when a property fails.
@@ -30,6 +35,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("jsonlogic", jsonlogic),
     ("entry_point", entry_point),
     ("sse", sse),
+    ("django_import", django_import),
 ];
 
 /// Reads `data` as a rule file, as JSON and as YAML; every rule read round-trips through JSON.
@@ -183,5 +189,52 @@ pub fn sse(data: &[u8]) {
             assert_eq!(whole, events, "split into {step}-byte reads");
         }
         Err(_) => assert!(refused, "split into {step}-byte reads, no line was refused"),
+    }
+}
+
+/// Reads `data` as JSON and, when it is a list, as a Django `dumpdata` dump with the default
+/// mapping.
+///
+/// # Panics
+///
+/// When a rule read does not read back equal from its own JSON, or a problem's path does not
+/// start with the index of an entry of the dump (or is empty, for the dump as a whole).
+pub fn django_import(data: &[u8]) {
+    let Ok(serde_json::Value::Array(entries)) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let (read, problems) = match django_rules(&entries, &DjangoMapping::default()) {
+        Ok(read) => (read, Vec::new()),
+        Err(errors) => (errors.readable, errors.problems),
+    };
+    for problem in &problems {
+        let index = problem
+            .path
+            .strip_prefix('[')
+            .and_then(|p| p.split_once(']'))
+            .and_then(|(i, _)| i.parse::<usize>().ok());
+        assert!(
+            problem.path.is_empty() || index.is_some_and(|i| i < entries.len()),
+            "problem at `{}` names no entry of {} ({})",
+            problem.path,
+            entries.len(),
+            problem.message
+        );
+    }
+    for entry in read {
+        assert!(
+            entry.index < entries.len(),
+            "entry {} of {}",
+            entry.index,
+            entries.len()
+        );
+        let written = match serde_json::to_value(&entry.rule) {
+            Ok(written) => written,
+            Err(e) => panic!("rule {:?} does not write as JSON: {e}", entry.rule),
+        };
+        match Rule::from_json_value(written.clone()) {
+            Ok(back) => assert_eq!(back, entry.rule, "{written}"),
+            Err(e) => panic!("rule written as {written} does not read back: {e:?}"),
+        }
     }
 }
