@@ -71,7 +71,12 @@ pub(crate) fn reduce(
     let initial = arg(args, 2, scope, budget)?;
     with_items(args, scope, budget, |items, budget| {
         let Some(step) = args.get(1) else {
-            return Ok(initial);
+            // Each step of a missing expression gives `undefined`, which Rulebook says as null.
+            return Ok(if items.is_empty() {
+                initial
+            } else {
+                Value::Null
+            });
         };
         let mut accumulator = initial;
         for current in items {
@@ -149,7 +154,7 @@ pub(crate) fn merge(
     Ok(Value::Array(out))
 }
 
-/// Membership in a list (strict equality) or a substring of a string.
+/// Membership in a list (strict equality) or a substring of a non-empty string.
 pub(crate) fn in_(
     args: &[Node],
     scope: &Scope<'_>,
@@ -167,7 +172,10 @@ pub(crate) fn contains(
     with_value(args.first(), scope, budget, |needle, budget| {
         with_value(args.get(1), scope, budget, |hay, budget| {
             let found = match hay {
-                Value::String(hay) => hay.contains(to_js_string(needle).as_str()),
+                // json-logic-js refuses an empty text (`!b`) before it searches.
+                Value::String(hay) => {
+                    !hay.is_empty() && hay.contains(to_js_string(needle).as_str())
+                }
                 Value::Array(items) => {
                     budget.spend(items.len() as u64)?;
                     items.iter().any(|item| strict_equals(item, needle))

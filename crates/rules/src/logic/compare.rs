@@ -1,5 +1,9 @@
 //! `==`, `===`, `!=`, `!==`, `<`, `<=`, `>` and `>=`. `<` and `<=` with three arguments test
 //! "between": `{"<": [1, x, 10]}` is `1 < x < 10`.
+//!
+//! A missing operand is JavaScript's `undefined`, as json-logic-js passes it: loosely equal to
+//! `null` only (as `null` is, so `==` needs no care), strictly equal to nothing but another
+//! missing operand, and never less or greater than anything.
 
 use serde_json::Value;
 
@@ -34,7 +38,21 @@ pub(crate) fn strict_eq(
     budget: &mut Budget,
     negate: bool,
 ) -> Result<Value, EvalError> {
-    pair(args, scope, budget, strict_equals).map(|eq| Value::Bool(eq != negate))
+    strict(args, scope, budget).map(|eq| Value::Bool(eq != negate))
+}
+
+/// `===` of the first two arguments, a missing one being `undefined`.
+pub(crate) fn strict(
+    args: &[Node],
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+) -> Result<bool, EvalError> {
+    let eq = pair(args, scope, budget, strict_equals)?;
+    Ok(match args.len() {
+        0 => true,
+        1 => false,
+        _ => eq,
+    })
 }
 
 pub(crate) fn less(
@@ -58,7 +76,19 @@ pub(crate) fn is_less(
         let second = pair(&args[1..], scope, budget, |b, c| js_less(b, c, or_equal))?;
         return Ok(first && second);
     }
-    pair(args, scope, budget, |a, b| js_less(a, b, or_equal))
+    let less = pair(args, scope, budget, |a, b| js_less(a, b, or_equal))?;
+    Ok(less && args.len() == 2)
+}
+
+/// `>` or `>=` of the first two arguments.
+pub(crate) fn is_greater(
+    args: &[Node],
+    scope: &Scope<'_>,
+    budget: &mut Budget,
+    or_equal: bool,
+) -> Result<bool, EvalError> {
+    let greater = pair(args, scope, budget, |a, b| js_less(b, a, or_equal))?;
+    Ok(greater && args.len() >= 2)
 }
 
 pub(crate) fn greater(
@@ -67,5 +97,5 @@ pub(crate) fn greater(
     budget: &mut Budget,
     or_equal: bool,
 ) -> Result<Value, EvalError> {
-    pair(args, scope, budget, |a, b| js_less(b, a, or_equal)).map(Value::Bool)
+    is_greater(args, scope, budget, or_equal).map(Value::Bool)
 }

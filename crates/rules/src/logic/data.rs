@@ -1,21 +1,22 @@
 //! `var`, `missing` and `missing_some`: reading the data.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::value::{to_js_string, to_number};
 use super::{arg, eval, Budget, Node, Scope};
 use crate::EvalError;
 
-/// Splits a constant `var` path: `"a.b.0"` into `["a", "b", "0"]`; `""`, `null` and `[]` into
-/// the empty path (the whole data). Anything else is not a constant path.
-pub(crate) fn split_path(path: &Value) -> Option<Vec<String>> {
+/// Splits a `var` path as json-logic-js does: `null` and `""` are the empty path (the whole
+/// data); anything else is JavaScript's `String(path)` split at dots, so `"a.b.0"` is `["a", "b",
+/// "0"]`, `1` is `["1"]`, `1.5` is `["1", "5"]` and `[]` is `[""]` (a name no data has).
+pub(crate) fn split_path(path: &Value) -> Vec<String> {
     match path {
-        Value::Null => Some(Vec::new()),
-        Value::String(s) if s.is_empty() => Some(Vec::new()),
-        Value::String(s) => Some(s.split('.').map(str::to_owned).collect()),
-        Value::Number(_) => Some(split_text(&to_js_string(path))),
-        Value::Array(a) if a.is_empty() => Some(Vec::new()),
-        _ => None,
+        Value::Null => Vec::new(),
+        Value::String(s) if s.is_empty() => Vec::new(),
+        Value::String(s) => split_text(s),
+        other => split_text(&to_js_string(other)),
     }
 }
 
@@ -23,36 +24,74 @@ fn split_text(s: &str) -> Vec<String> {
     s.split('.').map(str::to_owned).collect()
 }
 
-fn child<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+/// `v[key]` as JavaScript reads it from JSON data: an object's own field; a list's element at a
+/// canonical index (`"1"`, not `"01"` or `"+1"`) or its `length`; a string's UTF-16 code unit at
+/// a canonical index (a lone half of a surrogate pair becomes U+FFFD) or its `length`. Nothing
+/// else has fields (names JavaScript inherits, such as `constructor`, are not data).
+fn child<'a>(v: &'a Value, key: &str) -> Option<Cow<'a, Value>> {
     match v {
-        Value::Object(m) => m.get(key),
-        Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+        Value::Object(m) => m.get(key).map(Cow::Borrowed),
+        Value::Array(a) if key == "length" => Some(Cow::Owned(Value::from(a.len()))),
+        Value::Array(a) => index(key).and_then(|i| a.get(i)).map(Cow::Borrowed),
+        Value::String(s) if key == "length" => {
+            Some(Cow::Owned(Value::from(s.encode_utf16().count())))
+        }
+        Value::String(s) => {
+            let unit = s.encode_utf16().nth(index(key)?)?;
+            Some(Cow::Owned(Value::String(String::from_utf16_lossy(&[unit]))))
+        }
         _ => None,
     }
 }
 
-/// Looks `path` up in the scope. `None` when it leads nowhere; the empty path is handled by the
-/// caller because some scopes have no single value to hand out.
-pub(crate) fn lookup<'a, S: AsRef<str>>(scope: &Scope<'a>, path: &[S]) -> Option<&'a Value> {
+/// JavaScript's array index: `0` or digits without a leading zero, below 2^32 - 1.
+fn index(key: &str) -> Option<usize> {
+    let canonical = key == "0"
+        || (!key.starts_with('0') && !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()));
+    if !canonical {
+        return None;
+    }
+    key.parse::<u32>()
+        .ok()
+        .filter(|i| *i < u32::MAX)
+        .map(|i| i as usize)
+}
+
+/// Looks `path` up in the scope. `None` when it leads nowhere (json-logic-js's `undefined`, and
+/// a path through `null`); a value that is there, `null` included, is found. The empty path is
+/// handled by the caller because some scopes have no single value to hand out.
+pub(crate) fn lookup<'a, S: AsRef<str>>(scope: &Scope<'a>, path: &[S]) -> Option<Cow<'a, Value>> {
     let (first, rest) = path.split_first()?;
     let first = first.as_ref();
     let start = match *scope {
         Scope::Data(v) => child(v, first)?,
         Scope::Rule { input, params } => match first {
-            "input" => input,
-            "params" => params,
+            "input" => Cow::Borrowed(input),
+            "params" => Cow::Borrowed(params),
             other => child(input, other)?,
         },
         Scope::Reduce {
             current,
             accumulator,
         } => match first {
-            "current" => current,
-            "accumulator" => accumulator,
+            "current" => Cow::Borrowed(current),
+            "accumulator" => Cow::Borrowed(accumulator),
             _ => return None,
         },
     };
-    rest.iter().try_fold(start, |v, key| child(v, key.as_ref()))
+    rest.iter().try_fold(start, |v, key| match v {
+        Cow::Borrowed(v) => child(v, key.as_ref()),
+        // Only a string's length or unit is made here, and neither has fields but `length`.
+        Cow::Owned(v) => child(&v, key.as_ref()).map(|c| Cow::Owned(c.into_owned())),
+    })
+}
+
+/// Whether the whole data of a scope is `null` or `""`, as `missing` asks of the empty key.
+fn whole_is_blank(scope: &Scope<'_>) -> bool {
+    match *scope {
+        Scope::Data(v) => v.is_null() || v.as_str() == Some(""),
+        Scope::Rule { .. } | Scope::Reduce { .. } => false,
+    }
 }
 
 /// The whole data of a scope, as `{"var": ""}` returns it.
@@ -87,8 +126,8 @@ fn resolve<S: AsRef<str>>(
         return Ok(whole(scope));
     }
     match lookup(scope, path) {
-        Some(v) if !v.is_null() => Ok(v.clone()),
-        _ => match default {
+        Some(v) => Ok(v.into_owned()),
+        None => match default {
             Some(node) => eval(node, scope, budget),
             None => Ok(Value::Null),
         },
@@ -110,11 +149,12 @@ pub(crate) fn var(
     budget: &mut Budget,
 ) -> Result<Value, EvalError> {
     let path = arg(args, 0, scope, budget)?;
-    let segments = split_path(&path).unwrap_or_else(|| split_text(&to_js_string(&path)));
+    let segments = split_path(&path);
     resolve(&segments, args.get(1), scope, budget)
 }
 
-/// The keys (of `keys`) whose value is absent, `null` or `""`.
+/// The keys (of `keys`) whose value is absent, `null` or `""`, each read as `var` reads it (so
+/// the empty key is the whole data).
 fn missing_keys(
     keys: &[Value],
     scope: &Scope<'_>,
@@ -124,13 +164,11 @@ fn missing_keys(
     Ok(keys
         .iter()
         .filter(|key| {
-            let segments = split_path(key).unwrap_or_else(|| split_text(&to_js_string(key)));
-            let found = if segments.is_empty() {
-                None
-            } else {
-                lookup(scope, &segments)
-            };
-            !matches!(found, Some(v) if !v.is_null() && v.as_str() != Some(""))
+            let segments = split_path(key);
+            if segments.is_empty() {
+                return whole_is_blank(scope);
+            }
+            !matches!(lookup(scope, &segments), Some(v) if !v.is_null() && v.as_str() != Some(""))
         })
         .cloned()
         .collect())

@@ -10,8 +10,10 @@
 //! `!=`, `!==`, `<`, `<=`, `>`, `>=`), [`arithmetic`] (`+`, `-`, `*`, `/`, `%`, `min`, `max`),
 //! [`array`] (`map`, `filter`, `reduce`, `all`, `some`, `none`, `merge`, `in`) and [`string`]
 //! (`cat`, `substr`, `log`), plus `preserve` (json-logic-engine's name), which returns its
-//! argument as written without computing it. Values follow JavaScript's coercions as JSONLogic specifies them
-//! ([`value`]).
+//! argument as written without computing it. Values follow JavaScript's coercions as
+//! json-logic-js 2.x, the reference implementation, applies them ([`value`]); the crate README's
+//! table "Differences from json-logic-js" lists where Rulebook's answers differ and why, and
+//! `tests/jsonlogic_js_differential.rs` checks the rest against json-logic-js itself.
 
 mod arithmetic;
 mod array;
@@ -336,7 +338,7 @@ fn specialise(op: Op, mut args: Vec<Node>) -> Node {
     if op == Op::Var {
         let constant_path = match args.first() {
             None => Some(Vec::new()),
-            Some(Node::Literal(path)) => data::split_path(path),
+            Some(Node::Literal(path)) => Some(data::split_path(path)),
             Some(_) => None,
         };
         if let Some(path) = constant_path {
@@ -523,12 +525,12 @@ pub(crate) fn holds(
         Op::LooseEq | Op::LooseNe | Op::StrictEq | Op::StrictNe => {
             budget.spend(1)?;
             let negate = matches!(op, Op::LooseNe | Op::StrictNe);
-            let test = if matches!(op, Op::LooseEq | Op::LooseNe) {
-                value::loose_equals
+            let eq = if matches!(op, Op::LooseEq | Op::LooseNe) {
+                compare::pair(args, scope, budget, value::loose_equals)?
             } else {
-                value::strict_equals
+                compare::strict(args, scope, budget)?
             };
-            compare::pair(args, scope, budget, test).map(|eq| eq != negate)
+            Ok(eq != negate)
         }
         Op::Lt | Op::Le => {
             budget.spend(1)?;
@@ -536,7 +538,7 @@ pub(crate) fn holds(
         }
         Op::Gt | Op::Ge => {
             budget.spend(1)?;
-            compare::pair(args, scope, budget, |a, b| value::less(b, a, *op == Op::Ge))
+            compare::is_greater(args, scope, budget, *op == Op::Ge)
         }
         Op::In => {
             budget.spend(1)?;
@@ -562,10 +564,11 @@ pub(crate) fn with_value<R>(
         }
         Some(Node::Var { path, default }) if !path.is_empty() => {
             budget.spend(1)?;
+            // The default stands in only for a path that leads nowhere, not for a `null` found.
             match (data::lookup(scope, path), default) {
-                (Some(v), _) if !v.is_null() => f(v, budget),
-                (_, None) => f(&Value::Null, budget),
-                (_, Some(default)) => {
+                (Some(v), _) => f(&v, budget),
+                (None, None) => f(&Value::Null, budget),
+                (None, Some(default)) => {
                     let v = eval(default, scope, budget)?;
                     f(&v, budget)
                 }
