@@ -29,9 +29,18 @@ fn base() -> DateTime<Utc> {
 }
 
 /// Literals where engines and JavaScript's coercions disagree: `0`, `""`, `"0"`, `[]`, `[0]`,
-/// `null`, numbers as strings, a non-integer.
+/// `null`, numbers as strings (hexadecimal, with a byte-order mark, `Infinity` and the `inf` that
+/// is not a number), a non-integer, texts outside the Basic Multilingual Plane.
 fn literal() -> impl Strategy<Value = Value> {
     prop_oneof![
+        Just(json!("0x10")),
+        Just(json!("\u{feff}12")),
+        Just(json!(" 12 ")),
+        Just(json!("1e3")),
+        Just(json!("Infinity")),
+        Just(json!("inf")),
+        Just(json!("😀")),
+        Just(json!(1e21)),
         Just(json!(0)),
         Just(json!(1)),
         Just(json!(2)),
@@ -60,6 +69,12 @@ fn operand() -> impl Strategy<Value = Value> {
         Just(json!({"var": "s"})),
         Just(json!({"var": "list"})),
         Just(json!({"var": "params.limit"})),
+        Just(json!({"var": "s.length"})),
+        Just(json!({"var": "list.1"})),
+        Just(json!({"var": ["list.length", 9]})),
+        Just(json!({"var": ["z", 9]})),
+        Just(json!({"-": [{"var": "x"}, 1]})),
+        Just(json!({"+": [{"var": "s"}, 1]})),
         Just(json!({"var": "missing_name"})),
         Just(json!({"var": "input.missing_name"})),
         literal().prop_map(|d| json!({"var": ["missing_name", d]})),
@@ -102,12 +117,12 @@ fn input() -> impl Strategy<Value = Value> {
     (
         literal(),
         literal(),
-        prop::sample::select(vec!["", "0", "a", "abc", "b1"]),
+        prop::sample::select(vec!["", "0", "a", "abc", "b1", "x😀", "0x1f"]),
         literal(),
     )
         .prop_map(|(x, y, s, list)| {
             let list = if list.is_array() { list } else { json!([list]) };
-            json!({"x": x, "y": y, "s": s, "list": list})
+            json!({"x": x, "y": y, "s": s, "list": list, "z": null})
         })
 }
 
