@@ -15,7 +15,7 @@ fn fold_numbers(
     scope: &Scope<'_>,
     budget: &mut Budget,
     init: f64,
-    read: fn(&Value) -> f64,
+    read: impl Fn(&Value) -> f64,
     step: impl Fn(f64, f64) -> f64,
 ) -> Result<f64, EvalError> {
     let mut acc = init;

@@ -1,7 +1,5 @@
 //! `var`, `missing` and `missing_some`: reading the data.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Value};
 
 use super::value::{to_js_string, to_number};
@@ -24,23 +22,56 @@ fn split_text(s: &str) -> Vec<String> {
     s.split('.').map(str::to_owned).collect()
 }
 
+/// Where a path (or one step along it) leads. Small (two words), as lookups are the hot path.
+pub(crate) enum Step<'a> {
+    /// A value in the data.
+    Found(&'a Value),
+    /// A value the path made: a list's or a string's `length`, a string's code unit.
+    Made(Box<Value>),
+    /// Nothing there (JavaScript's `undefined`; also a path through `null`).
+    Nothing,
+}
+
+impl Step<'_> {
+    /// The value, if the path leads to one.
+    fn into_value(self) -> Option<Value> {
+        match self {
+            Step::Found(v) => Some(v.clone()),
+            Step::Made(v) => Some(*v),
+            Step::Nothing => None,
+        }
+    }
+}
+
 /// `v[key]` as JavaScript reads it from JSON data: an object's own field; a list's element at a
 /// canonical index (`"1"`, not `"01"` or `"+1"`) or its `length`; a string's UTF-16 code unit at
 /// a canonical index (a lone half of a surrogate pair becomes U+FFFD) or its `length`. Nothing
 /// else has fields (names JavaScript inherits, such as `constructor`, are not data).
-fn child<'a>(v: &'a Value, key: &str) -> Option<Cow<'a, Value>> {
+#[inline]
+fn step<'a>(v: &'a Value, key: &str) -> Step<'a> {
     match v {
-        Value::Object(m) => m.get(key).map(Cow::Borrowed),
-        Value::Array(a) if key == "length" => Some(Cow::Owned(Value::from(a.len()))),
-        Value::Array(a) => index(key).and_then(|i| a.get(i)).map(Cow::Borrowed),
+        // The usual step, kept small enough to inline into every lookup.
+        Value::Object(m) => m.get(key).map_or(Step::Nothing, Step::Found),
+        other => element(other, key),
+    }
+}
+
+/// [`step`] into anything but an object.
+#[inline(never)]
+fn element<'a>(v: &'a Value, key: &str) -> Step<'a> {
+    match v {
+        Value::Array(a) if key == "length" => Step::Made(Box::new(Value::from(a.len()))),
+        Value::Array(a) => index(key)
+            .and_then(|i| a.get(i))
+            .map_or(Step::Nothing, Step::Found),
         Value::String(s) if key == "length" => {
-            Some(Cow::Owned(Value::from(s.encode_utf16().count())))
+            Step::Made(Box::new(Value::from(s.encode_utf16().count())))
         }
-        Value::String(s) => {
-            let unit = s.encode_utf16().nth(index(key)?)?;
-            Some(Cow::Owned(Value::String(String::from_utf16_lossy(&[unit]))))
-        }
-        _ => None,
+        Value::String(s) => match index(key).and_then(|i| s.encode_utf16().nth(i)) {
+            Some(unit) => Step::Made(Box::new(Value::String(String::from_utf16_lossy(&[unit])))),
+            None => Step::Nothing,
+        },
+        _ => Step::Nothing,
     }
 }
 
@@ -57,33 +88,56 @@ fn index(key: &str) -> Option<usize> {
         .map(|i| i as usize)
 }
 
-/// Looks `path` up in the scope. `None` when it leads nowhere (json-logic-js's `undefined`, and
-/// a path through `null`); a value that is there, `null` included, is found. The empty path is
-/// handled by the caller because some scopes have no single value to hand out.
-pub(crate) fn lookup<'a, S: AsRef<str>>(scope: &Scope<'a>, path: &[S]) -> Option<Cow<'a, Value>> {
-    let (first, rest) = path.split_first()?;
+/// Looks `path` up in the scope: [`Step::Nothing`] when it leads nowhere (json-logic-js's
+/// `undefined`, and a path through `null`); a value that is there, `null` included, is found. The
+/// empty path is handled by the caller because some scopes have no single value to hand out.
+pub(crate) fn lookup<'a, S: AsRef<str>>(scope: &Scope<'a>, path: &[S]) -> Step<'a> {
+    let Some((first, rest)) = path.split_first() else {
+        return Step::Nothing;
+    };
     let first = first.as_ref();
     let start = match *scope {
-        Scope::Data(v) => child(v, first)?,
+        Scope::Data(v) => step(v, first),
         Scope::Rule { input, params } => match first {
-            "input" => Cow::Borrowed(input),
-            "params" => Cow::Borrowed(params),
-            other => child(input, other)?,
+            "input" => Step::Found(input),
+            "params" => Step::Found(params),
+            other => step(input, other),
         },
         Scope::Reduce {
             current,
             accumulator,
         } => match first {
-            "current" => Cow::Borrowed(current),
-            "accumulator" => Cow::Borrowed(accumulator),
-            _ => return None,
+            "current" => Step::Found(current),
+            "accumulator" => Step::Found(accumulator),
+            _ => Step::Nothing,
         },
     };
-    rest.iter().try_fold(start, |v, key| match v {
-        Cow::Borrowed(v) => child(v, key.as_ref()),
-        // Only a string's length or unit is made here, and neither has fields but `length`.
-        Cow::Owned(v) => child(&v, key.as_ref()).map(|c| Cow::Owned(c.into_owned())),
-    })
+    let mut at = match start {
+        Step::Found(v) => v,
+        Step::Made(v) => return made(v, rest),
+        Step::Nothing => return Step::Nothing,
+    };
+    for (i, key) in rest.iter().enumerate() {
+        at = match step(at, key.as_ref()) {
+            Step::Found(v) => v,
+            Step::Made(v) => return made(v, &rest[i + 1..]),
+            Step::Nothing => return Step::Nothing,
+        };
+    }
+    Step::Found(at)
+}
+
+/// The rest of a path from a value a step made (a length or a code unit; only a string has
+/// anything further, its own `length` or unit).
+fn made<'a, S: AsRef<str>>(mut v: Box<Value>, rest: &[S]) -> Step<'a> {
+    for key in rest {
+        v = match step(&v, key.as_ref()) {
+            Step::Found(found) => Box::new(found.clone()),
+            Step::Made(made) => made,
+            Step::Nothing => return Step::Nothing,
+        };
+    }
+    Step::Made(v)
 }
 
 /// Whether the whole data of a scope is `null` or `""`, as `missing` asks of the empty key.
@@ -125,8 +179,8 @@ fn resolve<S: AsRef<str>>(
     if path.is_empty() {
         return Ok(whole(scope));
     }
-    match lookup(scope, path) {
-        Some(v) => Ok(v.into_owned()),
+    match lookup(scope, path).into_value() {
+        Some(v) => Ok(v),
         None => match default {
             Some(node) => eval(node, scope, budget),
             None => Ok(Value::Null),
@@ -168,7 +222,7 @@ fn missing_keys(
             if segments.is_empty() {
                 return whole_is_blank(scope);
             }
-            !matches!(lookup(scope, &segments), Some(v) if !v.is_null() && v.as_str() != Some(""))
+            !matches!(lookup(scope, &segments).into_value(), Some(v) if !v.is_null() && v.as_str() != Some(""))
         })
         .cloned()
         .collect())

@@ -566,9 +566,10 @@ pub(crate) fn with_value<R>(
             budget.spend(1)?;
             // The default stands in only for a path that leads nowhere, not for a `null` found.
             match (data::lookup(scope, path), default) {
-                (Some(v), _) => f(&v, budget),
-                (None, None) => f(&Value::Null, budget),
-                (None, Some(default)) => {
+                (data::Step::Found(v), _) => f(v, budget),
+                (data::Step::Made(v), _) => f(&v, budget),
+                (data::Step::Nothing, None) => f(&Value::Null, budget),
+                (data::Step::Nothing, Some(default)) => {
                     let v = eval(default, scope, budget)?;
                     f(&v, budget)
                 }
