@@ -222,7 +222,12 @@ fn missing_keys(
             if segments.is_empty() {
                 return whole_is_blank(scope);
             }
-            !matches!(lookup(scope, &segments).into_value(), Some(v) if !v.is_null() && v.as_str() != Some(""))
+            let blank = |v: &Value| v.is_null() || v.as_str() == Some("");
+            match lookup(scope, &segments) {
+                Step::Found(v) => blank(v),
+                Step::Made(v) => blank(&v),
+                Step::Nothing => true,
+            }
         })
         .cloned()
         .collect())
