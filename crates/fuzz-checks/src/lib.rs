@@ -7,7 +7,9 @@
 //! - [`rule_documents`]: reading never panics, and every rule read writes back to JSON that
 //!   reads back as the same rule;
 //! - [`jsonlogic`]: compiling and evaluating never panic, and a one-rule entry point matches
-//!   exactly when the expression's value is truthy (the condition path against `evaluate`);
+//!   exactly when the expression's value is truthy (the condition path against `evaluate`),
+//!   unless the expression reads what a rule's scope shows differently (the whole data,
+//!   `input.*`, `params.*`);
 //! - [`entry_point`]: parsing never panics, its key is made of `[a-z0-9_.]` only, and parsing the
 //!   key again gives the same entry point;
 //! - [`sse`]: the change stream's event parser gives the same events however the bytes are split
@@ -84,6 +86,9 @@ pub fn jsonlogic(data: &[u8]) {
         return;
     };
     let value = logic.evaluate(&context, &limits);
+    if rule_scope_differs(&expression) {
+        return;
+    }
     let Ok(fuzz) = EntryPoint::parse("fuzz") else {
         return;
     };
@@ -119,6 +124,47 @@ pub fn jsonlogic(data: &[u8]) {
             "a condition that errs matched: {}",
             json!([expression, context])
         ),
+    }
+}
+
+/// Whether a rule's condition may read `expression` differently from plain data: a rule's whole
+/// data is `{"input": ..., "params": ...}` and its first path names `input` and `params` are
+/// those two (see the rules crate's `Scope::Rule`), so an expression that reads the whole data
+/// (`{"var": ""}`, `{"var": null}`, `{"missing": [""]}`), names `input` or `params` first, or
+/// computes its path is compared only through `evaluate`.
+fn rule_scope_differs(expression: &Value) -> bool {
+    match expression {
+        Value::Array(items) => items.iter().any(rule_scope_differs),
+        Value::Object(map) => map.iter().any(|(op, arg)| {
+            let reads = matches!(op.as_str(), "var" | "missing" | "missing_some");
+            (reads && path_differs(op, arg)) || rule_scope_differs(arg)
+        }),
+        _ => false,
+    }
+}
+
+/// Whether the path arguments of `var`, `missing` or `missing_some` may read the whole data, or
+/// start at `input` or `params`.
+fn path_differs(op: &str, arg: &Value) -> bool {
+    let key_differs = |key: &Value| match key {
+        Value::Null => true,
+        Value::String(path) => {
+            let first = path.split('.').next().unwrap_or_default();
+            path.is_empty() || first == "input" || first == "params"
+        }
+        Value::Number(_) | Value::Bool(_) => false,
+        // A computed path, or a list of them.
+        Value::Array(_) | Value::Object(_) => true,
+    };
+    match (op, arg) {
+        ("var", Value::Array(items)) => items.first().is_none_or(key_differs),
+        ("var", key) => key_differs(key),
+        ("missing_some", Value::Array(items)) => match items.get(1) {
+            Some(Value::Array(keys)) => keys.iter().any(key_differs),
+            _ => true,
+        },
+        (_, Value::Array(keys)) => keys.iter().any(key_differs),
+        (_, key) => key_differs(key),
     }
 }
 
