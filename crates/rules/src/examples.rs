@@ -12,6 +12,39 @@ use crate::{Action, EntryPoint, OrderedPair, ParamSchema, ParamSpec, ParamType, 
 /// The name of the example scorecard.
 pub const PAD_TRADE: &str = "pad_trade";
 
+/// The benchmark entry point `checkout`: 50 rules `checkout_rule_00` to `checkout_rule_49`, each
+/// with a three-part condition (`in` a list, `>` a threshold, `!` `in` a block list) and two
+/// computed actions, which the rules crate's, the replica's and the server's benchmarks share.
+pub fn benchmark_rules() -> Vec<Rule> {
+    (0..50)
+        .map(|i| {
+            let mut rule = Rule::new(format!("checkout_rule_{i:02}"));
+            rule.entry_point = EntryPoint::parse("checkout").ok();
+            rule.priority = i % 7;
+            rule.params
+                .insert("rate".into(), json!(0.01 * f64::from(i)));
+            rule.condition = json!({"and": [
+                {"in": [{"var": "country"}, ["GB", "DE", "FR", format!("C{i}")]]},
+                {">": [{"var": "cart.total"}, i * 10]},
+                {"!": {"in": [{"var": "cart.coupon"}, ["BLOCKED", "EXPIRED"]]}}
+            ]});
+            rule.actions = vec![
+                Action::new("set_value")
+                    .with("field", format!("discount_{i}"))
+                    .with(
+                        "value",
+                        json!({"*": [{"var": "cart.total"}, {"var": "params.rate"}]}),
+                    ),
+                Action::new("display_message").with(
+                    "message",
+                    json!({"cat": ["Rule ", i, " applies to ", {"var": "country"}]}),
+                ),
+            ];
+            rule
+        })
+        .collect()
+}
+
 /// Every example rule for `tenant`, each passing [`Rule::validate`].
 pub fn seed_rules(tenant: &str) -> Vec<Rule> {
     let mut rules = Vec::new();

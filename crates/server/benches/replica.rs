@@ -13,41 +13,14 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rulebook::{Config, Server};
 use rulebook_client::{Client, Replica};
-use rulebook_rules::{Action, EntryPoint, Limits, Rule, Ruleset};
+use rulebook_rules::{EntryPoint, Limits, Rule, Ruleset};
 use rulebook_store::Author;
 use serde_json::json;
 
 const ADMIN: &str = "bench-admin-token";
 
-/// The rules crate's 50-rule bench entry point (`crates/rules/benches/evaluate.rs`).
 fn fifty_rules() -> Vec<Rule> {
-    (0..50)
-        .map(|i| {
-            let mut rule = Rule::new(format!("checkout_rule_{i:02}"));
-            rule.entry_point = Some(EntryPoint::parse("checkout").unwrap());
-            rule.priority = i % 7;
-            rule.params
-                .insert("rate".into(), json!(0.01 * f64::from(i)));
-            rule.condition = json!({"and": [
-                {"in": [{"var": "country"}, ["GB", "DE", "FR", format!("C{i}")]]},
-                {">": [{"var": "cart.total"}, i * 10]},
-                {"!": {"in": [{"var": "cart.coupon"}, ["BLOCKED", "EXPIRED"]]}}
-            ]});
-            rule.actions = vec![
-                Action::new("set_value")
-                    .with("field", format!("discount_{i}"))
-                    .with(
-                        "value",
-                        json!({"*": [{"var": "cart.total"}, {"var": "params.rate"}]}),
-                    ),
-                Action::new("display_message").with(
-                    "message",
-                    json!({"cat": ["Rule ", i, " applies to ", {"var": "country"}]}),
-                ),
-            ];
-            rule
-        })
-        .collect()
+    rulebook_rules::examples::benchmark_rules()
 }
 
 fn replica_vs_http_vs_rules(c: &mut Criterion) {
