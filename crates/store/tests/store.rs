@@ -11,9 +11,11 @@ use parking_lot::Mutex;
 use rulebook_rules::{Rule, Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
     deps, Author, Backend, Change, ChangeKind, ChangeListener, ChangeOp, Cursor, FeedRead,
-    Registry, RegistryConfig, RuleFiles, Store, StoreError, TokenRole,
+    Registry, RuleFiles, Store, StoreError, TokenRole,
 };
-use rulebook_testkit::cluster::{ep, message_rule as rule};
+use rulebook_testkit::cluster::{
+    ep, message_of as message, message_rule as rule, registry_without_ttl as registry,
+};
 use rulebook_testkit::{eventually, on_both_backends, TestDb};
 use sqlx::Connection;
 
@@ -40,17 +42,6 @@ on_both_backends!(
     pruning_keeps_recent_changes_and_tells_an_older_cursor_it_was_pruned,
 );
 
-/// A registry without a time to live, so nothing in these tests is explained by expiry.
-fn registry(store: &Store) -> Registry {
-    Registry::with_config(
-        store.clone(),
-        RegistryConfig {
-            max_capacity: 10_000,
-            time_to_live: None,
-        },
-    )
-}
-
 fn versions(ruleset: &Ruleset) -> Vec<(String, i64)> {
     let mut v: Vec<(String, i64)> = ruleset
         .rules()
@@ -58,19 +49,6 @@ fn versions(ruleset: &Ruleset) -> Vec<(String, i64)> {
         .collect();
     v.sort();
     v
-}
-
-fn message(rule: &Rule) -> String {
-    let action = &rule.actions[0];
-    assert_eq!(
-        action.kind, "display_message",
-        "unexpected action {action:?}"
-    );
-    action
-        .field("message")
-        .and_then(|m| m.as_str())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Records what the store hands its listeners after each commit.

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rulebook_rules::{Rule, Ruleset, DEFAULT_TENANT};
+use rulebook_rules::{Ruleset, DEFAULT_TENANT};
 use rulebook_store::{
     Author, ChangeKind, ContextPolicy, DecisionKind, DecisionLog, DecisionLogConfig, DecisionQuery,
-    NewDecision, Registry, RegistryConfig, StoreError, VersionsUsed,
+    NewDecision, StoreError, VersionsUsed,
 };
-use rulebook_testkit::cluster::{ep, message_rule as rule};
+use rulebook_testkit::cluster::{
+    ep, message_of as message, message_rule as rule, registry_without_ttl as no_ttl,
+};
 use rulebook_testkit::{on_both_backends, TestDb};
 use serde_json::json;
 
@@ -23,29 +25,6 @@ on_both_backends!(
     rules_as_of_each_point_between_five_versions_are_those_versions,
     the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_restart,
 );
-
-fn message(rule: &Rule) -> String {
-    let action = &rule.actions[0];
-    assert_eq!(
-        action.kind, "display_message",
-        "unexpected action {action:?}"
-    );
-    action
-        .field("message")
-        .and_then(|m| m.as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn no_ttl(store: &rulebook_store::Store) -> Registry {
-    Registry::with_config(
-        store.clone(),
-        RegistryConfig {
-            max_capacity: 1000,
-            time_to_live: None,
-        },
-    )
-}
 
 async fn a_version_can_be_read_diffed_and_rolled_back_through_the_write_path(db: &TestDb) {
     let store = db.open().await;

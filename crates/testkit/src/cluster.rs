@@ -43,14 +43,7 @@ impl Instance {
         )
         .await
         .unwrap();
-        // No time to live: nothing in these tests is explained by expiry.
-        let registry = Registry::with_config(
-            store.clone(),
-            RegistryConfig {
-                max_capacity: 10_000,
-                time_to_live: None,
-            },
-        );
+        let registry = registry_without_ttl(&store);
         let feed = Feed::spawn(registry.clone(), config);
         Instance {
             name: name.to_owned(),
@@ -154,6 +147,32 @@ pub fn message_rule(id: &str, entry_point: &str, message: &str) -> Rule {
     rule.actions = vec![Action::new("display_message")
         .with("message", serde_json::Value::String(message.to_owned()))];
     rule
+}
+
+/// A registry over `store` without a time to live, so nothing in a test is explained by expiry.
+pub fn registry_without_ttl(store: &Store) -> Registry {
+    Registry::with_config(
+        store.clone(),
+        RegistryConfig {
+            max_capacity: 10_000,
+            time_to_live: None,
+        },
+    )
+}
+
+/// The message of `rule`'s first action, which must be a `display_message` (as
+/// [`message_rule`] makes them).
+pub fn message_of(rule: &Rule) -> String {
+    let action = &rule.actions[0];
+    assert_eq!(
+        action.kind, "display_message",
+        "unexpected action {action:?}"
+    );
+    action
+        .field("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The author of the tests' writes.
