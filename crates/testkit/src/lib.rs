@@ -15,6 +15,8 @@
 //!   channel per test, or a `redis-server` of the test's own that it may stop and restart.
 //! - [`cluster`]: several in-process instances on one database and the history checker of their
 //!   reads against their writes.
+//! - [`seq_history`]: the freshness contract checked by position: each read's `(seq, answer)`
+//!   against the acknowledged writes, read-your-writes, bounded staleness and monotonic reads.
 //!
 //! Test code: a failed setup panics with the reason, as a test would.
 #![deny(missing_docs)]
@@ -23,6 +25,7 @@
 pub mod cluster;
 mod db;
 mod redis;
+pub mod seq_history;
 mod wait;
 
 pub use db::TestDb;
