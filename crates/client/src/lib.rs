@@ -10,7 +10,8 @@
 //! - `client`: [`Client`], the HTTP API typed.
 //! - `replica`: [`Replica`], the tenant's rules in-process, kept current by the change stream,
 //!   answering `evaluate`, `param`, `is_enabled` and `score` with the server's semantics (its
-//!   correctness argument is in the module's docs).
+//!   correctness argument is in the module's docs), and [`ReplicaView`], one state of it whose
+//!   answers all reflect the same `seq`.
 #![deny(missing_docs)]
 
 mod client;
@@ -19,4 +20,4 @@ pub mod sse;
 pub mod wire;
 
 pub use client::{segment, Client, ClientError, FieldProblem, RawAnswer, UNEXPECTED};
-pub use replica::{Replica, ReplicaStatus};
+pub use replica::{Replica, ReplicaStatus, ReplicaView};

@@ -140,6 +140,96 @@ fn scorecard_names(rule: &Rule) -> Vec<String> {
         .collect()
 }
 
+/// One immutable state of a [`Replica`] (from [`Replica::view`]): every answer read from it
+/// reflects the same position, so a caller can pair each answer with the `seq` it reflects, as
+/// the server's answers are paired. Cheap to clone and to hold (an `Arc`); holding it does not
+/// hold the replica back.
+#[derive(Clone)]
+pub struct ReplicaView {
+    view: Arc<View>,
+    limits: Limits,
+    tenant: String,
+}
+
+impl std::fmt::Debug for ReplicaView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaView")
+            .field("seq", &self.view.seq)
+            .field("rules", &self.view.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplicaView {
+    /// The position this state reflects: every change of the tenant through `seq`. A rule the
+    /// follower fetched for a change may reflect a later change of the same rule too (a fetch
+    /// with `min_seq` answers at least that position), never an earlier one.
+    pub fn seq(&self) -> i64 {
+        self.view.seq
+    }
+
+    /// Every rule, by id.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.view.rules.values()
+    }
+
+    /// Evaluates `entry_point` against `context` at time `at`, as the server would.
+    pub fn evaluate_at(
+        &self,
+        entry_point: &str,
+        context: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<Evaluation, ClientError> {
+        let ep = EntryPoint::parse(entry_point).map_err(|e| ClientError::Replica(e.to_string()))?;
+        if !context.is_object() {
+            return Err(ClientError::Replica(
+                "`context` must be a JSON object such as {\"country\": \"FR\"}".to_owned(),
+            ));
+        }
+        let ruleset = match self.view.rulesets.get(&ep) {
+            Some(Ok(ruleset)) => Arc::clone(ruleset),
+            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
+            None => Arc::new(
+                Ruleset::compile(ep, Vec::new())
+                    .map_err(|e| ClientError::Replica(e.to_string()))?,
+            ),
+        };
+        // As the server answers by default: a rule that fails is listed in `errors`.
+        Ok(ruleset.evaluate(context, at, &self.limits))
+    }
+
+    /// A parameter's value, or `None` when the rule or the param does not exist.
+    pub fn param(&self, rule_id: &str, field: &str) -> Option<Value> {
+        self.view.params.value(rule_id, field).cloned()
+    }
+
+    /// Whether a rule is enabled, or `None` when it does not exist.
+    pub fn is_enabled(&self, rule_id: &str) -> Option<bool> {
+        self.view.params.is_enabled(rule_id)
+    }
+
+    /// Scores `input` with scorecard `name` now, as the server would.
+    pub fn score(&self, name: &str, input: Value) -> Result<ScoreResult, ClientError> {
+        let scorecard = match self.view.scorecards.get(name) {
+            Some(Ok(scorecard)) => Arc::clone(scorecard),
+            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
+            None => {
+                return Err(ClientError::Replica(format!(
+                    "scorecard `{name}` has no factors in tenant `{}`",
+                    self.tenant
+                )))
+            }
+        };
+        let request = ScoreRequest {
+            input,
+            ..Default::default()
+        };
+        scorecard
+            .score(&request, Utc::now(), &self.limits)
+            .map_err(|e| ClientError::Replica(e.to_string()))
+    }
+}
+
 struct Inner {
     client: Client,
     /// The current view. A read-write lock held only to clone or swap the `Arc`.
@@ -237,17 +327,24 @@ impl Replica {
         }
     }
 
-    /// The current view, once it reflects every write made through this replica.
-    async fn view(&self) -> Result<Arc<View>, ClientError> {
+    /// The replica's current state, once it reflects every write made through this replica
+    /// (waiting for it as [`Replica::evaluate`] does). Every answer read from one
+    /// [`ReplicaView`] comes from the same state, whose [`ReplicaView::seq`] says how fresh it
+    /// is.
+    pub async fn view(&self) -> Result<ReplicaView, ClientError> {
         let own = self.inner.own.load(Ordering::SeqCst);
-        {
-            let view = self.inner.view.read();
-            if view.seq >= own {
-                return Ok(Arc::clone(&view));
-            }
-        }
-        self.wait_for(own, self.inner.read_wait).await?;
-        Ok(Arc::clone(&self.inner.view.read()))
+        let current = self.inner.current();
+        let view = if current.seq >= own {
+            current
+        } else {
+            self.wait_for(own, self.inner.read_wait).await?;
+            self.inner.current()
+        };
+        Ok(ReplicaView {
+            view,
+            limits: self.inner.limits,
+            tenant: self.inner.client.tenant().to_owned(),
+        })
     }
 
     /// Evaluates `entry_point` against `context` now, in-process, as the server would.
@@ -266,57 +363,22 @@ impl Replica {
         context: &Value,
         at: DateTime<Utc>,
     ) -> Result<Evaluation, ClientError> {
-        let ep = EntryPoint::parse(entry_point).map_err(|e| ClientError::Replica(e.to_string()))?;
-        if !context.is_object() {
-            return Err(ClientError::Replica(
-                "`context` must be a JSON object such as {\"country\": \"FR\"}".to_owned(),
-            ));
-        }
-        let view = self.view().await?;
-        let ruleset = match view.rulesets.get(&ep) {
-            Some(Ok(ruleset)) => Arc::clone(ruleset),
-            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
-            None => Arc::new(
-                Ruleset::compile(ep, Vec::new())
-                    .map_err(|e| ClientError::Replica(e.to_string()))?,
-            ),
-        };
-        // As the server answers by default: a rule that fails is listed in `errors`.
-        Ok(ruleset.evaluate(context, at, &self.inner.limits))
+        self.view().await?.evaluate_at(entry_point, context, at)
     }
 
     /// A parameter's current value, or `None` when the rule or the param does not exist.
     pub async fn param(&self, rule_id: &str, field: &str) -> Result<Option<Value>, ClientError> {
-        let view = self.view().await?;
-        Ok(view.params.value(rule_id, field).cloned())
+        Ok(self.view().await?.param(rule_id, field))
     }
 
     /// Whether a rule is enabled, or `None` when it does not exist.
     pub async fn is_enabled(&self, rule_id: &str) -> Result<Option<bool>, ClientError> {
-        let view = self.view().await?;
-        Ok(view.params.is_enabled(rule_id))
+        Ok(self.view().await?.is_enabled(rule_id))
     }
 
     /// Scores `input` with scorecard `name` now, in-process, as the server would.
     pub async fn score(&self, name: &str, input: Value) -> Result<ScoreResult, ClientError> {
-        let view = self.view().await?;
-        let scorecard = match view.scorecards.get(name) {
-            Some(Ok(scorecard)) => Arc::clone(scorecard),
-            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
-            None => {
-                return Err(ClientError::Replica(format!(
-                    "scorecard `{name}` has no factors in tenant `{}`",
-                    self.inner.client.tenant()
-                )))
-            }
-        };
-        let request = ScoreRequest {
-            input,
-            ..Default::default()
-        };
-        scorecard
-            .score(&request, Utc::now(), &self.inner.limits)
-            .map_err(|e| ClientError::Replica(e.to_string()))
+        self.view().await?.score(name, input)
     }
 
     fn wrote(&self, seq: i64) -> i64 {
