@@ -2,7 +2,8 @@
 //!
 //! One task, the reader, owns the cursor and is the only one that reads the change log. It reads
 //! every poll interval, and at once when something wakes it: a NOTIFY (see `listen`), a Redis
-//! message too large to carry its changes, a transport that reconnected, or [`Feed::read_now`].
+//! message too large to carry its changes, a transport that reconnected, a commit of this
+//! instance's own (`OwnCommits`), or [`Feed::read_now`].
 //! Wake-ups go through one [`Notify`], so a burst of them costs one read.
 //!
 //! **The applied position.** After applying a read, the reader moves the registry's applied
@@ -77,7 +78,7 @@ pub struct Feed {
     shared: Arc<Shared>,
     /// Kept so that the store keeps telling us of own commits while the feed runs (the store
     /// holds listeners weakly).
-    _own_commits: Option<Arc<dyn ChangeListener>>,
+    _own_commits: Arc<dyn ChangeListener>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -176,21 +177,27 @@ impl Shared {
 }
 
 /// Told of this instance's own commits (after the registry has applied them and remembered
-/// their `seq`s): publishes them to Redis. Subscribed only when Redis is configured.
+/// their `seq`s): publishes them to Redis when it is configured, and wakes the reader, so that
+/// the applied position, and the change stream served from it, reach an own write at once
+/// rather than at the next poll (SQLite has no other wake-up; on PostgreSQL it saves waiting
+/// for the NOTIFY to come back).
 pub(crate) struct OwnCommits {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) publish: tokio::sync::mpsc::Sender<Vec<Change>>,
+    pub(crate) publish: Option<tokio::sync::mpsc::Sender<Vec<Change>>>,
 }
 
 impl ChangeListener for OwnCommits {
     fn committed(&self, changes: &[Change]) {
         // Never make the writer wait: when the publisher is behind or Redis is down, the other
         // instances get these changes from the log.
-        if self.publish.try_send(changes.to_vec()).is_err() {
-            if let Some(redis) = self.shared.state.lock().redis.as_mut() {
-                redis.publish_dropped += 1;
+        if let Some(publish) = &self.publish {
+            if publish.try_send(changes.to_vec()).is_err() {
+                if let Some(redis) = self.shared.state.lock().redis.as_mut() {
+                    redis.publish_dropped += 1;
+                }
             }
         }
+        self.shared.wake(false);
     }
 }
 
@@ -245,14 +252,11 @@ impl Feed {
                 stopped.clone(),
             )));
         }
-        let own_commits = publish.map(|publish| {
-            let listener: Arc<dyn ChangeListener> = Arc::new(OwnCommits {
-                shared: Arc::clone(&shared),
-                publish,
-            });
-            shared.registry.store().subscribe(&listener);
-            listener
+        let own_commits: Arc<dyn ChangeListener> = Arc::new(OwnCommits {
+            shared: Arc::clone(&shared),
+            publish,
         });
+        shared.registry.store().subscribe(&own_commits);
         if listen {
             tasks.push(tokio::spawn(crate::listen::listen_loop(
                 Arc::clone(&shared),
