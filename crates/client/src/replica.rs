@@ -6,7 +6,8 @@
 //! the rules crate exactly as the server does (a ruleset per entry point from the rules whose
 //! `entry_point` it is, the parameter snapshot from every rule, a scorecard per
 //! `scorecard:<name>` tag), and follows `GET /v1/changes` from that `seq`. Events name what
-//! changed, never values: for each batch of events the replica fetches each changed rule with
+//! changed, never values: for each batch of events (every event that has arrived, up to 1024,
+//! so a follower that fell behind fetches each rule once) the replica fetches each changed rule with
 //! `min_seq` set to the batch's highest `seq` (so whichever instance answers has applied it; a
 //! 404 means deleted), recompiles what the rules touch, and then publishes a new view whose `seq`
 //! is the batch's highest event id. A heartbeat's id moves the `seq` without a fetch. A `reset`
@@ -46,6 +47,9 @@ use crate::wire::{self, ChangeEvent, Heartbeat};
 
 /// The longest line the change stream may send.
 const MAX_LINE: usize = 1 << 20;
+
+/// The most events applied as one batch.
+const MAX_BATCH: usize = 1024;
 
 /// What [`Replica::status`] reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -527,9 +531,32 @@ async fn stream(inner: &Inner) -> Result<Ended, ClientError> {
         else {
             return Ok(Ended::Resume);
         };
-        let events = parser
+        let mut events = parser
             .feed(&chunk)
             .map_err(|e| inner.client.unreachable(e))?;
+        // What has already arrived behind this chunk joins the batch (the server sends each
+        // event as a chunk of its own), so a follower that fell behind catches up with one fetch
+        // per changed rule rather than one per event. An end met here comes after the batch.
+        let mut closed = None;
+        while events.len() < MAX_BATCH {
+            match tokio::time::timeout(Duration::ZERO, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => events.extend(
+                    parser
+                        .feed(&chunk)
+                        .map_err(|e| inner.client.unreachable(e))?,
+                ),
+                Ok(Ok(None)) => {
+                    closed = Some(Ok(Ended::Resume));
+                    break;
+                }
+                Ok(Err(e)) => {
+                    closed = Some(Err(inner.client.unreachable(e)));
+                    break;
+                }
+                // Nothing more has arrived.
+                Err(_) => break,
+            }
+        }
         let mut changes: Vec<ChangeEvent> = Vec::new();
         let mut reached = inner.current().seq;
         let mut ended = None;
@@ -562,6 +589,9 @@ async fn stream(inner: &Inner) -> Result<Ended, ClientError> {
         apply(inner, changes, reached).await?;
         if let Some(ended) = ended {
             return Ok(ended);
+        }
+        if let Some(closed) = closed {
+            return closed;
         }
     }
 }
