@@ -26,6 +26,18 @@
 //! with the highest such `seq` and, if behind, waits on the watch channel for a view at or past
 //! it (up to the read wait, 5 s by default, then an error rather than a stale answer). Readers
 //! never block the follower and the follower never blocks readers beyond the pointer swap.
+//!
+//! ## How it is checked
+//!
+//! `crates/server/tests/replica_stress.rs` runs writers (over HTTP, and through replicas that
+//! read each write back) and many readers of two replicas (of two instances on PostgreSQL, and
+//! of one on SQLite), and checks every read's `(seq, answer)` pair, taken from one
+//! [`ReplicaView`], against the acknowledged writes with `rulebook_testkit::seq_history`: the
+//! answer is the one the writes give at that `seq` or a newer one, never behind the caller's
+//! own write, behind any write for no longer than a stated bound while connected, and never
+//! going back. A replica made to skip one change event fails it. `replica_faults.rs` cuts the
+//! stream mid-event through a proxy and checks the replica resumes below the cut event and ends
+//! equal to the server's snapshot; `replica.rs` covers the server killed and a `reset`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -433,8 +433,8 @@ async fn replicas_of_two_instances_under_writers_and_readers_keep_the_freshness_
     let (servers, token) = servers(&db, 2).await;
     let plan = Plan {
         http_writers: 3,
-        http_writes: 60,
-        own_writes: 30,
+        http_writes: 40,
+        own_writes: 20,
         replica_readers: 4,
     };
     stress(&servers, &token, plan, "PostgreSQL, two instances").await;
