@@ -11,7 +11,10 @@
 //! been applied. A caller that needs a position this instance has not reached yet (a read with
 //! `min_seq`) says so with [`Feed::want`]: the reader reads at once, and keeps reading at short,
 //! growing intervals (1 ms doubling up to the poll interval) until the position reaches it,
-//! instead of waiting for the next wake-up or poll.
+//! instead of waiting for the next wake-up or poll. It does the same while it has read changes
+//! above the applied position: on PostgreSQL a read settles a change only once a later read's
+//! snapshot shows every older transaction finished, so a change that brought one wake-up would
+//! otherwise wait for the poll before the change stream could release it.
 //!
 //! **Released changes.** The change stream (`GET /v1/changes`) must hand changes out in `seq`
 //! order with nothing skipped, so that a client resuming after `seq` misses nothing; on
@@ -444,7 +447,11 @@ async fn read_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
                 }
             }
         }
-        let pause = if shared.wanted.load(Ordering::SeqCst) > registry.applied_seq() {
+        // Changes read above the applied position wait for a later read to settle them (on
+        // PostgreSQL, one whose snapshot shows every older transaction finished): read again
+        // soon, as for a wanted position, rather than at the next wake-up or poll.
+        let unsettled = cursor.as_ref().is_some_and(|c| c.position() < c.last_seq());
+        let pause = if unsettled || shared.wanted.load(Ordering::SeqCst) > registry.applied_seq() {
             let pause = soon;
             soon = (soon * 2).min(shared.config.poll_interval);
             pause
