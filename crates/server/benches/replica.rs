@@ -59,7 +59,18 @@ fn replica_vs_http_vs_rules(c: &mut Criterion) {
     let input = json!({"country": "GB", "cart": {"total": 245.5, "coupon": "SPRING"}});
     let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
     let limits = Limits::default();
-    let compiled = Ruleset::compile(EntryPoint::parse("checkout").unwrap(), fifty_rules()).unwrap();
+    // The rules as the server stored them (with their versions), compiled by the rules crate.
+    let checkout = EntryPoint::parse("checkout").unwrap();
+    let stored: Vec<Rule> = runtime
+        .block_on(client.snapshot(None))
+        .unwrap()
+        .body
+        .rules
+        .into_iter()
+        .filter(|r| r.entry_point.as_ref() == Some(&checkout))
+        .collect();
+    assert_eq!(stored.len(), 50);
+    let compiled = Ruleset::compile(checkout, stored).unwrap();
     let local = runtime
         .block_on(replica.evaluate_at("checkout", &input, at))
         .unwrap();
