@@ -494,11 +494,20 @@ async fn start(shared: &Shared, registry: &Registry) -> Result<Cursor, StoreErro
 /// Applies changes read from the log: those already applied from a Redis message are skipped;
 /// own writes go to the registry too (it skips them and forgets them) but count for nothing.
 /// Then moves the applied position to `position` and releases what it covers.
+///
+/// A change is applied once, by whichever of this and a Redis message claims it first: both
+/// claim under the state lock, the log by holding the change (in `held`, until the position
+/// passes it), a message by remembering its `seq` (in `by_message`).
 fn apply(shared: &Shared, registry: &Registry, changes: Vec<Change>, position: i64) {
     let before = registry.applied_seq();
     if !changes.is_empty() {
         let fresh: Vec<Change> = {
             let mut state = shared.state.lock();
+            for change in &changes {
+                if change.seq > before {
+                    state.held.insert(change.seq, change.clone());
+                }
+            }
             changes
                 .iter()
                 .filter(|c| !state.by_message.remove(&c.seq))
@@ -515,11 +524,6 @@ fn apply(shared: &Shared, registry: &Registry, changes: Vec<Change>, position: i
     let position = registry.applied_seq();
     let released = {
         let mut state = shared.state.lock();
-        for change in changes {
-            if change.seq > before {
-                state.held.insert(change.seq, change);
-            }
-        }
         if state.held.len() > HELD_MAX {
             state.held.clear();
             Some(Released::Reset { position })

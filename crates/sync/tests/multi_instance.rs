@@ -648,13 +648,15 @@ async fn a_cursor_older_than_the_pruned_log_flushes_everything() {
         .create_rule(TENANT, rule("P1", "checkout"), &common::author())
         .await
         .unwrap();
-    // B reads only when asked. A read returns only rows below the cluster's transaction horizon
-    // (the commit-safe cursor), which transactions of other databases may hold back for a moment:
-    // ask again until B has what it waits for.
+    // B reads only when asked, or again soon while a read left changes above its applied
+    // position. A read settles changes only below the cluster's transaction horizon (the
+    // commit-safe cursor), which transactions of other databases may hold back for a moment:
+    // ask again until B has read the create and its position has passed it, so that B has
+    // nothing left to settle and reads nothing more on its own.
     let head = a.store.head_seq().await.unwrap();
-    eventually("B to read the create", CONVERGE, || async {
+    eventually("B to read and settle the create", CONVERGE, || async {
         b.feed.read_now();
-        b.feed.status().cursor_seq >= head
+        b.feed.status().cursor_seq >= head && b.registry.applied_seq() >= head
     })
     .await;
     converge(&[&b], "checkout", "P1", 1).await;
