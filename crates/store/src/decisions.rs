@@ -300,6 +300,7 @@ async fn write_loop(
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let batch = config.batch.max(1);
     let mut messages = Vec::with_capacity(batch);
+    let mut versions = VersionsCache::default();
     loop {
         tokio::select! {
             received = receiver.recv_many(&mut messages, batch) => {
@@ -321,7 +322,10 @@ async fn write_loop(
                 }
                 let n = decisions.len() as u64;
                 if n > 0 {
-                    match store.append_decisions(&decisions, config.context).await {
+                    match store
+                        .append_decisions_with(decisions, config.context, &mut versions)
+                        .await
+                    {
                         Ok(()) => counters.written.fetch_add(n, Ordering::Relaxed),
                         Err(e) => {
                             tracing::warn!(error = %e, decisions = n, "decisions could not be logged");
@@ -357,61 +361,80 @@ async fn write_loop(
 /// Decisions per insert statement: 9 values each, well within both backends' limits.
 const ROWS_PER_INSERT: usize = 100;
 
+/// The versions JSON of the rulesets the writer has seen lately, so that a ruleset's versions
+/// are serialised once, not once per decision: every decision made from the same cached ruleset
+/// shares its `Arc`. An entry holds its `Arc`, so the pointer it is keyed by cannot be reused by
+/// another ruleset while the entry lives; the map is emptied when it grows past a few entries
+/// (an invalidation makes a new ruleset, and the old one should not be kept alive for long).
+#[derive(Default)]
+struct VersionsCache {
+    seen: Vec<(Arc<Ruleset>, Arc<str>)>,
+}
+
+/// How many rulesets' versions the writer keeps (the entry points being evaluated right now).
+const VERSIONS_CACHED: usize = 32;
+
+impl VersionsCache {
+    fn json(&mut self, versions: &VersionsUsed) -> Result<String, StoreError> {
+        match versions {
+            VersionsUsed::Ruleset(ruleset) => {
+                if let Some((_, json)) = self.seen.iter().find(|(r, _)| Arc::ptr_eq(r, ruleset)) {
+                    return Ok(json.to_string());
+                }
+                let json = versions_json(ruleset.rules())?;
+                if self.seen.len() >= VERSIONS_CACHED {
+                    self.seen.clear();
+                }
+                self.seen
+                    .push((Arc::clone(ruleset), Arc::from(json.as_str())));
+                Ok(json)
+            }
+            VersionsUsed::Listed(list) => {
+                versions_json(list.iter().map(|(id, v)| (id.as_str(), *v)))
+            }
+        }
+    }
+}
+
+/// Rule id to version as a JSON object, ids sorted (as `GET /v1/decisions/{id}` reads it back).
+fn versions_json<'a>(versions: impl Iterator<Item = (&'a str, i64)>) -> Result<String, StoreError> {
+    let versions: BTreeMap<&str, i64> = versions.collect();
+    serde_json::to_string(&versions)
+        .map_err(|e| StoreError::Internal(format!("serialising versions: {e}")))
+}
+
 impl Store {
     /// Writes `decisions` in one transaction, keeping of each context what `policy` says.
     pub async fn append_decisions(
         &self,
-        decisions: &[NewDecision],
+        decisions: Vec<NewDecision>,
         policy: ContextPolicy,
     ) -> Result<(), StoreError> {
+        self.append_decisions_with(decisions, policy, &mut VersionsCache::default())
+            .await
+    }
+
+    async fn append_decisions_with(
+        &self,
+        decisions: Vec<NewDecision>,
+        policy: ContextPolicy,
+        versions: &mut VersionsCache,
+    ) -> Result<(), StoreError> {
+        // Everything is serialised before the transaction starts, so the write lock is held
+        // only for the inserts.
+        let mut rows = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            rows.push(row_args(decision, policy, versions)?);
+        }
         let mut tx = self.pool().begin_write().await?;
-        for chunk in decisions.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO decisions (id, tenant, kind, entry_point, decided_at, versions, \
-                 context, context_sha256, answer) VALUES ",
-            );
-            let mut values: Vec<Arg> = Vec::with_capacity(chunk.len() * 9);
-            for (i, decision) in chunk.iter().enumerate() {
-                let base = i * 9;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for k in 1..=9 {
-                    if k > 1 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", base + k));
-                }
-                sql.push(')');
-                let context = serde_json::to_string(&decision.context)
-                    .map_err(|e| StoreError::Internal(format!("serialising a context: {e}")))?;
-                let sha = hex(&Sha256::digest(canonical(&decision.context).as_bytes()));
-                let versions: BTreeMap<&str, i64> = match &decision.versions {
-                    VersionsUsed::Ruleset(ruleset) => ruleset.rules().collect(),
-                    VersionsUsed::Listed(list) => {
-                        list.iter().map(|(id, v)| (id.as_str(), *v)).collect()
-                    }
-                };
-                let versions = serde_json::to_string(&versions)
-                    .map_err(|e| StoreError::Internal(format!("serialising versions: {e}")))?;
-                values.extend(args![
-                    decision.id.clone(),
-                    decision.tenant.clone(),
-                    decision.kind.as_str(),
-                    decision.entry_point.clone(),
-                    decision.decided_at,
-                    versions,
-                    match policy {
-                        ContextPolicy::Full => Some(context),
-                        ContextPolicy::Sha256 => None,
-                    },
-                    sha,
-                    String::from_utf8_lossy(&decision.answer).into_owned(),
-                ]);
-            }
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<Vec<Arg>> = rows.by_ref().take(ROWS_PER_INSERT).collect();
             tx.conn()
-                .execute(&sql, values)
+                .execute(
+                    &insert_sql(chunk.len()),
+                    chunk.into_iter().flatten().collect(),
+                )
                 .await
                 .map_err(|e| db_error("writing the decision log", e))?;
         }
@@ -540,26 +563,164 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// The context as JSON with every object's keys sorted, so that the same context hashes the same
-/// whatever order its keys were written in (objects keep their written order otherwise).
-fn canonical(value: &serde_json::Value) -> String {
-    fn sorted(value: &serde_json::Value) -> serde_json::Value {
-        match value {
-            serde_json::Value::Object(map) => {
-                let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                serde_json::Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
+/// The SHA-256 of the context as JSON with every object's keys sorted, so that the same context
+/// hashes the same whatever order its keys were written in (objects keep their written order
+/// otherwise). The sorted JSON is fed to the hasher as it is written, never built as a string.
+fn canonical_sha256(value: &Value) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    write_canonical(&mut HashWriter(&mut hasher), value);
+    hasher.finalize().into()
+}
+
+/// An `io::Write` into a hasher, so serde_json can write into it.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `value` as compact JSON with every object's keys sorted: byte for byte what
+/// serde_json writes for the same value rebuilt with sorted keys. Scalars and keys are written
+/// by serde_json itself, so numbers and escapes are the same.
+fn write_canonical(out: &mut HashWriter<'_>, value: &Value) {
+    use std::io::Write as _;
+    // Writing into a hasher cannot fail, nor can serialising a `Value` or a `str`.
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let _ = out.write_all(b"{");
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    let _ = out.write_all(b",");
+                }
+                let _ = serde_json::to_writer(&mut *out, key.as_str());
+                let _ = out.write_all(b":");
+                write_canonical(out, item);
             }
-            serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.iter().map(sorted).collect())
+            let _ = out.write_all(b"}");
+        }
+        Value::Array(items) => {
+            let _ = out.write_all(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    let _ = out.write_all(b",");
+                }
+                write_canonical(out, item);
             }
-            other => other.clone(),
+            let _ = out.write_all(b"]");
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-    sorted(value).to_string()
+}
+
+/// `INSERT INTO decisions ... VALUES ($1, ..., $9), ...` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(120 + rows * 60);
+    sql.push_str(
+        "INSERT INTO decisions (id, tenant, kind, entry_point, decided_at, versions, \
+         context, context_sha256, answer) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for k in 1..=9 {
+            if k > 1 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", i * 9 + k);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// One decision's nine values, in the order of [`insert_sql`]'s columns. Takes the decision by
+/// value so that its strings and answer move into the row instead of being copied.
+fn row_args(
+    decision: NewDecision,
+    policy: ContextPolicy,
+    versions: &mut VersionsCache,
+) -> Result<Vec<Arg>, StoreError> {
+    let sha = hex(&canonical_sha256(&decision.context));
+    let context = match policy {
+        ContextPolicy::Full => Some(
+            serde_json::to_string(&decision.context)
+                .map_err(|e| StoreError::Internal(format!("serialising a context: {e}")))?,
+        ),
+        ContextPolicy::Sha256 => None,
+    };
+    let answer = String::from_utf8(decision.answer)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Ok(args![
+        decision.id,
+        decision.tenant,
+        decision.kind.as_str(),
+        decision.entry_point,
+        decision.decided_at,
+        versions.json(&decision.versions)?,
+        context,
+        sha,
+        answer,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The hash as it was first computed: the sorted context built as a `Value`, then written.
+    fn sorted_then_written(value: &Value) -> [u8; 32] {
+        fn sorted(value: &Value) -> Value {
+            match value {
+                Value::Object(map) => {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                    Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (k.clone(), sorted(v)))
+                            .collect(),
+                    )
+                }
+                Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+                other => other.clone(),
+            }
+        }
+        Sha256::digest(sorted(value).to_string().as_bytes()).into()
+    }
+
+    #[test]
+    fn the_streamed_context_hash_is_the_hash_of_the_sorted_json() {
+        let contexts = [
+            json!({}),
+            json!({"z": 1, "a": [3, {"y": null, "b": true}], "m": {"q": "x\"\n\u{e9}", "c": -1.5e300}}),
+            json!({"country": "FR", "total": 260, "customer": {"tier": "gold", "since": 2019}}),
+            json!({"big": 18446744073709551615u64, "neg": -9223372036854775808i64, "f": 0.1}),
+        ];
+        for context in &contexts {
+            assert_eq!(
+                canonical_sha256(context),
+                sorted_then_written(context),
+                "{context}"
+            );
+        }
+        assert_eq!(
+            canonical_sha256(&json!({"a": 1, "b": {"c": 2, "d": 3}})),
+            canonical_sha256(&json!({"b": {"d": 3, "c": 2}, "a": 1}))
+        );
+    }
 }
