@@ -397,6 +397,13 @@ impl Replica {
         self.view().await?.score(name, input)
     }
 
+    /// Records a write made through [`Replica::client`] (whose answer carries the write's
+    /// `seq`), so that the replica's next read reflects it, as for the replica's own write
+    /// methods. For callers that want the server's whole answer to a write, not only its `seq`.
+    pub fn note_write(&self, seq: i64) {
+        self.wrote(seq);
+    }
+
     fn wrote(&self, seq: i64) -> i64 {
         self.inner.own.fetch_max(seq, Ordering::SeqCst);
         seq
