@@ -28,9 +28,17 @@
 //!
 //! Values are Python objects, cached as they are (not copied). A loader's exception is handed
 //! to every caller that waited for that load, as the same exception object.
+//!
+//! # The client
+//!
+//! `rulebook.Client` wraps [`client::NativeClient`], `rulebook-client`'s replica with the GIL
+//! released while it answers, restarted in a forked child (see `client.rs`); `json.rs` converts
+//! plain Python values to JSON and back.
 #![deny(missing_docs)]
 
+mod client;
 mod drive;
+mod json;
 mod key;
 
 use std::future::Future;
@@ -490,6 +498,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeCache>()?;
     module.add_class::<LoadOp>()?;
     module.add_class::<CachedFunction>()?;
+    module.add_class::<client::NativeClient>()?;
     module.add("DONE", DONE)?;
     module.add("RUN", RUN)?;
     module.add("WAIT", WAIT)?;
