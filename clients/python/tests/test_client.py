@@ -15,6 +15,8 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -316,6 +318,23 @@ def test_threads_share_one_client(client: rulebook.Client):
 
     for answers in run_threads(8, evaluate):
         assert answers == [expected["actions"]] * 50
+
+
+def test_a_waiting_call_lets_other_threads_run(server: Server, client: rulebook.Client):
+    """A thread blocked in the client (waiting for a change) has released the GIL: this thread
+    makes that change meanwhile, in Python. Were the GIL held, the write could only happen once
+    the wait had timed out, and the waiter would fail."""
+    head = client.status()["seq"]
+    reached: list[Any] = []
+    waiter = threading.Thread(target=lambda: reached.append(client.wait_for(head + 1, TIMEOUT)))
+    waiter.start()
+    eventually(
+        "the waiter is in the native call",
+        lambda: "wait_for" in repr(sys._current_frames().get(waiter.ident or 0)),
+    )
+    server.http("POST", "/v1/rules/cache_ttl_seconds/disable")
+    waiter.join(TIMEOUT)
+    assert reached and reached[0] >= head + 1
 
 
 def test_errors_are_the_classes_named_after_the_api_codes(server: Server, client: rulebook.Client):
