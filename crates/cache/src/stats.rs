@@ -6,6 +6,7 @@ use crate::shim::{AtomicU64, Ordering};
 /// A snapshot of a cache's counters, all since the cache was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct CacheStats {
     /// Reads answered from the cache.

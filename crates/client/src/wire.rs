@@ -31,6 +31,7 @@ pub const EVENT_END: &str = "end";
 
 /// An answer `T` with the `seq` it reflects (`{"seq": 12, ...T's fields}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Fresh<T> {
     /// For a read, the applied position it reflects; for a write, the `seq` of its change.
     pub seq: i64,
@@ -41,6 +42,7 @@ pub struct Fresh<T> {
 
 /// `GET /v1/snapshot`: every rule of the tenant, reflecting at least `seq` (with `ETag`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Snapshot {
     /// The tenant.
     pub tenant: String,
@@ -50,6 +52,7 @@ pub struct Snapshot {
 
 /// What happened to a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeOp {
     /// Created.
@@ -62,6 +65,7 @@ pub enum ChangeOp {
 
 /// One committed change of one rule: what to invalidate, never the new value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ChangeEvent {
     /// The change log's `seq` (also the event's `id`).
     pub seq: i64,
@@ -79,6 +83,7 @@ pub struct ChangeEvent {
 /// Sent every heartbeat interval, and once when the stream starts: every change of the tenant
 /// through `seq` has been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// The position.
     pub seq: i64,
@@ -88,6 +93,7 @@ pub struct Heartbeat {
 /// the instance itself started again from scratch): load a snapshot, then follow the stream from
 /// the snapshot's `seq`. The stream ends after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Reset {
     /// The instance's applied position.
     pub seq: i64,
@@ -98,6 +104,7 @@ pub struct Reset {
 /// The stream ends (the client fell too far behind, or the server is shutting down): reconnect
 /// with `Last-Event-ID`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct End {
     /// Every change of the tenant through it has been sent.
     pub seq: i64,
@@ -107,6 +114,7 @@ pub struct End {
 
 /// `GET /v1/params/{rule_id}/{field}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ParamAnswer {
     /// The rule.
     pub rule_id: String,
@@ -120,6 +128,7 @@ pub struct ParamAnswer {
 
 /// `GET /v1/rules/{id}/enabled`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct EnabledAnswer {
     /// The rule.
     pub rule_id: String,

@@ -92,6 +92,7 @@ impl EvalError {
 ///
 /// Serialised as `{"rule_id": "deep_rule", "version": 3, "code": "out_of_budget", "message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RuleError {
     /// The rule.
     pub rule_id: String,
@@ -116,6 +117,7 @@ impl RuleError {
 
 /// What to do when a rule fails at run time: the `on_error` of an evaluation or score request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Report the rule in the answer's `errors`, count it as not matched, evaluate the others.

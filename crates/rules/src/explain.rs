@@ -20,6 +20,7 @@ use crate::{EvalError, Limits};
 /// How one rule was decided. Serialised inline with an `outcome` tag, for example
 /// `{"outcome": "condition_false", "operator": ">", "operands": [250, 1000]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The condition held and the actions were computed: the rule is in `matched`.
@@ -36,6 +37,7 @@ pub enum Outcome {
         /// a bare `var` or a literal gives its one value. Absent when computing them again would
         /// exceed the rule's limits.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "utoipa", schema(value_type = Option<Vec<serde_json::Value>>))]
         operands: Option<Vec<Value>>,
     },
     /// The rule is disabled.
@@ -77,6 +79,7 @@ pub enum Outcome {
 /// [`crate::Evaluation::explain`], serialised as
 /// `{"id": "big_order", "version": 3, "priority": 10, "outcome": "matched"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RuleOutcome {
     /// The rule's id.
     pub id: String,
@@ -93,6 +96,7 @@ pub struct RuleOutcome {
 /// [`crate::ScoreResult::explain`]. A factor whose rule matched has its level in `factors`; one
 /// whose condition was false is LOW.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FactorOutcome {
     /// The factor; absent for a rule of the scorecard that is stored invalid (its factors are
     /// unknown until it is fixed).

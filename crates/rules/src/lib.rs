@@ -16,6 +16,12 @@
 //! - [`logic`]: JSONLogic conditions; `ruleset`, `params`, `scorecard`: what is compiled from
 //!   rules; `limits`: bounds on compiling and evaluating; `explain`: why each rule did or did not
 //!   match ([`Outcome`]).
+//! - `openapi` (feature `utoipa`, turned on by the service only): the OpenAPI schemas of the
+//!   types the HTTP API sends and takes. They are derived (`utoipa::ToSchema`) beside each type's
+//!   serde derives, so a schema is read from the same fields and attributes as the JSON and
+//!   cannot drift from it; only [`EntryPoint`] and [`Action`], whose serde is hand-written, have
+//!   hand-written schemas there. Behind a feature, so that a library user of this crate compiles
+//!   no OpenAPI code.
 #![deny(missing_docs)]
 
 pub mod django;
@@ -26,6 +32,8 @@ mod explain;
 mod level;
 mod limits;
 pub mod logic;
+#[cfg(feature = "utoipa")]
+mod openapi;
 mod rule;
 pub mod tags;
 mod validation;

@@ -15,6 +15,7 @@ use crate::{EntryPoint, Level};
 /// `updated_*`) are optional on input so that what a client read can be sent back after editing;
 /// the store sets them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// A code such as `RF-002` or `checkout_terms_banner`, unique within its tenant.
@@ -316,6 +317,7 @@ impl<'de> Deserialize<'de> for Action {
 ///
 /// When `fields` is not empty, a param it does not declare is an error.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ParamSchema {
     /// Each declared param by name.
@@ -335,6 +337,7 @@ impl ParamSchema {
 
 /// One declared param.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ParamSpec {
     /// The JSON type the value must have.
@@ -382,6 +385,7 @@ impl ParamSpec {
 
 /// The JSON type of a param.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ParamType {
     /// Any number.
@@ -432,6 +436,7 @@ impl ParamType {
 
 /// Two params that must be ordered: the value of `low` must not exceed the value of `high`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrderedPair {
     /// The param that must be smaller or equal.

@@ -210,6 +210,7 @@ impl CompiledAction {
 /// What an evaluation decided: the rules that matched (with their versions, so a caller can tell
 /// which rules decided) and their actions in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Evaluation {
     /// The entry point evaluated.
     pub entry_point: EntryPoint,
@@ -234,6 +235,7 @@ pub struct Evaluation {
 
 /// A rule that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct MatchedRule {
     /// The rule's id.
     pub id: String,
@@ -245,6 +247,7 @@ pub struct MatchedRule {
 
 /// One action of a matched rule, with its expressions evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FiredAction {
     /// The rule the action belongs to.
     pub rule_id: String,

@@ -65,6 +65,7 @@ pub struct ScoreRequest {
 
 /// The outcome of one scoring request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ScoreResult {
     /// The scorecard's name.
     pub scorecard: String,
@@ -89,6 +90,7 @@ pub struct ScoreResult {
 
 /// One factor's level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FactorScore {
     /// The factor's name.
     pub factor: String,

@@ -18,6 +18,7 @@ use crate::{Action, Level, RESERVED_ACTION_FIELDS, ROUTE, SCORE};
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Where: `id`, `params.lowThreshold`, `actions[2].type`, ...
     pub path: String,

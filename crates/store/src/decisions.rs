@@ -31,6 +31,7 @@ use crate::Store;
 
 /// What kind of answer a decision is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DecisionKind {
     /// An evaluation of an entry point (`POST /v1/evaluate/...`, and each result of a batch).
@@ -90,6 +91,7 @@ pub struct NewDecision {
 
 /// A logged decision, as `GET /v1/decisions/{id}` answers it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Decision {
     /// The decision id.
     pub decision_id: String,

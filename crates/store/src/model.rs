@@ -34,6 +34,7 @@ impl Author {
 
 /// The kind of a write, as recorded in the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     /// A new rule.
@@ -88,6 +89,7 @@ impl ChangeKind {
 
 /// One version of a rule in its audit trail.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     /// The version this entry created (for a delete, the version after the last one).
     pub version: i64,

@@ -35,6 +35,7 @@ const BOOKKEEPING: [&str; 5] = [
 
 /// What changed between two versions of a rule, as `GET /v1/rules/{id}/diff` answers it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct VersionDiff {
     /// The rule.
     pub rule_id: String,
@@ -44,6 +45,7 @@ pub struct VersionDiff {
     pub to: i64,
     /// An RFC 6902 JSON Patch that turns version `from`'s document into version `to`'s
     /// (bookkeeping fields such as `version` and `updated_at` left out).
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<Object>))]
     pub patch: json_patch::Patch,
     /// The same changes as a readable list, one per changed field, in the patch's order.
     pub changes: Vec<FieldChange>,
@@ -51,11 +53,13 @@ pub struct VersionDiff {
 
 /// One changed field of a [`VersionDiff`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FieldChange {
     /// The field, written the way the validation errors write paths: `condition`,
     /// `actions[0].message`, `params.rate`.
     pub field: String,
     /// `added`, `removed` or `changed`.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, pattern = "^(added|removed|changed)$"))]
     pub change: &'static str,
     /// The value in version `from` (absent when the field was added).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 /// The feed's state, for `/health`. Serialises to JSON as is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct FeedStatus {
     /// `postgres` or `sqlite`.
     pub backend: &'static str,
@@ -61,6 +62,7 @@ pub struct FeedStatus {
 
 /// PostgreSQL LISTEN.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ListenStatus {
     /// Whether the LISTEN connection is up.
     pub connected: bool,
@@ -75,6 +77,7 @@ pub struct ListenStatus {
 
 /// Redis pub/sub.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RedisStatus {
     /// The URL, password hidden.
     pub url: String,
@@ -104,6 +107,7 @@ pub struct RedisStatus {
 
 /// Change-log pruning.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct PruneStatus {
     /// How long changes are kept, in seconds.
     pub keep_secs: u64,
