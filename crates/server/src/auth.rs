@@ -171,3 +171,39 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<TokenRecord, Ap
         )
     })
 }
+
+/// The request header every extractor here reads, as the OpenAPI document names it.
+fn tenant_parameter() -> Vec<utoipa::openapi::path::Parameter> {
+    vec![crate::api::openapi::optional(
+        "X-Tenant-ID",
+        utoipa::openapi::path::ParameterIn::Header,
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1)),
+        "The tenant the request acts on; `default` when left out",
+    )]
+}
+
+impl utoipa::IntoParams for Reader {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        tenant_parameter()
+    }
+}
+
+impl utoipa::IntoParams for Writer {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        tenant_parameter()
+    }
+}
+
+impl utoipa::IntoParams for Admin {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        tenant_parameter()
+    }
+}

@@ -27,17 +27,27 @@ pub struct ApiError {
     seq: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// Every error answer of the API (named `Error` in the OpenAPI document).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Envelope<'a> {
+    /// What went wrong.
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
+/// The error itself (named `ErrorDetail` in the OpenAPI document).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 struct Body<'a> {
+    /// Stable and meant for programs, such as `rule_not_found` or `validation_failed`.
     code: &'a str,
+    /// For the person who sent the request: what was wrong and how to fix it.
     message: &'a str,
+    /// Validation failures: one entry per problem, with the field's path.
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(value_type = Vec<FieldError>)]
     errors: &'a [FieldError],
+    /// Version conflicts: the rule's current version.
     #[serde(skip_serializing_if = "Option::is_none")]
     current_version: Option<i64>,
 }

@@ -22,6 +22,7 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rulebook_client::wire;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -95,6 +96,39 @@ impl FromRequestParts<AppState> for Fresh {
     }
 }
 
+/// `min_seq` and `X-Rulebook-Min-Seq`, as the OpenAPI document names them.
+impl utoipa::IntoParams for Fresh {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::ParameterIn;
+        let position = || {
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(0))
+        };
+        vec![
+            crate::api::openapi::optional(
+                "min_seq",
+                ParameterIn::Query,
+                position(),
+                "Answer only once this instance has applied the change log through this \
+                 position (such as the `seq` a write answered); 503 `not_yet_current` if it does \
+                 not within `--min-seq-wait`",
+            ),
+            crate::api::openapi::optional(
+                "X-Rulebook-Min-Seq",
+                ParameterIn::Header,
+                position(),
+                "The same as `min_seq`; the higher of the two wins",
+            ),
+        ]
+    }
+}
+
 /// Waits for the applied position to reach `seq` (see the module docs).
 async fn wait_for(state: &AppState, seq: i64) -> Result<i64, ApiError> {
     state.want_position(seq);
@@ -116,20 +150,14 @@ async fn wait_for(state: &AppState, seq: i64) -> Result<i64, ApiError> {
         })
 }
 
-/// A JSON answer with its `seq`: the body is `T`'s fields with `"seq"` first, and the same
-/// number is in `X-Rulebook-Seq`. `T` must serialize as a JSON object.
+/// A JSON answer with its `seq`: the body is `T`'s fields with `"seq"` first
+/// ([`wire::Fresh<T>`](rulebook_client::wire::Fresh), the shape the OpenAPI document names), and
+/// the same number is in `X-Rulebook-Seq`. `T` must serialize as a JSON object.
 #[derive(Debug)]
 pub struct Answer<T> {
     seq: i64,
     body: T,
     capacity: usize,
-}
-
-#[derive(Serialize)]
-struct WithSeq<'a, T> {
-    seq: i64,
-    #[serde(flatten)]
-    body: &'a T,
 }
 
 impl<T: Serialize> Answer<T> {
@@ -153,9 +181,11 @@ impl<T: Serialize> Answer<T> {
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(self.capacity);
-        let with_seq = WithSeq {
+        // The wire type is the one home of the shape: clients read it, the OpenAPI document
+        // describes it.
+        let with_seq = wire::Fresh {
             seq: self.seq,
-            body: &self.body,
+            body: self.body,
         };
         if let Err(e) = serde_json::to_writer(&mut body, &with_seq) {
             return ApiError::internal(e).into_response();

@@ -61,7 +61,7 @@ use crate::freshness::SEQ_HEADER;
 use crate::state::AppState;
 
 /// An evaluation answer (see the module docs for the shape).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DecisionAnswer<'a, T: Serialize> {
     /// The change-log position the answer reflects.
     pub seq: i64,
@@ -92,7 +92,7 @@ pub struct DraftAnswer<'a> {
 }
 
 /// The `as_of` part of an answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AsOf {
     /// The time the rules were taken as of.
     pub time: DateTime<Utc>,

@@ -3,12 +3,13 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_rules::{EntryPoint, OnError};
-use serde::Deserialize;
+use rulebook_rules::{EntryPoint, Evaluation, OnError};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::answer::json_response;
+use crate::api::answer::{json_response, DecisionAnswer};
 use crate::api::evaluate::{check_context, evaluate_entry_point};
+use crate::api::openapi::{Errors, TooLarge};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -19,13 +20,15 @@ use crate::state::AppState;
 pub const MAX_ENTRY_POINTS: usize = 100;
 
 /// The body of `POST /v1/evaluate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     /// The entry points, each evaluated once, in this order (1 to 100).
+    #[schema(min_items = 1, max_items = 100)]
     pub entry_points: Vec<String>,
     /// The input every entry point's conditions see.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub context: Value,
     /// The evaluation time (RFC 3339); now when left out, or `as_of` when that is given.
     #[serde(default)]
@@ -43,6 +46,48 @@ pub struct BatchBody {
     pub explain: bool,
 }
 
+/// The answer of `POST /v1/evaluate`. Written around each result's already encoded bytes, so
+/// never built: this type names the shape for the OpenAPI document.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only (see above)
+pub struct BatchAnswer {
+    /// The change-log position every result reflects.
+    seq: i64,
+    /// One per entry point asked, in order.
+    results: Vec<BatchResult>,
+}
+
+/// One entry point's result: its answer, or its error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documentation only (see `BatchAnswer`)
+enum BatchResult {
+    /// The entry point's answer, as `POST /v1/evaluate/{entry_point}` gives it.
+    Decided(DecisionAnswer<'static, Evaluation>),
+    /// Why this entry point has no answer.
+    Failed(BatchFailure<'static>),
+}
+
+/// One entry point of a batch that could not be evaluated; the others are.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchFailure<'a> {
+    /// The entry point, normalised when it could be.
+    entry_point: &'a str,
+    /// Why.
+    error: BatchError<'a>,
+}
+
+/// A batch entry's error: the status and error the single evaluation would have answered.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchError<'a> {
+    /// The HTTP status the single evaluation would have answered.
+    status: u16,
+    /// Stable and meant for programs.
+    code: &'a str,
+    /// What was wrong and how to fix it.
+    message: &'a str,
+}
+
 fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
 }
@@ -52,6 +97,19 @@ fn empty_object() -> Value {
 /// either that entry point's [`crate::api::answer::DecisionAnswer`] (with its own `decision_id`, logged like any
 /// evaluation) or `{"entry_point": ..., "error": {"status": ..., "code": ..., "message": ...}}`;
 /// one entry point's failure does not fail the others.
+#[utoipa::path(
+    post,
+    path = "/v1/evaluate",
+    tag = "evaluate",
+    params(Reader, Fresh),
+    request_body = BatchBody,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "One result per entry point, in the order asked: its answer, or its own error", body = BatchAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn evaluate_many(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -96,14 +154,14 @@ pub async fn evaluate_many(
             Ok(bytes) => out.extend_from_slice(&bytes),
             Err((entry_point, error)) => serde_json::to_writer(
                 &mut out,
-                &serde_json::json!({
-                "entry_point": entry_point,
-                "error": {
-                    "status": error.status().as_u16(),
-                    "code": error.code(),
-                    "message": error.message(),
-                }
-                }),
+                &BatchFailure {
+                    entry_point: &entry_point,
+                    error: BatchError {
+                        status: error.status().as_u16(),
+                        code: error.code(),
+                        message: error.message(),
+                    },
+                },
             )
             .map_err(ApiError::internal)?,
         }

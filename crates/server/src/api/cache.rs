@@ -7,13 +7,14 @@ use rulebook_cache::CacheStats;
 use rulebook_rules::EntryPoint;
 use serde::{Deserialize, Serialize};
 
+use crate::api::openapi::{Errors, TooLarge};
 use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
 
 /// The answer of `GET /v1/cache/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// The tenant whose loads are listed.
     pub tenant: String,
@@ -30,7 +31,7 @@ pub struct Stats {
 }
 
 /// Loads of one cached item.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemLoads {
     /// `entry_point:<ep>`, `params`, `scorecard:<name>` or `unlisted`.
     pub item: String,
@@ -39,6 +40,17 @@ pub struct ItemLoads {
 }
 
 /// `GET /v1/cache/stats`.
+#[utoipa::path(
+    get,
+    path = "/v1/cache/stats",
+    tag = "cache",
+    params(Reader),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The cache's counters, and this tenant's loads per item", body = Stats),
+        Errors,
+    )
+)]
 pub async fn stats(State(state): State<AppState>, Reader(caller): Reader) -> Json<Stats> {
     let loads = state
         .registry()
@@ -59,7 +71,7 @@ pub async fn stats(State(state): State<AppState>, Reader(caller): Reader) -> Jso
 }
 
 /// The body of `POST /v1/cache/invalidate`.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Invalidate {
     /// Entry points whose rulesets to drop.
@@ -75,6 +87,19 @@ pub struct Invalidate {
 
 /// `POST /v1/cache/invalidate` (admin): drops entries of the request's tenant. Answers what was
 /// invalidated, entry points normalised.
+#[utoipa::path(
+    post,
+    path = "/v1/cache/invalidate",
+    tag = "cache",
+    params(Admin),
+    request_body = Invalidate,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What was invalidated, entry points normalised", body = Invalidate),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn invalidate(
     State(state): State<AppState>,
     Admin(caller): Admin,

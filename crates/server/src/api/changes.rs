@@ -45,6 +45,7 @@ use rulebook_sync::Released;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
+use crate::api::openapi::Errors;
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::QueryParams;
@@ -54,14 +55,27 @@ use crate::state::AppState;
 const PAGE: u32 = 500;
 
 /// The query of `GET /v1/changes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// Send the changes after this `seq` (`Last-Event-ID` wins when both are sent); from the
     /// instance's applied position when neither is.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
 }
 
 /// `GET /v1/changes[?after=SEQ]`, `Last-Event-ID: SEQ`.
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    tag = "replicas",
+    params(Reader, ChangesQuery, ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: send the changes after it (wins over `after`)")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Server-Sent Events: `change`, `heartbeat`, `reset` and `end`, each with `id` = a `seq` and JSON `data` (see the client crate's `wire` module)", content_type = "text/event-stream", body = String),
+        Errors,
+    )
+)]
 pub async fn changes(
     State(state): State<AppState>,
     Reader(caller): Reader,

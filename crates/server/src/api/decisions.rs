@@ -6,10 +6,12 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use rulebook_client::wire;
 use rulebook_rules::EntryPoint;
 use rulebook_store::{Decision, DecisionQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::api::openapi::{ErrorBody, Errors};
 use crate::api::page;
 use crate::auth::Reader;
 use crate::error::ApiError;
@@ -22,6 +24,18 @@ pub const MAX_LIMIT: u32 = 1000;
 
 /// `GET /v1/decisions/{id}`: the logged decision: its id, time, tenant, entry point, the versions
 /// of the rules used, the context (or only its SHA-256) and the answer as sent.
+#[utoipa::path(
+    get,
+    path = "/v1/decisions/{id}",
+    tag = "decisions",
+    params(Reader, Fresh, ("id" = String, Path, description = "The decision id an answer carried")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The logged decision", body = wire::Fresh<Decision>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such decision in the tenant (never logged, or pruned)", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -33,7 +47,8 @@ pub async fn get(
 }
 
 /// The query of `GET /v1/decisions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this entry point (or scorecard).
@@ -43,16 +58,18 @@ pub struct ListQuery {
     /// Only decisions made before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
     /// At most this many (default 100, at most 1000), oldest first.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
     /// `min_seq`, read by [`Fresh`]; named here so that it is not refused as unknown.
     #[serde(default, rename = "min_seq")]
+    #[param(ignore)]
     _min_seq: Option<String>,
 }
 
 /// The answer of `GET /v1/decisions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DecisionList {
     /// The decisions, oldest first.
     pub decisions: Vec<Decision>,
@@ -62,6 +79,17 @@ pub struct DecisionList {
 
 /// `GET /v1/decisions?entry_point=EP&since=T&until=T&limit=N`: logged decisions, oldest first.
 /// To page on, ask again with `cursor` = the answer's `next_cursor` (see [`page`]).
+#[utoipa::path(
+    get,
+    path = "/v1/decisions",
+    tag = "decisions",
+    params(Reader, Fresh, ListQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Logged decisions, oldest first", body = wire::Fresh<DecisionList>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        Errors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_rules::{EntryPoint, Limits, OnError, Ruleset, ScoreRequest};
+use rulebook_client::wire;
+use rulebook_rules::{EntryPoint, Evaluation, Limits, OnError, Ruleset, ScoreRequest, ScoreResult};
 use rulebook_store::{DecisionKind, VersionsUsed};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -19,6 +20,7 @@ pub use rulebook_client::wire::{EnabledAnswer, ParamAnswer};
 
 use crate::api::answer::{encode, json_response, AsOf, Decision, DecisionAnswer, ToLog};
 use crate::api::drafts::{self, Drafts};
+use crate::api::openapi::{ErrorBody, Errors, TooLarge};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
@@ -29,20 +31,23 @@ use crate::state::AppState;
 pub const MAX_CONTEXTS: usize = 100;
 
 /// The body of `POST /v1/evaluate/{entry_point}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateBody {
     /// The input the rules' conditions see (`{}` when left out; `null` is refused, as any
     /// context that is not an object).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Object)]
     pub context: Option<Value>,
     /// Several inputs instead of `context` (1 to 100): the answer is then
     /// `{"seq": ..., "results": [...]}`, one answer per context in the order sent.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>, min_items = 1, max_items = 100)]
     pub contexts: Option<Vec<Value>>,
     /// Rule documents that are not saved, evaluated in place of the saved rules with the same ids
     /// and beside the rest; nothing is written, cached or logged (see [`crate::api::drafts`]).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub drafts: Option<Vec<Value>>,
     /// `true`: the answer explains how every rule was decided (`explain`, see
     /// [`crate::api::answer`]).
@@ -69,6 +74,20 @@ fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, 
 /// `POST /v1/evaluate/{entry_point}`: the matched rules with their versions, and their actions,
 /// as a [`DecisionAnswer`]; with `contexts`, one answer per context; with `drafts`, evaluated with
 /// rules that are not saved (see [`crate::api::drafts`]).
+#[utoipa::path(
+    post,
+    path = "/v1/evaluate/{entry_point}",
+    tag = "evaluate",
+    params(Reader, Fresh, ("entry_point" = String, Path, description = "The entry point, such as `checkout_terms` (normalised: `Checkout Terms` names it too)")),
+    request_body(content = Option<EvaluateBody>, description = "Optional: an empty body evaluates an empty context now"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The matched rules with their versions, and their actions", body = DecisionAnswer<Evaluation>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 422, description = "A rule failed at run time and `on_error` is `fail` (`evaluation_failed`; `errors` lists the rules)", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn evaluate(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -250,6 +269,18 @@ pub(crate) async fn evaluate_entry_point(
 }
 
 /// `GET /v1/params/{rule_id}/{field}`: a parameter's current value.
+#[utoipa::path(
+    get,
+    path = "/v1/params/{rule_id}/{field}",
+    tag = "evaluate",
+    params(Reader, Fresh, ("rule_id" = String, Path, description = "The rule"), ("field" = String, Path, description = "The param's name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The param's current value", body = wire::Fresh<ParamAnswer>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such rule, or the rule has no such param (`message` lists its params)", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn param(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -289,6 +320,18 @@ pub async fn param(
 }
 
 /// `GET /v1/rules/{id}/enabled`.
+#[utoipa::path(
+    get,
+    path = "/v1/rules/{id}/enabled",
+    tag = "evaluate",
+    params(Reader, Fresh, ("id" = String, Path, description = "The rule's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Whether the rule is enabled", body = wire::Fresh<EnabledAnswer>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn enabled(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -310,7 +353,7 @@ pub async fn enabled(
 }
 
 /// The body of `POST /v1/score/{scorecard}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreBody {
     /// What is scored.
@@ -336,6 +379,21 @@ pub struct ScoreBody {
 
 /// `POST /v1/score/{scorecard}`: levels per factor (each with its rule's version), the overall
 /// level and the route, as a [`DecisionAnswer`].
+#[utoipa::path(
+    post,
+    path = "/v1/score/{scorecard}",
+    tag = "evaluate",
+    params(Reader, Fresh, ("scorecard" = String, Path, description = "The scorecard: its rules are tagged `scorecard:<name>`")),
+    request_body = ScoreBody,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The level of each factor (with its rule's version), the overall level and the route", body = DecisionAnswer<ScoreResult>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "The scorecard has no factors in the tenant", body = ErrorBody),
+        (status = 422, description = "An override is not valid, or a factor rule failed and `on_error` is `fail`", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn score(
     State(state): State<AppState>,
     Reader(caller): Reader,

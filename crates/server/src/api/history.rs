@@ -5,10 +5,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use rulebook_client::wire;
+use rulebook_rules::Rule;
 use rulebook_store::{HistoryEntry, VersionDiff};
 use serde::Deserialize;
 
-use crate::api::rules::{author, if_match, with_etag};
+use crate::api::openapi::{ErrorBody, Errors, TooLarge};
+use crate::api::rules::{author, if_match, with_etag, IfMatch};
 use crate::auth::{Reader, Writer};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
@@ -17,6 +20,18 @@ use crate::state::AppState;
 
 /// `GET /v1/rules/{id}/history/{version}`: that version's entry, its document in `rule` (also for
 /// a rule deleted since).
+#[utoipa::path(
+    get,
+    path = "/v1/rules/{id}/history/{version}",
+    tag = "rules",
+    params(Reader, Fresh, ("id" = String, Path, description = "The rule's id"), ("version" = i64, Path, description = "The version")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "That version's history entry, its document in `rule`", body = wire::Fresh<HistoryEntry>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such rule, or no such version of it (`message` lists the versions there are)", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn version(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -31,7 +46,8 @@ pub async fn version(
 }
 
 /// The query of `GET /v1/rules/{id}/diff`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     /// The version to diff from.
@@ -40,12 +56,25 @@ pub struct DiffQuery {
     pub to: i64,
     /// `min_seq`, read by [`Fresh`]; named here so that it is not refused as unknown.
     #[serde(default, rename = "min_seq")]
+    #[param(ignore)]
     _min_seq: Option<String>,
 }
 
 /// `GET /v1/rules/{id}/diff?from=V1&to=V2`: what changed from `V1` to `V2`, as an RFC 6902 JSON
 /// Patch (`patch`) and as a field list (`changes`, each with `field`, `change`, `before`,
 /// `after`). Bookkeeping fields (`version`, `created_*`, `updated_*`) are left out.
+#[utoipa::path(
+    get,
+    path = "/v1/rules/{id}/diff",
+    tag = "rules",
+    params(Reader, Fresh, ("id" = String, Path, description = "The rule's id"), DiffQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "What changed from `from` to `to`: an RFC 6902 patch and a field list", body = wire::Fresh<VersionDiff>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such rule, or no such version of it", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn diff(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -61,7 +90,7 @@ pub async fn diff(
 }
 
 /// The body of `POST /v1/rules/{id}/rollback`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
     /// The earlier version whose content becomes the rule's next version.
@@ -76,6 +105,22 @@ pub struct RollbackBody {
 /// history entry (kind `rollback`, `restored_from: V`), the change log and invalidation on every
 /// instance. A deleted rule is restored the same way. `If-Match`, when sent, must name the
 /// current version (for a deleted rule, the version that recorded the deletion): else 409.
+#[utoipa::path(
+    post,
+    path = "/v1/rules/{id}/rollback",
+    tag = "rules",
+    params(Writer, ("id" = String, Path, description = "The rule's id"), IfMatch),
+    request_body = RollbackBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rolled back: the rule's new version", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule, or no such version of it", body = ErrorBody),
+        (status = 409, description = "`If-Match` does not name the current version", body = ErrorBody),
+        (status = 422, description = "The earlier version is not valid today", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn rollback(
     State(state): State<AppState>,
     Writer(caller): Writer,

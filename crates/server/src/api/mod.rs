@@ -13,6 +13,11 @@
 //! | [`snapshot`] | `GET /v1/snapshot` |
 //! | [`changes`] | `GET /v1/changes` (Server-Sent Events) |
 //! | [`ops`] | `GET /health`, `GET /health/live`, `GET /metrics`, `GET /admin` |
+//! | [`openapi`] | `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers |
+//!
+//! [`app`] and [`openapi()`] are built from one list of handlers ([`routes`]): each handler's
+//! `#[utoipa::path]` annotation says its method and path, and utoipa-axum's `OpenApiRouter`
+//! routes it and documents it in the same step, so the router and the document cannot drift.
 
 pub mod answer;
 pub mod batch;
@@ -22,6 +27,7 @@ pub mod decisions;
 pub mod drafts;
 pub mod evaluate;
 pub mod history;
+pub mod openapi;
 pub mod ops;
 pub mod page;
 pub mod rules;
@@ -31,8 +37,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -41,42 +49,8 @@ use crate::state::AppState;
 /// serve it with [`crate::Server::serve`].
 pub fn app(state: AppState) -> Router {
     let body_limit = state.limits().body_limit;
-    Router::new()
-        .route("/health", get(ops::health))
-        .route("/health/live", get(ops::live))
-        .route("/metrics", get(ops::metrics))
-        .route("/admin", get(ops::admin_page))
-        .route("/v1/evaluate", post(batch::evaluate_many))
-        .route("/v1/evaluate/{entry_point}", post(evaluate::evaluate))
-        .route("/v1/params/{rule_id}/{field}", get(evaluate::param))
-        .route("/v1/score/{scorecard}", post(evaluate::score))
-        .route("/v1/rules", get(rules::list).post(rules::create))
-        // A static path wins over `{id}`, so the rule whose id is `import` is served here too.
-        .route(
-            "/v1/rules/import",
-            post(rules::import)
-                .get(rules::get_import)
-                .put(rules::update_import)
-                .delete(rules::delete_import),
-        )
-        .route(
-            "/v1/rules/{id}",
-            get(rules::get).put(rules::update).delete(rules::delete),
-        )
-        .route("/v1/rules/{id}/enabled", get(evaluate::enabled))
-        .route("/v1/rules/{id}/params", patch(rules::patch_params))
-        .route("/v1/rules/{id}/enable", post(rules::enable))
-        .route("/v1/rules/{id}/disable", post(rules::disable))
-        .route("/v1/rules/{id}/history", get(rules::history))
-        .route("/v1/snapshot", get(snapshot::snapshot))
-        .route("/v1/changes", get(changes::changes))
-        .route("/v1/rules/{id}/history/{version}", get(history::version))
-        .route("/v1/rules/{id}/diff", get(history::diff))
-        .route("/v1/rules/{id}/rollback", post(history::rollback))
-        .route("/v1/decisions", get(decisions::list))
-        .route("/v1/decisions/{id}", get(decisions::get))
-        .route("/v1/cache/stats", get(cache::stats))
-        .route("/v1/cache/invalidate", post(cache::invalidate))
+    let (router, _document) = routes().split_for_parts();
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -87,6 +61,50 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(middleware::map_response(nosniff))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of [`app`]'s routes (served at `GET /openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+/// Every route, each routed and documented from its handler's `#[utoipa::path]` annotation.
+/// Add a route here, with `routes!`, never with `route`: that would serve it undocumented (and
+/// `every_route_is_in_the_openapi_document` would fail).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::live))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::admin_page))
+        .routes(routes!(openapi::document))
+        .routes(routes!(batch::evaluate_many))
+        .routes(routes!(evaluate::evaluate))
+        .routes(routes!(evaluate::param))
+        .routes(routes!(evaluate::score))
+        .routes(routes!(rules::list, rules::create))
+        // A static path wins over `{id}`, so the rule whose id is `import` is served here too.
+        .routes(routes!(
+            rules::import,
+            rules::get_import,
+            rules::update_import,
+            rules::delete_import
+        ))
+        .routes(routes!(rules::get, rules::update, rules::delete))
+        .routes(routes!(evaluate::enabled))
+        .routes(routes!(rules::patch_params))
+        .routes(routes!(rules::enable))
+        .routes(routes!(rules::disable))
+        .routes(routes!(rules::history))
+        .routes(routes!(snapshot::snapshot))
+        .routes(routes!(changes::changes))
+        .routes(routes!(history::version))
+        .routes(routes!(history::diff))
+        .routes(routes!(history::rollback))
+        .routes(routes!(decisions::list))
+        .routes(routes!(decisions::get))
+        .routes(routes!(cache::stats))
+        .routes(routes!(cache::invalidate))
 }
 
 /// `X-Content-Type-Options: nosniff` on every answer, so a browser never guesses a JSON or text

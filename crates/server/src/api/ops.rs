@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::state::AppState;
 
 /// The answer of `GET /health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`, `starting` (the first load has not finished) or `degraded`.
     pub status: &'static str,
@@ -34,7 +34,7 @@ pub struct Health {
 }
 
 /// The store's part of `/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreHealth {
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
@@ -46,7 +46,7 @@ pub struct StoreHealth {
 }
 
 /// The rules folder's part of `/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RulesDirHealth {
     /// The folder.
     pub dir: String,
@@ -59,7 +59,7 @@ pub struct RulesDirHealth {
 }
 
 /// One unusable rule file.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FileProblemHealth {
     /// The file.
     pub path: String,
@@ -86,6 +86,15 @@ impl From<FilesStatus> for RulesDirHealth {
 }
 
 /// `GET /health`: 200 when ready, 503 otherwise; the body says why.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready for traffic", body = Health),
+        (status = 503, description = "Not ready: starting, or degraded (the body says why)", body = Health),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> Response {
     let ping = state.store().ping().await;
     let feed = state.feed_status();
@@ -119,12 +128,31 @@ pub async fn health(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// The answer of `GET /health/live`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Live {
+    /// Always true: the process answers.
+    pub live: bool,
+}
+
 /// `GET /health/live`: 200 while the process answers.
-pub async fn live() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "live": true }))
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "ops",
+    responses((status = 200, description = "The process answers", body = Live))
+)]
+pub async fn live() -> Json<Live> {
+    Json(Live { live: true })
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses((status = 200, description = "Counters and latency histograms in Prometheus' text format", content_type = "text/plain", body = String))
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -134,6 +162,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /admin`: the web admin page.
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "ops",
+    responses((
+        status = 200,
+        description = "The web admin page",
+        content_type = "text/html",
+        body = String,
+        headers(("Content-Security-Policy" = String, description = "Only the page's own inline script and style, by hash"))
+    ))
+)]
 pub async fn admin_page() -> Response {
     (
         [(header::CONTENT_SECURITY_POLICY, ADMIN_CSP.as_str())],

@@ -13,11 +13,13 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use rulebook_client::wire;
 use rulebook_rules::{EntryPoint, FieldError, Rule};
 use rulebook_store::{Author, HistoryEntry, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::api::openapi::{ErrorBody, Errors, RuleBody, TooLarge};
 use crate::api::page;
 use crate::auth::{Caller, Reader, Writer};
 use crate::error::{plural, ApiError};
@@ -26,7 +28,8 @@ use crate::freshness::{Answer, Fresh};
 use crate::state::AppState;
 
 /// The query of `GET /v1/rules`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only the rules of this entry point.
     pub entry_point: Option<String>,
@@ -37,7 +40,7 @@ pub struct ListQuery {
 }
 
 /// The answer of `GET /v1/rules`: one page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RuleList {
     /// The rules, by priority then id.
     pub rules: Vec<Rule>,
@@ -47,6 +50,17 @@ pub struct RuleList {
 
 /// `GET /v1/rules[?entry_point=EP][&limit=N][&cursor=C]`: one page of the tenant's rules (see
 /// [`page`] for how pages stay stable while others write).
+#[utoipa::path(
+    get,
+    path = "/v1/rules",
+    tag = "rules",
+    params(Reader, Fresh, ListQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The rules, by priority then id", body = wire::Fresh<RuleList>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        Errors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -80,6 +94,18 @@ pub async fn list(
 }
 
 /// `GET /v1/rules/{id}`, with `ETag` = the version.
+#[utoipa::path(
+    get,
+    path = "/v1/rules/{id}",
+    tag = "rules",
+    params(Reader, Fresh, ("id" = String, Path, description = "The rule's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The rule", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -107,6 +133,21 @@ pub(crate) fn with_etag(status: StatusCode, written: Written) -> Response {
 }
 
 /// `POST /v1/rules`: creates a rule (201, with `ETag` and `Location`).
+#[utoipa::path(
+    post,
+    path = "/v1/rules",
+    tag = "rules",
+    params(Writer),
+    request_body = RuleBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"), ("Location" = String, description = "The rule's URL"))),
+        (status = 409, description = "A rule with this id exists (`rule_exists`)", body = ErrorBody),
+        (status = 422, description = "The rule is not valid: `errors` lists every problem with its field path", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -128,6 +169,23 @@ pub async fn create(
 
 /// `PUT /v1/rules/{id}`: replaces a rule, if it is still at the version named by `If-Match`
 /// (or by the body's `version` when there is no `If-Match`).
+#[utoipa::path(
+    put,
+    path = "/v1/rules/{id}",
+    tag = "rules",
+    params(Writer, ("id" = String, Path, description = "The rule's id"), IfMatch),
+    request_body = RuleBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        (status = 409, description = "The rule is no longer at the version named (`current_version` says which it is at), or `If-Match` and the body disagree", body = ErrorBody),
+        (status = 422, description = "The rule is not valid: `errors` lists every problem with its field path", body = ErrorBody),
+        (status = 428, description = "Neither `If-Match` nor the body's `version` names the version replaced", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -183,7 +241,7 @@ pub async fn update(
 }
 
 /// The body of `PATCH /v1/rules/{id}/params`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamsPatch {
     /// A JSON merge patch of the params: each key replaces that param, `null` removes it.
@@ -197,6 +255,22 @@ pub struct ParamsPatch {
 }
 
 /// `PATCH /v1/rules/{id}/params`: changes some params, validated against the rule's schema.
+#[utoipa::path(
+    patch,
+    path = "/v1/rules/{id}/params",
+    tag = "rules",
+    params(Writer, ("id" = String, Path, description = "The rule's id"), IfMatch),
+    request_body = ParamsPatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
+        (status = 422, description = "The params do not fit the rule's `param_schema`: `errors` lists every problem", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn patch_params(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -235,7 +309,7 @@ pub async fn patch_params(
 }
 
 /// The body of enable, disable and delete: all optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteBody {
     /// Why.
@@ -247,6 +321,21 @@ pub struct WriteBody {
 }
 
 /// `POST /v1/rules/{id}/enable`.
+#[utoipa::path(
+    post,
+    path = "/v1/rules/{id}/enable",
+    tag = "rules",
+    params(Writer, ("id" = String, Path, description = "The rule's id"), IfMatch),
+    request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Enabled", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn enable(
     state: State<AppState>,
     writer: Writer,
@@ -258,6 +347,21 @@ pub async fn enable(
 }
 
 /// `POST /v1/rules/{id}/disable`.
+#[utoipa::path(
+    post,
+    path = "/v1/rules/{id}/disable",
+    tag = "rules",
+    params(Writer, ("id" = String, Path, description = "The rule's id"), IfMatch),
+    request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Disabled", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn disable(
     state: State<AppState>,
     writer: Writer,
@@ -298,13 +402,28 @@ async fn set_enabled(
 }
 
 /// The answer of `DELETE /v1/rules/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     /// The rule as it was.
     pub deleted: Rule,
 }
 
 /// `DELETE /v1/rules/{id}`: its history stays, ending with a `delete` entry.
+#[utoipa::path(
+    delete,
+    path = "/v1/rules/{id}",
+    tag = "rules",
+    params(Writer, ("id" = String, Path, description = "The rule's id"), IfMatch),
+    request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted: the rule as it was", body = wire::Fresh<Deleted>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -333,7 +452,7 @@ pub async fn delete(
 }
 
 /// The answer of `GET /v1/rules/{id}/history`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct History {
     /// The rule.
     pub rule_id: String,
@@ -344,7 +463,8 @@ pub struct History {
 }
 
 /// The query of `GET /v1/rules/{id}/history`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Versions per page, 1 to [`page::MAX_LIMIT`]; [`page::DEFAULT_LIMIT`] when absent.
     pub limit: Option<usize>,
@@ -354,6 +474,18 @@ pub struct HistoryQuery {
 
 /// `GET /v1/rules/{id}/history[?limit=N][&cursor=C]`: the audit trail (also for a deleted
 /// rule), a page at a time, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/rules/{id}/history",
+    tag = "rules",
+    params(Reader, Fresh, ("id" = String, Path, description = "The rule's id"), HistoryQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of the versions, oldest first (also for a deleted rule)", body = wire::Fresh<History>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn history(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -432,6 +564,24 @@ fn parse_rule(document: Map<String, Value>) -> Result<Rule, ApiError> {
     })
 }
 
+/// `If-Match`, as the OpenAPI document names it: the header [`if_match`] reads.
+pub(crate) struct IfMatch;
+
+impl utoipa::IntoParams for IfMatch {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![crate::api::openapi::optional(
+            "If-Match",
+            utoipa::openapi::path::ParameterIn::Header,
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String),
+            "The `ETag` read (`\"3\"`, `W/\"3\"` or `3`): the write happens only if the rule is \
+             still at that version, else 409. `*` names none.",
+        )]
+    }
+}
+
 /// The version named by `If-Match` (`"3"`, `W/"3"` or `3`); `*` and no header name none.
 pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
@@ -484,11 +634,12 @@ async fn one_version(
 /// `map` renames more fields (`{"code": "id"}`), `ignore` drops fields, `model` picks the rule
 /// model out of a dump of several (entries of other models are skipped). Problems are reported at
 /// the entry's path in the dump: `rules[3].fields.condition`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportBody {
     /// The rules, each as `GET /v1/rules/{id}` returns it (read-only fields are ignored), or the
     /// `dumpdata` entries with `"format": "django"`.
+    #[schema(value_type = Vec<Object>)]
     pub rules: Vec<Value>,
     /// What `rules` holds: `rulebook` (the default) or `django`.
     #[serde(default)]
@@ -511,7 +662,7 @@ pub struct ImportBody {
 }
 
 /// What an import's `rules` hold.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportFormat {
     /// Rules as `GET /v1/rules/{id}` returns them.
@@ -522,7 +673,7 @@ pub enum ImportFormat {
 }
 
 /// The answer of `POST /v1/rules/import`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportAnswer {
     /// Whether this was only a dry run (nothing written).
     pub dry_run: bool,
@@ -547,6 +698,20 @@ pub struct ImportAnswer {
 /// touched entry point invalidated once. Rules that already hold the same content are left
 /// alone. An import is authoritative: a rule is replaced whatever its stored version. A dry run
 /// makes the same checks and counts, and writes nothing. See [`ImportBody`] for Django dumps.
+#[utoipa::path(
+    post,
+    path = "/v1/rules/import",
+    tag = "rules",
+    params(Writer, Fresh),
+    request_body = ImportBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Imported (or, with `dry_run`, what would be)", body = wire::Fresh<ImportAnswer>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 422, description = "The import is not valid, so nothing was written: `errors` lists every problem, each path starting with `rules[i]`", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn import(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -806,6 +971,18 @@ fn named(id: Option<&str>, message: &str) -> String {
 
 /// `GET /v1/rules/import`: the rule whose id is `import` (the import endpoint's static path
 /// would otherwise hide it).
+#[utoipa::path(
+    get,
+    path = "/v1/rules/import",
+    tag = "rules",
+    params(Reader, Fresh),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The rule whose id is `import`", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        Errors,
+    )
+)]
 pub async fn get_import(
     state: State<AppState>,
     reader: Reader,
@@ -815,6 +992,23 @@ pub async fn get_import(
 }
 
 /// `PUT /v1/rules/import`: updates the rule whose id is `import`.
+#[utoipa::path(
+    put,
+    path = "/v1/rules/import",
+    tag = "rules",
+    params(Writer, IfMatch),
+    request_body = RuleBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        (status = 409, description = "The rule is no longer at the version named (`current_version` says which it is at), or `If-Match` and the body disagree", body = ErrorBody),
+        (status = 422, description = "The rule is not valid: `errors` lists every problem with its field path", body = ErrorBody),
+        (status = 428, description = "Neither `If-Match` nor the body's `version` names the version replaced", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn update_import(
     state: State<AppState>,
     writer: Writer,
@@ -832,6 +1026,21 @@ pub async fn update_import(
 }
 
 /// `DELETE /v1/rules/import`: deletes the rule whose id is `import`.
+#[utoipa::path(
+    delete,
+    path = "/v1/rules/import",
+    tag = "rules",
+    params(Writer, IfMatch),
+    request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted: the rule as it was", body = wire::Fresh<Deleted>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 404, description = "No such rule in the tenant", body = ErrorBody),
+        (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
+        TooLarge,
+        Errors,
+    )
+)]
 pub async fn delete_import(
     state: State<AppState>,
     writer: Writer,
