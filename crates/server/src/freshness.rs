@@ -129,25 +129,36 @@ impl utoipa::IntoParams for Fresh {
     }
 }
 
-/// Waits for the applied position to reach `seq` (see the module docs).
+/// Waits for the applied position to reach `seq` (see the module docs). A `seq` that no write
+/// has reached yet is the caller's mistake, not a reason to retry: a client learns a `seq` only
+/// from an answer, after its change committed, so when the wait runs out the change log's head
+/// is read, and a `seq` beyond it is answered 400 rather than 503.
 async fn wait_for(state: &AppState, seq: i64) -> Result<i64, ApiError> {
     state.want_position(seq);
     let wait = state.limits().min_seq_wait;
-    state
-        .registry()
-        .wait_for_position(seq, wait)
-        .await
-        .map_err(|reached| {
-            ApiError::new(
+    let reached = match state.registry().wait_for_position(seq, wait).await {
+        Ok(position) => return Ok(position),
+        Err(reached) => reached,
+    };
+    if let Ok(head) = state.store().head_seq().await {
+        if seq > head {
+            return Err(ApiError::bad_request(
+                "bad_min_seq",
+                format!(
+                    "`min_seq` {seq} is ahead of the change log, whose last change is seq {head}: send a `seq` that a write or a read answered"
+                ),
+            ));
+        }
+    }
+    Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_yet_current",
                 format!(
-                    "this instance has applied the changes through seq {reached}, not yet {seq}, after waiting {wait:?}: retry, or send the read to another instance"
-                ),
-            )
-            .with_retry_after(1)
-            .with_seq(reached)
-        })
+                "this instance has applied the changes through seq {reached}, not yet {seq}, after waiting {wait:?}: retry, or send the read to another instance"
+            ),
+        )
+        .with_retry_after(1)
+        .with_seq(reached))
 }
 
 /// A JSON answer with its `seq`: the body is `T`'s fields with `"seq"` first
