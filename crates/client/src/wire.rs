@@ -31,7 +31,6 @@ pub const EVENT_END: &str = "end";
 
 /// An answer `T` with the `seq` it reflects (`{"seq": 12, ...T's fields}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Fresh<T> {
     /// For a read, the applied position it reflects; for a write, the `seq` of its change.
     pub seq: i64,

@@ -6,12 +6,11 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use rulebook_client::wire;
 use rulebook_rules::EntryPoint;
 use rulebook_store::{Decision, DecisionQuery};
 use serde::{Deserialize, Serialize};
 
-use crate::api::openapi::{ErrorBody, Errors};
+use crate::api::openapi::{ErrorBody, Errors, FreshDecision, FreshDecisionList};
 use crate::api::page;
 use crate::auth::Reader;
 use crate::error::ApiError;
@@ -31,7 +30,7 @@ pub const MAX_LIMIT: u32 = 1000;
     params(Reader, Fresh, ("id" = String, Path, description = "The decision id an answer carried")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The logged decision", body = wire::Fresh<Decision>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "The logged decision", body = FreshDecision, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such decision in the tenant (never logged, or pruned)", body = ErrorBody),
         Errors,
     )
@@ -86,7 +85,7 @@ pub struct DecisionList {
     params(Reader, Fresh, ListQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Logged decisions, oldest first", body = wire::Fresh<DecisionList>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "Logged decisions, oldest first", body = FreshDecisionList, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         Errors,
     )
 )]

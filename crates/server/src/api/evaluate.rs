@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_client::wire;
 use rulebook_rules::{EntryPoint, Evaluation, Limits, OnError, Ruleset, ScoreRequest, ScoreResult};
 use rulebook_store::{DecisionKind, VersionsUsed};
 use serde::Deserialize;
@@ -20,7 +19,7 @@ pub use rulebook_client::wire::{EnabledAnswer, ParamAnswer};
 
 use crate::api::answer::{encode, json_response, AsOf, Decision, DecisionAnswer, ToLog};
 use crate::api::drafts::{self, Drafts};
-use crate::api::openapi::{ErrorBody, Errors, TooLarge};
+use crate::api::openapi::{ErrorBody, Errors, FreshEnabledAnswer, FreshParamAnswer, TooLarge};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
@@ -276,7 +275,7 @@ pub(crate) async fn evaluate_entry_point(
     params(Reader, Fresh, ("rule_id" = String, Path, description = "The rule"), ("field" = String, Path, description = "The param's name")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The param's current value", body = wire::Fresh<ParamAnswer>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "The param's current value", body = FreshParamAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such rule, or the rule has no such param (`message` lists its params)", body = ErrorBody),
         Errors,
     )
@@ -327,7 +326,7 @@ pub async fn param(
     params(Reader, Fresh, ("id" = String, Path, description = "The rule's id")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Whether the rule is enabled", body = wire::Fresh<EnabledAnswer>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "Whether the rule is enabled", body = FreshEnabledAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         Errors,
     )

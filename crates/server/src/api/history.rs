@@ -5,12 +5,12 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rulebook_client::wire;
-use rulebook_rules::Rule;
 use rulebook_store::{HistoryEntry, VersionDiff};
 use serde::Deserialize;
 
-use crate::api::openapi::{ErrorBody, Errors, TooLarge};
+use crate::api::openapi::{
+    ErrorBody, Errors, FreshHistoryEntry, FreshRule, FreshVersionDiff, TooLarge,
+};
 use crate::api::rules::{author, if_match, with_etag, IfMatch};
 use crate::auth::{Reader, Writer};
 use crate::error::ApiError;
@@ -27,7 +27,7 @@ use crate::state::AppState;
     params(Reader, Fresh, ("id" = String, Path, description = "The rule's id"), ("version" = i64, Path, description = "The version")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "That version's history entry, its document in `rule`", body = wire::Fresh<HistoryEntry>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "That version's history entry, its document in `rule`", body = FreshHistoryEntry, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such rule, or no such version of it (`message` lists the versions there are)", body = ErrorBody),
         Errors,
     )
@@ -70,7 +70,7 @@ pub struct DiffQuery {
     params(Reader, Fresh, ("id" = String, Path, description = "The rule's id"), DiffQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "What changed from `from` to `to`: an RFC 6902 patch and a field list", body = wire::Fresh<VersionDiff>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "What changed from `from` to `to`: an RFC 6902 patch and a field list", body = FreshVersionDiff, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such rule, or no such version of it", body = ErrorBody),
         Errors,
     )
@@ -113,7 +113,7 @@ pub struct RollbackBody {
     request_body = RollbackBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Rolled back: the rule's new version", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "Rolled back: the rule's new version", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule, or no such version of it", body = ErrorBody),
         (status = 409, description = "`If-Match` does not name the current version", body = ErrorBody),
         (status = 422, description = "The earlier version is not valid today", body = ErrorBody),

@@ -22,7 +22,7 @@ use rulebook_rules::Rule;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required};
 use utoipa::{Modify, PartialSchema, ToSchema};
@@ -250,5 +250,68 @@ impl PartialSchema for RuleBody {
 impl ToSchema for RuleBody {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         <Rule as ToSchema>::schemas(schemas);
+    }
+}
+
+/// Names, for the document, the body of an [`Answer<T>`](crate::freshness::Answer): `T`'s
+/// fields with `seq` ([`rulebook_client::wire::Fresh<T>`]). Each is `T`'s own object schema with
+/// `seq` added, not an `allOf` of the two: `T` may refuse unknown fields (a [`Rule`] does), and
+/// no object could then satisfy both halves of an `allOf`.
+macro_rules! fresh {
+    ($($name:ident: $inner:ty),* $(,)?) => {$(
+        #[doc = concat!("`", stringify!($inner), "` with `seq` (documentation only).")]
+        #[derive(Debug)]
+        pub(crate) struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                with_seq(<$inner as PartialSchema>::schema())
+            }
+        }
+
+        impl ToSchema for $name {
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                <$inner as ToSchema>::schemas(schemas);
+            }
+        }
+    )*};
+}
+
+fresh!(
+    FreshRule: Rule,
+    FreshRuleList: crate::api::rules::RuleList,
+    FreshDeleted: crate::api::rules::Deleted,
+    FreshHistory: crate::api::rules::History,
+    FreshImportAnswer: crate::api::rules::ImportAnswer,
+    FreshHistoryEntry: rulebook_store::HistoryEntry,
+    FreshVersionDiff: rulebook_store::VersionDiff,
+    FreshDecision: rulebook_store::Decision,
+    FreshDecisionList: crate::api::decisions::DecisionList,
+    FreshParamAnswer: rulebook_client::wire::ParamAnswer,
+    FreshEnabledAnswer: rulebook_client::wire::EnabledAnswer,
+    FreshSnapshot: rulebook_client::wire::Snapshot,
+);
+
+/// `schema` (an object) with a required `seq` first.
+fn with_seq(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let seq = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .description(Some(
+            "For a read, the change-log position it reflects; for a write, the `seq` of its \
+             change (also in `X-Rulebook-Seq`)",
+        ))
+        .build();
+    match schema {
+        RefOr::T(Schema::Object(mut object)) => {
+            object
+                .properties
+                .shift_insert(0, "seq".to_owned(), seq.into());
+            object.required.insert(0, "seq".to_owned());
+            RefOr::T(Schema::Object(object))
+        }
+        other => AllOfBuilder::new()
+            .item(other)
+            .item(ObjectBuilder::new().property("seq", seq).required("seq"))
+            .into(),
     }
 }

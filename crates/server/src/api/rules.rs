@@ -13,13 +13,15 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rulebook_client::wire;
 use rulebook_rules::{EntryPoint, FieldError, Rule};
 use rulebook_store::{Author, HistoryEntry, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::openapi::{ErrorBody, Errors, RuleBody, TooLarge};
+use crate::api::openapi::{
+    ErrorBody, Errors, FreshDeleted, FreshHistory, FreshImportAnswer, FreshRule, FreshRuleList,
+    RuleBody, TooLarge,
+};
 use crate::api::page;
 use crate::auth::{Caller, Reader, Writer};
 use crate::error::{plural, ApiError};
@@ -57,7 +59,7 @@ pub struct RuleList {
     params(Reader, Fresh, ListQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The rules, by priority then id", body = wire::Fresh<RuleList>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "The rules, by priority then id", body = FreshRuleList, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         Errors,
     )
 )]
@@ -101,7 +103,7 @@ pub async fn list(
     params(Reader, Fresh, ("id" = String, Path, description = "The rule's id")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The rule", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "The rule", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         Errors,
     )
@@ -141,7 +143,7 @@ pub(crate) fn with_etag(status: StatusCode, written: Written) -> Response {
     request_body = RuleBody,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"), ("Location" = String, description = "The rule's URL"))),
+        (status = 201, description = "Created", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"), ("Location" = String, description = "The rule's URL"))),
         (status = 409, description = "A rule with this id exists (`rule_exists`)", body = ErrorBody),
         (status = 422, description = "The rule is not valid: `errors` lists every problem with its field path", body = ErrorBody),
         TooLarge,
@@ -177,7 +179,7 @@ pub async fn create(
     request_body = RuleBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "Updated", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         (status = 409, description = "The rule is no longer at the version named (`current_version` says which it is at), or `If-Match` and the body disagree", body = ErrorBody),
         (status = 422, description = "The rule is not valid: `errors` lists every problem with its field path", body = ErrorBody),
@@ -263,7 +265,7 @@ pub struct ParamsPatch {
     request_body = ParamsPatch,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "Updated", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
         (status = 422, description = "The params do not fit the rule's `param_schema`: `errors` lists every problem", body = ErrorBody),
@@ -329,7 +331,7 @@ pub struct WriteBody {
     request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Enabled", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "Enabled", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
         TooLarge,
@@ -355,7 +357,7 @@ pub async fn enable(
     request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Disabled", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "Disabled", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
         TooLarge,
@@ -417,7 +419,7 @@ pub struct Deleted {
     request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Deleted: the rule as it was", body = wire::Fresh<Deleted>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "Deleted: the rule as it was", body = FreshDeleted, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
         TooLarge,
@@ -481,7 +483,7 @@ pub struct HistoryQuery {
     params(Reader, Fresh, ("id" = String, Path, description = "The rule's id"), HistoryQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "One page of the versions, oldest first (also for a deleted rule)", body = wire::Fresh<History>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "One page of the versions, oldest first (also for a deleted rule)", body = FreshHistory, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         Errors,
     )
@@ -706,7 +708,7 @@ pub struct ImportAnswer {
     request_body = ImportBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Imported (or, with `dry_run`, what would be)", body = wire::Fresh<ImportAnswer>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "Imported (or, with `dry_run`, what would be)", body = FreshImportAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 422, description = "The import is not valid, so nothing was written: `errors` lists every problem, each path starting with `rules[i]`", body = ErrorBody),
         TooLarge,
         Errors,
@@ -978,7 +980,7 @@ fn named(id: Option<&str>, message: &str) -> String {
     params(Reader, Fresh),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The rule whose id is `import`", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "The rule whose id is `import`", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         Errors,
     )
@@ -1000,7 +1002,7 @@ pub async fn get_import(
     request_body = RuleBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Updated", body = wire::Fresh<Rule>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
+        (status = 200, description = "Updated", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         (status = 409, description = "The rule is no longer at the version named (`current_version` says which it is at), or `If-Match` and the body disagree", body = ErrorBody),
         (status = 422, description = "The rule is not valid: `errors` lists every problem with its field path", body = ErrorBody),
@@ -1034,7 +1036,7 @@ pub async fn update_import(
     request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Deleted: the rule as it was", body = wire::Fresh<Deleted>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 200, description = "Deleted: the rule as it was", body = FreshDeleted, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 404, description = "No such rule in the tenant", body = ErrorBody),
         (status = 409, description = "The rule is no longer at the version named, or `If-Match` and the body disagree", body = ErrorBody),
         TooLarge,

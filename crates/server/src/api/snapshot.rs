@@ -10,10 +10,10 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rulebook_client::wire::{self, Snapshot};
+use rulebook_client::wire::Snapshot;
 use sha2::{Digest, Sha256};
 
-use crate::api::openapi::Errors;
+use crate::api::openapi::{Errors, FreshSnapshot};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::freshness::{Answer, Fresh, SEQ_HEADER};
@@ -27,7 +27,7 @@ use crate::state::AppState;
     params(Reader, Fresh, ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a snapshot held: 304 while the rules are unchanged")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Every rule of the tenant, reflecting at least `seq`", body = wire::Fresh<Snapshot>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "A digest of the tenant's rules: send it back in `If-None-Match`"))),
+        (status = 200, description = "Every rule of the tenant, reflecting at least `seq`", body = FreshSnapshot, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "A digest of the tenant's rules: send it back in `If-None-Match`"))),
         (status = 304, description = "The rules are unchanged since the snapshot named by `If-None-Match`", headers(("ETag" = String, description = "A digest of the tenant's rules: send it back in `If-None-Match`"), ("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         Errors,
     )
