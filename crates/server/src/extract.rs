@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON request body read into `T`. An empty body reads as `{}`, so bodies that only carry
-/// optional fields (such as `reason`) may be left out.
+/// A JSON request body read into `T`. An empty body, or `null`, reads as `{}`, so bodies that
+/// only carry optional fields (such as `reason`) may be left out (the OpenAPI document says such
+/// a body is optional, which it writes as "`null` or the object").
 ///
 /// Malformed JSON and wrong types are 400 with the path of the offending field; a body over the
 /// limit is 413.
@@ -64,9 +65,9 @@ pub(crate) async fn read_body<S: Send + Sync>(
     })
 }
 
-/// Parses `bytes` (empty meaning `{}`) as JSON into `T`.
+/// Parses `bytes` (empty or `null` meaning `{}`) as JSON into `T`.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let bytes: &[u8] = if bytes.trim_ascii().is_empty() || bytes.trim_ascii() == b"null" {
         b"{}"
     } else {
         bytes
@@ -170,6 +171,22 @@ mod tests {
     struct Body {
         #[allow(dead_code)]
         count: u32,
+    }
+
+    #[test]
+    fn an_empty_or_null_body_reads_as_an_empty_object() {
+        #[derive(serde::Deserialize, Debug, PartialEq, Default)]
+        #[serde(deny_unknown_fields)]
+        struct Optional {
+            reason: Option<String>,
+        }
+        for body in [&b""[..], b"  ", b"null", b" null\n"] {
+            assert_eq!(parse_json::<Optional>(body).unwrap(), Optional::default());
+        }
+        assert_eq!(
+            parse_json::<Optional>(b"nul").unwrap_err().code(),
+            "malformed_json"
+        );
     }
 
     #[test]
