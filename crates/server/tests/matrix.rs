@@ -76,6 +76,7 @@ fn endpoints() -> Vec<Endpoint> {
         e(Method::GET, "/health/live", Need::Nothing, 200),
         e(Method::GET, "/metrics", Need::Nothing, 200),
         e(Method::GET, "/admin", Need::Nothing, 200),
+        e(Method::GET, "/openapi.json", Need::Nothing, 200),
         Endpoint {
             body: |_| Some(json!({"entry_points": ["matrix"], "context": {"country": "FR"}})),
             ..e(Method::POST, "/v1/evaluate", Need::Read, 200)
