@@ -18,7 +18,9 @@ impl PartialSchema for EntryPoint {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .pattern(Some("^[A-Za-z0-9_. -]+$"))
+            // At least one character that survives normalisation; at most the normalised limit.
+            .pattern(Some("^[A-Za-z0-9_. -]*[A-Za-z0-9_.][A-Za-z0-9_. -]*$"))
+            .max_length(Some(crate::MAX_ENTRY_POINT_LEN))
             .description(Some(
                 "An entry-point key such as `checkout_terms`. Accepted as written \
                  (`Checkout Terms`, `checkout-terms`) and normalised: trimmed, lower-cased, every \

@@ -19,6 +19,7 @@ use crate::{EntryPoint, Level};
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// A code such as `RF-002` or `checkout_terms_banner`, unique within its tenant.
+    #[cfg_attr(feature = "utoipa", schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$"))]
     pub id: String,
     /// The tenant that owns the rule.
     #[serde(default = "default_tenant")]

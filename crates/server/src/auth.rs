@@ -179,7 +179,8 @@ fn tenant_parameter() -> Vec<utoipa::openapi::path::Parameter> {
         utoipa::openapi::path::ParameterIn::Header,
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .min_length(Some(1)),
+            // What a tenant id may be (see `rulebook tenants create`).
+            .pattern(Some("^[a-z0-9][a-z0-9_.-]{0,63}$")),
         "The tenant the request acts on; `default` when left out",
     )]
 }

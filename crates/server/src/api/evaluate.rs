@@ -77,7 +77,7 @@ fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, 
     post,
     path = "/v1/evaluate/{entry_point}",
     tag = "evaluate",
-    params(Reader, Fresh, ("entry_point" = String, Path, description = "The entry point, such as `checkout_terms` (normalised: `Checkout Terms` names it too)")),
+    params(Reader, Fresh, ("entry_point" = EntryPoint, Path, description = "The entry point, such as `checkout_terms` (normalised: `Checkout Terms` names it too)")),
     request_body(content = Option<EvaluateBody>, description = "Optional: an empty body evaluates an empty context now"),
     security((), ("bearer" = [])),
     responses(
@@ -272,7 +272,7 @@ pub(crate) async fn evaluate_entry_point(
     get,
     path = "/v1/params/{rule_id}/{field}",
     tag = "evaluate",
-    params(Reader, Fresh, ("rule_id" = String, Path, description = "The rule"), ("field" = String, Path, description = "The param's name")),
+    params(Reader, Fresh, ("rule_id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule"), ("field" = String, Path, description = "The param's name")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The param's current value", body = FreshParamAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
@@ -323,7 +323,7 @@ pub async fn param(
     get,
     path = "/v1/rules/{id}/enabled",
     tag = "evaluate",
-    params(Reader, Fresh, ("id" = String, Path, description = "The rule's id")),
+    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Whether the rule is enabled", body = FreshEnabledAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
