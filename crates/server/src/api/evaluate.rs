@@ -36,7 +36,7 @@ pub struct EvaluateBody {
     /// The input the rules' conditions see (`{}` when left out; `null` is refused, as any
     /// context that is not an object).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, example = json!({"country": "FR", "total": 120}))]
     pub context: Option<Value>,
     /// Several inputs instead of `context` (1 to 100): the answer is then
     /// `{"seq": ..., "results": [...]}`, one answer per context in the order sent.
@@ -77,7 +77,7 @@ fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, 
     post,
     path = "/v1/evaluate/{entry_point}",
     tag = "evaluate",
-    params(Reader, Fresh, ("entry_point" = EntryPoint, Path, description = "The entry point, such as `checkout_terms` (normalised: `Checkout Terms` names it too)")),
+    params(Reader, Fresh, ("entry_point" = EntryPoint, Path, example = "checkout_terms", description = "The entry point, such as `checkout_terms` (normalised: `Checkout Terms` names it too)")),
     request_body(content = Option<EvaluateBody>, description = "Optional: an empty body evaluates an empty context now"),
     security((), ("bearer" = [])),
     responses(
@@ -272,7 +272,7 @@ pub(crate) async fn evaluate_entry_point(
     get,
     path = "/v1/params/{rule_id}/{field}",
     tag = "evaluate",
-    params(Reader, Fresh, ("rule_id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule"), ("field" = String, Path, description = "The param's name")),
+    params(Reader, Fresh, ("rule_id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "cache_ttl_seconds", description = "The rule"), ("field" = String, Path, example = "seconds", description = "The param's name")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The param's current value", body = FreshParamAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
@@ -323,7 +323,7 @@ pub async fn param(
     get,
     path = "/v1/rules/{id}/enabled",
     tag = "evaluate",
-    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id")),
+    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Whether the rule is enabled", body = FreshEnabledAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
@@ -356,6 +356,7 @@ pub async fn enabled(
 #[serde(deny_unknown_fields)]
 pub struct ScoreBody {
     /// What is scored.
+    #[schema(example = json!({"instrument_type": "equity", "value": 75000, "holding_days": 10}))]
     pub input: Value,
     /// Params to use instead of the stored ones, by rule id then param name.
     #[serde(default)]
@@ -382,7 +383,7 @@ pub struct ScoreBody {
     post,
     path = "/v1/score/{scorecard}",
     tag = "evaluate",
-    params(Reader, Fresh, ("scorecard" = String, Path, description = "The scorecard: its rules are tagged `scorecard:<name>`")),
+    params(Reader, Fresh, ("scorecard" = String, Path, example = "pad_trade", description = "The scorecard: its rules are tagged `scorecard:<name>`")),
     request_body = ScoreBody,
     security((), ("bearer" = [])),
     responses(

@@ -24,7 +24,7 @@ use crate::state::AppState;
     get,
     path = "/v1/rules/{id}/history/{version}",
     tag = "rules",
-    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), ("version" = i64, Path, description = "The version")),
+    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), ("version" = i64, Path, example = 1, description = "The version")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "That version's history entry, its document in `rule`", body = FreshHistoryEntry, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
@@ -67,7 +67,7 @@ pub struct DiffQuery {
     get,
     path = "/v1/rules/{id}/diff",
     tag = "rules",
-    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), DiffQuery),
+    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), DiffQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "What changed from `from` to `to`: an RFC 6902 patch and a field list", body = FreshVersionDiff, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
@@ -109,7 +109,7 @@ pub struct RollbackBody {
     post,
     path = "/v1/rules/{id}/rollback",
     tag = "rules",
-    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), IfMatch),
+    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), IfMatch),
     request_body = RollbackBody,
     security(("bearer" = [])),
     responses(

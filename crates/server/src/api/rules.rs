@@ -100,7 +100,7 @@ pub async fn list(
     get,
     path = "/v1/rules/{id}",
     tag = "rules",
-    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id")),
+    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The rule", body = FreshRule, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"), ("ETag" = String, description = "The rule's version, quoted: send it back in `If-Match`"))),
@@ -175,7 +175,7 @@ pub async fn create(
     put,
     path = "/v1/rules/{id}",
     tag = "rules",
-    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), IfMatch),
+    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), IfMatch),
     request_body = RuleBody,
     security(("bearer" = [])),
     responses(
@@ -261,7 +261,7 @@ pub struct ParamsPatch {
     patch,
     path = "/v1/rules/{id}/params",
     tag = "rules",
-    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), IfMatch),
+    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), IfMatch),
     request_body = ParamsPatch,
     security(("bearer" = [])),
     responses(
@@ -327,7 +327,7 @@ pub struct WriteBody {
     post,
     path = "/v1/rules/{id}/enable",
     tag = "rules",
-    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), IfMatch),
+    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), IfMatch),
     request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
     security(("bearer" = [])),
     responses(
@@ -353,7 +353,7 @@ pub async fn enable(
     post,
     path = "/v1/rules/{id}/disable",
     tag = "rules",
-    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), IfMatch),
+    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), IfMatch),
     request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
     security(("bearer" = [])),
     responses(
@@ -415,7 +415,7 @@ pub struct Deleted {
     delete,
     path = "/v1/rules/{id}",
     tag = "rules",
-    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), IfMatch),
+    params(Writer, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), IfMatch),
     request_body(content = Option<WriteBody>, description = "Optional: `reason`, and `version` when no `If-Match` is sent"),
     security(("bearer" = [])),
     responses(
@@ -480,7 +480,7 @@ pub struct HistoryQuery {
     get,
     path = "/v1/rules/{id}/history",
     tag = "rules",
-    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The rule's id"), HistoryQuery),
+    params(Reader, Fresh, ("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", example = "checkout_terms_banner", description = "The rule's id"), HistoryQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "One page of the versions, oldest first (also for a deleted rule)", body = FreshHistory, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
