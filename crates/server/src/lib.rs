@@ -8,7 +8,8 @@
 //!   makes the first admin token if there is none, starts the change feed and the first load;
 //!   [`Server::serve`] serves until a shutdown signal and then drains requests, stops the feed
 //!   and closes the pool.
-//! - [`api`]: [`app`] builds the router; one module per group of endpoints.
+//! - [`api`]: [`app`] builds the router, and [`api::openapi()`] the OpenAPI 3.1 document served at
+//!   `/openapi.json`, from one list of annotated handlers; one module per group of endpoints.
 //! - [`auth`]: tenants from `X-Tenant-ID` and bearer tokens with roles, as extractors a handler
 //!   names in its signature ([`auth::Reader`], [`auth::Writer`], [`auth::Admin`]).
 //! - [`extract`]: body, path and query extractors whose rejections are JSON errors.
