@@ -77,7 +77,7 @@ pub struct DecisionAnswer<'a, T: Serialize> {
 
 /// An evaluation answer computed with drafts (see the module docs): no `decision_id`, and the
 /// drafts' ids.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DraftAnswer<'a> {
     /// The change-log position the saved rules reflect.
     pub seq: i64,

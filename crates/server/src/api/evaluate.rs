@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use rulebook_rules::{EntryPoint, Evaluation, Limits, OnError, Ruleset, ScoreRequest, ScoreResult};
+use rulebook_rules::{EntryPoint, Limits, OnError, Ruleset, ScoreRequest, ScoreResult};
 use rulebook_store::{DecisionKind, VersionsUsed};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -19,7 +19,9 @@ pub use rulebook_client::wire::{EnabledAnswer, ParamAnswer};
 
 use crate::api::answer::{encode, json_response, AsOf, Decision, DecisionAnswer, ToLog};
 use crate::api::drafts::{self, Drafts};
-use crate::api::openapi::{ErrorBody, Errors, FreshEnabledAnswer, FreshParamAnswer, TooLarge};
+use crate::api::openapi::{
+    ErrorBody, Errors, EvaluateAnswer, FreshEnabledAnswer, FreshParamAnswer, TooLarge,
+};
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
@@ -81,8 +83,8 @@ fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, 
     request_body(content = Option<EvaluateBody>, description = "Optional: an empty body evaluates an empty context now"),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The matched rules with their versions, and their actions", body = DecisionAnswer<Evaluation>, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
-        (status = 422, description = "A rule failed at run time and `on_error` is `fail` (`evaluation_failed`; `errors` lists the rules)", body = ErrorBody),
+        (status = 200, description = "The matched rules with their versions, and their actions (with `explain`, how every rule was decided; with `drafts`, the drafts' ids and no `decision_id`); with `contexts`, `{\"seq\", \"results\": [...]}`, one such answer per context", body = EvaluateAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
+        (status = 422, description = "A rule failed at run time and `on_error` is `fail` (`evaluation_failed`; `errors` lists the rules), or a draft is not a valid rule of this entry point (`errors` lists every problem at `drafts[i]`)", body = ErrorBody),
         TooLarge,
         Errors,
     )

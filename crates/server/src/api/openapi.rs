@@ -18,15 +18,18 @@ use std::sync::LazyLock;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use rulebook_rules::Rule;
+use rulebook_rules::{Evaluation, Rule};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
+use crate::api::answer::{DecisionAnswer, DraftAnswer};
 use crate::error::ApiError;
 
 /// The document's fixed parts; the paths are added by [`super::app`]'s route list.
@@ -291,6 +294,54 @@ fresh!(
     FreshEnabledAnswer: rulebook_client::wire::EnabledAnswer,
     FreshSnapshot: rulebook_client::wire::Snapshot,
 );
+
+/// The answer of `POST /v1/evaluate/{entry_point}` (documentation only): one evaluation answer
+/// (a logged decision, or one computed with `drafts`), or with `contexts`
+/// `{"seq": ..., "results": [...]}`, one such answer per context.
+#[derive(Debug)]
+pub(crate) struct EvaluateAnswer;
+
+/// One evaluation answer: a decision, or one computed with drafts.
+fn one_evaluation() -> RefOr<Schema> {
+    AnyOfBuilder::new()
+        .item(<DecisionAnswer<'static, Evaluation> as PartialSchema>::schema())
+        .item(<DraftAnswer<'static> as PartialSchema>::schema())
+        .into()
+}
+
+impl PartialSchema for EvaluateAnswer {
+    fn schema() -> RefOr<Schema> {
+        let results = ObjectBuilder::new()
+            .property(
+                "seq",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("The change-log position the answers reflect")),
+            )
+            .required("seq")
+            .property(
+                "results",
+                ArrayBuilder::new()
+                    .items(one_evaluation())
+                    .min_items(Some(1))
+                    .max_items(Some(crate::api::evaluate::MAX_CONTEXTS))
+                    .description(Some("One answer per context, in the order sent")),
+            )
+            .required("results")
+            .description(Some("With `contexts`: one answer per context"));
+        AnyOfBuilder::new()
+            .item(one_evaluation())
+            .item(results)
+            .into()
+    }
+}
+
+impl ToSchema for EvaluateAnswer {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <DecisionAnswer<'static, Evaluation> as ToSchema>::schemas(schemas);
+        <DraftAnswer<'static> as ToSchema>::schemas(schemas);
+    }
+}
 
 /// `schema` (an object) with a required `seq` first.
 fn with_seq(schema: RefOr<Schema>) -> RefOr<Schema> {
