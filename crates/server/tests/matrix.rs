@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -101,8 +102,21 @@ fn endpoints() -> Vec<Endpoint> {
             },
             ..e(Method::POST, "/v1/rules/import", Need::Write, 200)
         },
-        // The rule whose id is `import` (there is none) is served by the import route's GET.
+        // The rule whose id is `import` (there is none) is served by the import route's GET, PUT
+        // and DELETE.
         e(Method::GET, "/v1/rules/import", Need::Read, 404),
+        Endpoint {
+            body: |_| {
+                let mut rule = rule("import");
+                rule["version"] = json!(1);
+                Some(rule)
+            },
+            ..e(Method::PUT, "/v1/rules/import", Need::Write, 404)
+        },
+        Endpoint {
+            body: |_| Some(json!({"version": 1, "reason": "matrix"})),
+            ..e(Method::DELETE, "/v1/rules/import", Need::Write, 404)
+        },
         e(Method::GET, "/v1/rules/{id}", Need::Read, 200),
         Endpoint {
             body: |id| Some(rule(id)),
@@ -185,6 +199,67 @@ fn expected(endpoint: &Endpoint, caller: Caller) -> u16 {
         (false, _) | (true, Scope::Other) => 403,
         (true, Scope::Own | Scope::All) => endpoint.ok,
     }
+}
+
+/// Every (method, path template) of the OpenAPI document, read the way tests/openapi.rs reads it.
+fn documented_operations() -> BTreeSet<(String, String)> {
+    let document = serde_json::to_value(rulebook::api::openapi()).unwrap();
+    let mut operations = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if [
+                "get", "put", "post", "delete", "patch", "head", "options", "trace",
+            ]
+            .contains(&method.as_str())
+            {
+                operations.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+/// Whether the matrix's concrete `path` (its query left off; `{id}` and `{decision}` stand for
+/// the ids filled in per cell) is an instance of the document's `template`.
+fn instance_of(path: &str, template: &str) -> bool {
+    let path = path.split('?').next().unwrap();
+    let (path, template): (Vec<_>, Vec<_>) =
+        (path.split('/').collect(), template.split('/').collect());
+    path.len() == template.len()
+        && path
+            .iter()
+            .zip(&template)
+            .all(|(p, t)| p == t || t.starts_with('{'))
+}
+
+/// The document and the matrix cannot drift: every documented operation has a row here, so a new
+/// endpoint is checked for every role and tenant scope. A row is matched to the template with the most literal segments among the
+/// documented ones of its method, as the router does.
+#[test]
+fn every_documented_operation_has_a_matrix_row() {
+    let documented = documented_operations();
+    assert!(
+        documented.len() >= 20,
+        "the document lists only {} operations",
+        documented.len()
+    );
+    let mut covered = BTreeSet::new();
+    for endpoint in endpoints() {
+        let method = endpoint.method.as_str().to_owned();
+        let best = documented
+            .iter()
+            .filter(|(m, t)| *m == method && instance_of(endpoint.path, t))
+            .max_by_key(|(_, t)| t.split('/').filter(|s| !s.starts_with('{')).count());
+        if let Some(operation) = best {
+            covered.insert(operation.clone());
+        }
+    }
+    let missing: Vec<_> = documented.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "documented operations with no row in the matrix's endpoints(): {missing:?}; add a row \
+         (method, a concrete path, what it needs, its status)"
+    );
 }
 
 #[tokio::test]
