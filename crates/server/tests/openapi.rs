@@ -233,3 +233,75 @@ fn the_document_names_the_error_shape_and_the_headers() {
     assert!(put["responses"].get("428").is_some(), "{put}");
     assert_eq!(put["security"], serde_json::json!([{"bearer": []}]));
 }
+
+/// A response's JSON schema as text, its `$ref` (if it is one) read from the components.
+fn resolved(document: &Value, response: &Value) -> String {
+    let schema = &response["content"]["application/json"]["schema"];
+    match schema["$ref"].as_str() {
+        Some(name) => {
+            let name = name.trim_start_matches("#/components/schemas/");
+            document["components"]["schemas"][name].to_string()
+        }
+        None => schema.to_string(),
+    }
+}
+
+/// What main added since the document was first written is in it: pages (`limit` bounded as
+/// `api::page` bounds it, `cursor`, `next_cursor`), explain, drafts and contexts on evaluate, and
+/// the Django import's fields.
+#[test]
+fn the_document_names_pages_explain_drafts_contexts_and_django_imports() {
+    let document = document();
+    let schemas = &document["components"]["schemas"];
+    for (path, max) in [
+        ("/v1/rules", rulebook::api::page::MAX_LIMIT),
+        ("/v1/rules/{id}/history", rulebook::api::page::MAX_LIMIT),
+        (
+            "/v1/decisions",
+            rulebook::api::decisions::MAX_LIMIT as usize,
+        ),
+    ] {
+        let get = &document["paths"][path]["get"];
+        let parameters = get["parameters"].as_array().unwrap();
+        let limit = parameters.iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["in"], "query", "{path}");
+        assert_eq!(limit["schema"]["minimum"], 1, "{path}: {limit}");
+        assert_eq!(limit["schema"]["maximum"], max, "{path}: {limit}");
+        assert!(
+            parameters.iter().any(|p| p["name"] == "cursor"),
+            "{path}: {parameters:?}"
+        );
+        let answer = resolved(&document, &get["responses"]["200"]);
+        assert!(answer.contains("next_cursor"), "{path}: {answer}");
+    }
+
+    let evaluate = &document["paths"]["/v1/evaluate/{entry_point}"]["post"];
+    let body = &schemas["EvaluateBody"]["properties"];
+    for field in ["context", "contexts", "drafts", "explain"] {
+        assert!(body.get(field).is_some(), "EvaluateBody.{field}: {body}");
+    }
+    let answer = resolved(&document, &evaluate["responses"]["200"]);
+    for part in [
+        "\"results\"",
+        "\"drafts\"",
+        "\"decision_id\"",
+        "schemas/Evaluation\"",
+    ] {
+        assert!(answer.contains(part), "{part} in {answer}");
+    }
+    let explain = serde_json::to_string(&schemas["Evaluation"]).unwrap();
+    assert!(explain.contains("RuleOutcome"), "{explain}");
+    assert!(schemas.get("Outcome").is_some());
+
+    let import = &schemas["ImportBody"]["properties"];
+    for field in [
+        "rules", "format", "map", "ignore", "model", "reason", "dry_run",
+    ] {
+        assert!(import.get(field).is_some(), "ImportBody.{field}: {import}");
+    }
+    let import = resolved(
+        &document,
+        &document["paths"]["/v1/rules/import"]["post"]["responses"]["200"],
+    );
+    assert!(import.contains("\"skipped\""), "{import}");
+}

@@ -35,7 +35,9 @@ use crate::state::AppState;
 pub struct ListQuery {
     /// Only the rules of this entry point.
     pub entry_point: Option<String>,
-    /// Rules per page, 1 to [`page::MAX_LIMIT`]; [`page::DEFAULT_LIMIT`] when absent.
+    /// Rules per page, 1 to [`page::MAX_LIMIT`]; [`page::DEFAULT_LIMIT`] when absent. (The
+    /// document's bounds are literals; tests/openapi.rs checks them against [`page`].)
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
@@ -469,6 +471,7 @@ pub struct History {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Versions per page, 1 to [`page::MAX_LIMIT`]; [`page::DEFAULT_LIMIT`] when absent.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
