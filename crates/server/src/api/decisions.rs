@@ -20,6 +20,8 @@ use crate::state::AppState;
 
 /// The most decisions one listing returns.
 pub const MAX_LIMIT: u32 = 1000;
+/// The page size of `GET /v1/decisions` when the request names none.
+pub const DEFAULT_LIMIT: u32 = 100;
 
 /// `GET /v1/decisions/{id}`: the logged decision: its id, time, tenant, entry point, the versions
 /// of the rules used, the context (or only its SHA-256) and the answer as sent.
@@ -95,13 +97,12 @@ pub async fn list(
     Fresh(seq): Fresh,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Answer<DecisionList>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(
-            "bad_limit",
-            format!("`limit` is {limit}: ask for 1 to {MAX_LIMIT} decisions at a time, and page on with `next_cursor`"),
-        ));
-    }
+    let limit = page::limit_within(
+        query.limit.map(|n| n as usize),
+        DEFAULT_LIMIT as usize,
+        MAX_LIMIT as usize,
+        "decisions",
+    )?;
     let entry_point = query.entry_point.as_deref().map(|ep| {
         EntryPoint::parse(ep)
             .map(|ep| ep.as_str().to_owned())
@@ -118,12 +119,12 @@ pub async fn list(
                 since: query.since,
                 until: query.until,
                 after,
-                limit: limit + 1,
+                limit: u32::try_from(limit + 1).unwrap_or(u32::MAX),
             },
         )
         .await?;
-    let more = decisions.len() > limit as usize;
-    decisions.truncate(limit as usize);
+    let more = decisions.len() > limit;
+    decisions.truncate(limit);
     let next_cursor = more
         .then(|| decisions.last())
         .flatten()

@@ -22,12 +22,24 @@ const ENCODING: base64::engine::GeneralPurpose = base64::engine::general_purpose
 /// The page size a request asked for: `limit` when 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when
 /// absent. Anything else is 400 `bad_limit`.
 pub fn limit(limit: Option<usize>, what: &str) -> Result<usize, ApiError> {
+    limit_within(limit, DEFAULT_LIMIT, MAX_LIMIT, what)
+}
+
+/// [`limit`] for a listing with its own default and largest page (`what` names its items).
+pub fn limit_within(
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+    what: &str,
+) -> Result<usize, ApiError> {
     match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
         Some(n) => Err(ApiError::bad_request(
             "bad_limit",
-            format!("`limit` is {n}: ask for 1 to {MAX_LIMIT} {what} a page, and page on with `next_cursor`"),
+            format!(
+                "`limit` is {n}: ask for 1 to {max} {what} a page, and page on with `next_cursor`"
+            ),
         )),
     }
 }
