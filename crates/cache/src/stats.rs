@@ -4,6 +4,9 @@
 use crate::shim::{AtomicU64, Ordering};
 
 /// A snapshot of a cache's counters, all since the cache was built.
+///
+/// Snapshots add up field by field (`+`, `+=` and [`Iterator::sum`]), for several caches used as
+/// one: each sum is the count over all of them (wrapping at `u64::MAX`, as the counters do).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -62,6 +65,18 @@ macro_rules! counters {
                 CacheStats { $($field: totals[Counter::$name as usize]),* }
             }
         }
+
+        impl std::ops::Add for CacheStats {
+            type Output = CacheStats;
+
+            fn add(self, other: CacheStats) -> CacheStats {
+                CacheStats { $($field: self.$field.wrapping_add(other.$field)),* }
+            }
+        }
+
+        /// Every counter, in the order of [`CacheStats`]'s fields.
+        #[cfg(all(test, not(feature = "shuttle")))]
+        const ALL_COUNTERS: [Counter; COUNTERS] = [$(Counter::$name),*];
     };
 }
 
@@ -83,6 +98,18 @@ counters!(
     EvictionsIdle => evictions_idle,
     RefusedStale => refused_stale_inserts,
 );
+
+impl std::ops::AddAssign for CacheStats {
+    fn add_assign(&mut self, other: CacheStats) {
+        *self = *self + other;
+    }
+}
+
+impl std::iter::Sum for CacheStats {
+    fn sum<I: Iterator<Item = CacheStats>>(stats: I) -> CacheStats {
+        stats.fold(CacheStats::default(), std::ops::Add::add)
+    }
+}
 
 /// One stripe: a full set of counters on cache lines of its own.
 #[repr(align(128))]
@@ -295,5 +322,37 @@ mod tests {
             stats.stripes[OWNED_STRIPES].cells[Counter::Hits as usize].load(Ordering::Relaxed) > 0,
             "some thread counted in the shared stripe"
         );
+    }
+
+    #[test]
+    fn snapshots_add_up_field_by_field() {
+        // Each counter gets its own amount in each of two caches, so a field added to the wrong
+        // field, or left out of the sum, shows.
+        let (one, two, both) = (Stats::new(), Stats::new(), Stats::new());
+        for (i, counter) in ALL_COUNTERS.into_iter().enumerate() {
+            let i = i as u64;
+            one.add(counter, i + 1);
+            two.add(counter, 1_000 * (i + 1));
+            both.add(counter, 1_001 * (i + 1));
+        }
+        let (one, two, both) = (one.snapshot(), two.snapshot(), both.snapshot());
+        assert_eq!(one + two, both);
+        let mut sum = one;
+        sum += two;
+        assert_eq!(sum, both);
+        assert_eq!([one, two].into_iter().sum::<CacheStats>(), both);
+        assert_eq!(
+            std::iter::empty::<CacheStats>().sum::<CacheStats>(),
+            CacheStats::default()
+        );
+        let near_max = CacheStats {
+            hits: u64::MAX,
+            ..CacheStats::default()
+        };
+        let one_hit = CacheStats {
+            hits: 1,
+            ..CacheStats::default()
+        };
+        assert_eq!((near_max + one_hit).hits, 0, "wraps as the counters do");
     }
 }
