@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::state::{AppState, Limits};
 
-/// Registry entries kept per cached tenant (rulesets, params, scorecards); the registry's bound
-/// is this times `--tenant-cache`, a second bound behind the tenant cache.
+/// Registry entries kept per cached tenant, of every kind; the registry's bound is this times
+/// `--tenant-cache`, a second bound behind the tenant cache, shared out among the kinds as
+/// `RegistryConfig::max_capacity` says (half of it for rulesets).
 const ENTRIES_PER_TENANT: u64 = 512;
 
 /// Why the server could not start.

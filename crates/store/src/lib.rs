@@ -55,8 +55,8 @@ pub use hooks::WritePause;
 pub use model::{Author, ChangeKind, HistoryEntry};
 pub use notifications::{ChangeNotifications, NOTIFY_CHANNEL};
 pub use registry::{
-    Compiled, FeedApplied, LoadCount, Registry, RegistryConfig, RegistryItem, RegistryKey,
-    MAX_LISTED_LOADS, UNLISTED_LOADS,
+    FeedApplied, LoadCount, Registry, RegistryConfig, RegistryItem, MAX_LISTED_LOADS,
+    UNLISTED_LOADS,
 };
 pub use store::Store;
 pub use tokens::{TokenRecord, TokenRole};

@@ -1,11 +1,21 @@
 //! The registry: Rulebook's cached read side.
 //!
 //! [`Registry::ruleset`], [`Registry::params`], [`Registry::scorecard`], [`Registry::rules`] and
-//! [`Registry::rule`] are each a `get_or_load` on one [`rulebook_cache::Cache`], keyed by one
-//! [`RegistryItem`]: concurrent misses on one key load once, from
-//! the store, and compile with `rulebook-rules`. Each entry carries the tags the dependency map
-//! ([`crate::deps`]) gives it, computed from the rules the load found, and the change log's head
-//! at the start of the load as its version.
+//! [`Registry::rule`] are each a `get_or_load` on the [`rulebook_cache::Cache`] of their own kind
+//! of item, through one generic load path (`Registry::load`): concurrent misses on one key load
+//! once, from the store, and compile with `rulebook-rules`. Each entry carries the tags the
+//! dependency map ([`crate::deps`]) gives it, computed from the rules the load found, and the
+//! change log's head at the start of the load as its version.
+//!
+//! **One cache per kind.** Each kind of item has a cache typed by its key and its value (a
+//! ruleset cache holds only rulesets, keyed by tenant and entry point), so no read can find a
+//! value of another kind under its key and there is no such error to handle. [`RegistryItem`] is
+//! the one enum that names the kinds, for what is decided per kind at run time: what a load reads,
+//! the tags an entry carries, and the name its loads are counted under. The caches share the one
+//! capacity setting ([`RegistryConfig::max_capacity`], split by kind), and every invalidation
+//! reaches all of them: a change's tags go to each cache as one invalidation there, which is all
+//! the atomicity a reader can observe (see `Caches::invalidate_tags`). [`Registry::cache_stats`]
+//! adds their counters up into one [`CacheStats`].
 //!
 //! The registry registers itself with its store, so a write through the store invalidates the
 //! tags of its changes after the commit and before the write returns. Changes that reach the
@@ -14,6 +24,7 @@
 //! registry already applied from its own writes are skipped there.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +38,8 @@ use crate::deps::{tags_for_changes, tags_for_entry, tenant_tag, TENANT_TAG};
 use crate::error::StoreError;
 use crate::Store;
 
-/// What the registry caches for a tenant.
+/// The kinds of item the registry caches for a tenant, and which one: the one enum naming the
+/// kinds (each has its own cache, see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RegistryItem {
     /// The compiled rules of one entry point.
@@ -55,34 +67,15 @@ impl RegistryItem {
     }
 }
 
-/// A registry cache key: the tenant is part of the key, so tenants never share an entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RegistryKey {
-    /// The tenant.
-    pub tenant: String,
-    /// What is cached.
-    pub item: RegistryItem,
-}
-
-/// A cached, compiled value.
-#[derive(Debug, Clone)]
-pub enum Compiled {
-    /// See [`Registry::ruleset`].
-    Ruleset(Arc<Ruleset>),
-    /// See [`Registry::params`].
-    Params(Arc<Params>),
-    /// See [`Registry::scorecard`].
-    Scorecard(Arc<Scorecard>),
-    /// See [`Registry::rules`].
-    Rules(Arc<Vec<Rule>>),
-    /// See [`Registry::rule`].
-    Rule(Arc<Rule>),
-}
-
-/// How the registry's cache is sized.
+/// How the registry's caches are sized.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
-    /// The most entries kept, over all tenants (rulesets, params and scorecards).
+    /// The most entries kept, over all tenants and kinds of item. It is shared out among the
+    /// kinds, each kind in a cache of its own: half for rulesets, a quarter for single rules, an
+    /// eighth for scorecards, and a sixteenth each for parameter snapshots and rule lists (one
+    /// of each per tenant), at least one entry per kind. So the registry holds at most this many
+    /// entries (at most 5 when it is set lower), and a flood of one kind (made-up entry point
+    /// names, say) pushes out only entries of that kind.
     pub max_capacity: u64,
     /// A backstop for staleness should an invalidation ever be missed; `None` keeps entries
     /// until they are invalidated or evicted.
@@ -95,6 +88,160 @@ impl Default for RegistryConfig {
             max_capacity: 10_000,
             time_to_live: Some(Duration::from_secs(300)),
         }
+    }
+}
+
+/// [`RegistryConfig::max_capacity`] shared out among the kinds of item (see there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Capacities {
+    rulesets: u64,
+    params: u64,
+    scorecards: u64,
+    rules: u64,
+    rule: u64,
+}
+
+impl Capacities {
+    /// Rulesets get what the other kinds leave, so the shares add up to `max_capacity` exactly
+    /// whenever it allows every kind one entry.
+    fn split(max_capacity: u64) -> Capacities {
+        let share = |sixteenths: u64| (max_capacity / 16 * sixteenths).max(1);
+        let (rule, scorecards, params, rules) = (share(4), share(2), share(1), share(1));
+        let rulesets = max_capacity
+            .saturating_sub(rule + scorecards + params + rules)
+            .max(1);
+        Capacities {
+            rulesets,
+            params,
+            scorecards,
+            rules,
+            rule,
+        }
+    }
+}
+
+/// The registry's caches, one per kind of item, each typed by the kind's key (the tenant and
+/// what names the item within it) and the kind's value. A read gets its value from its own
+/// kind's cache, so it can never find a value of another kind.
+struct Caches {
+    /// See [`Registry::ruleset`].
+    rulesets: Cache<(String, EntryPoint), Ruleset>,
+    /// See [`Registry::params`].
+    params: Cache<String, Params>,
+    /// See [`Registry::scorecard`].
+    scorecards: Cache<(String, String), Scorecard>,
+    /// See [`Registry::rules`].
+    rules: Cache<String, Vec<Rule>>,
+    /// See [`Registry::rule`].
+    rule: Cache<(String, String), Rule>,
+}
+
+/// What the registry does to each of its caches alike, whatever the cache's key and value.
+trait KindCache: Send + Sync {
+    fn invalidate_tags(&self, tags: &[&str]);
+    fn invalidate_all(&self);
+    fn stats(&self) -> CacheStats;
+    fn len(&self) -> usize;
+}
+
+impl<K, V> KindCache for Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    fn invalidate_tags(&self, tags: &[&str]) {
+        Cache::invalidate_tags(self, tags.iter().copied());
+    }
+
+    fn invalidate_all(&self) {
+        Cache::invalidate_all(self);
+    }
+
+    fn stats(&self) -> CacheStats {
+        Cache::stats(self)
+    }
+
+    fn len(&self) -> usize {
+        Cache::len(self)
+    }
+}
+
+impl Caches {
+    fn new(config: &RegistryConfig) -> Caches {
+        fn build<K, V>(capacity: u64, time_to_live: Option<Duration>) -> Cache<K, V>
+        where
+            K: Hash + Eq + Clone + Send + Sync + 'static,
+            V: Send + Sync + 'static,
+        {
+            let builder = Cache::builder().max_capacity(capacity);
+            match time_to_live {
+                Some(ttl) => builder.time_to_live(ttl).build(),
+                None => builder.build(),
+            }
+        }
+        let capacity = Capacities::split(config.max_capacity);
+        let ttl = config.time_to_live;
+        Caches {
+            rulesets: build(capacity.rulesets, ttl),
+            params: build(capacity.params, ttl),
+            scorecards: build(capacity.scorecards, ttl),
+            rules: build(capacity.rules, ttl),
+            rule: build(capacity.rule, ttl),
+        }
+    }
+
+    /// Every cache. The pattern names every field, so a kind added to [`Caches`] and left out
+    /// here does not compile: no invalidation can miss a kind.
+    fn all(&self) -> [&dyn KindCache; 5] {
+        let Caches {
+            rulesets,
+            params,
+            scorecards,
+            rules,
+            rule,
+        } = self;
+        [rulesets, params, scorecards, rules, rule]
+    }
+
+    /// Drops every entry carrying one of `tags`, in every cache.
+    ///
+    /// Within a cache the tags go as one invalidation (see [`Cache::invalidate_tags`]); the caches
+    /// are invalidated one after another, which needs no lock over them all: an entry lives in
+    /// exactly one cache, so each entry is dropped by one atomic invalidation, and a reader that
+    /// reads two items (a ruleset and the parameters, say) reads them at two times anyway, so it
+    /// could see the first before a change and the second after it with one cache too. Once this
+    /// returns, every cache's invalidation has returned, so no read that starts afterwards gets
+    /// a value carrying one of `tags` whose load began before the call.
+    fn invalidate_tags(&self, tags: &[&str]) {
+        for cache in self.all() {
+            cache.invalidate_tags(tags);
+        }
+    }
+
+    /// Drops every entry of every cache (one after another, as [`Caches::invalidate_tags`] says).
+    fn invalidate_all(&self) {
+        for cache in self.all() {
+            cache.invalidate_all();
+        }
+    }
+
+    /// The counters of all the caches taken as one: each kind's counters summed, except the
+    /// calls to invalidate. Every invalidation reaches every cache alike (only this type's
+    /// methods invalidate, and each goes to [`Caches::all`]), so one cache's count of calls is
+    /// the registry's, where the sum would count each call once per kind. The entries those
+    /// calls removed are summed, as they are in different caches.
+    fn stats(&self) -> CacheStats {
+        let each = self.all().map(KindCache::stats);
+        let mut total: CacheStats = each.iter().copied().sum();
+        let calls = each[0];
+        total.invalidations_key = calls.invalidations_key;
+        total.invalidations_tag = calls.invalidations_tag;
+        total.invalidations_all = calls.invalidations_all;
+        total
+    }
+
+    fn len(&self) -> usize {
+        self.all().iter().map(|cache| cache.len()).sum()
     }
 }
 
@@ -128,7 +275,7 @@ pub struct Registry {
 
 struct RegistryInner {
     store: Store,
-    cache: Cache<RegistryKey, Compiled>,
+    caches: Caches,
     /// Loads per tenant and item (key tag or [`UNLISTED_LOADS`]), bounded (see
     /// [`MAX_LISTED_LOADS`]). A mutex: touched once per load, which is rare next to reads.
     loads: Mutex<LoadCounts>,
@@ -182,7 +329,7 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("store", &self.inner.store)
-            .field("entries", &self.inner.cache.len())
+            .field("entries", &self.inner.caches.len())
             .finish_non_exhaustive()
     }
 }
@@ -204,14 +351,15 @@ impl RegistryInner {
     /// Invalidates every tag the changes touch, each once; returns how many tags.
     fn invalidate_changes<'a>(&self, changes: impl IntoIterator<Item = &'a Change>) -> usize {
         let tags = tags_for_changes(changes);
-        self.cache.invalidate_tags(tags.iter().map(String::as_str));
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.caches.invalidate_tags(&tags);
         tags.len()
     }
 
     /// Counts one load of `key`; `found` says whether it found rules (see [`MAX_LISTED_LOADS`]).
-    fn count_load(&self, key: &RegistryKey, found: bool) {
+    fn count_load(&self, tenant: &str, item: &RegistryItem, found: bool) {
         let mut loads = self.loads.lock();
-        let named = (key.tenant.clone(), key.item.key_tag());
+        let named = (tenant.to_owned(), item.key_tag());
         if let Some(listed) = loads.listed.get_mut(&named) {
             listed.loads += 1;
             listed.found = found;
@@ -233,7 +381,7 @@ impl RegistryInner {
         if loads.listed.len() < MAX_LISTED_LOADS {
             loads.listed.insert(named, Listed { loads: 1, found });
         } else {
-            *loads.unlisted.entry(key.tenant.clone()).or_insert(0) += 1;
+            *loads.unlisted.entry(tenant.to_owned()).or_insert(0) += 1;
         }
     }
 }
@@ -247,13 +395,9 @@ impl Registry {
 
     /// [`Registry::new`] with a cache configuration.
     pub fn with_config(store: Store, config: RegistryConfig) -> Registry {
-        let mut builder = Cache::builder().max_capacity(config.max_capacity);
-        if let Some(ttl) = config.time_to_live {
-            builder = builder.time_to_live(ttl);
-        }
         let inner = Arc::new(RegistryInner {
             store: store.clone(),
-            cache: builder.build(),
+            caches: Caches::new(&config),
             loads: Mutex::new(LoadCounts::default()),
             applied: Mutex::new(Applied::default()),
             position: tokio::sync::watch::Sender::new(0),
@@ -274,104 +418,95 @@ impl Registry {
         tenant: &str,
         entry_point: &EntryPoint,
     ) -> Result<Arc<Ruleset>, StoreError> {
+        let key = (tenant.to_owned(), entry_point.clone());
         let item = RegistryItem::Ruleset(entry_point.clone());
-        let compiled = self
-            .load(tenant, item, |rules| {
-                Ruleset::compile(entry_point.clone(), rules)
-                    .map(|r| Compiled::Ruleset(Arc::new(r)))
-                    .map_err(|e| StoreError::Compile {
-                        what: format!("entry point `{entry_point}` of tenant `{tenant}`"),
-                        reason: e.to_string(),
-                    })
+        self.load(&self.inner.caches.rulesets, key, tenant, item, |rules| {
+            Ruleset::compile(entry_point.clone(), rules).map_err(|e| StoreError::Compile {
+                what: format!("entry point `{entry_point}` of tenant `{tenant}`"),
+                reason: e.to_string(),
             })
-            .await?;
-        match &*compiled {
-            Compiled::Ruleset(r) => Ok(Arc::clone(r)),
-            _ => Err(mismatch()),
-        }
+        })
+        .await
     }
 
     /// The parameter snapshot of `tenant` (every rule's params and enabled flag).
     pub async fn params(&self, tenant: &str) -> Result<Arc<Params>, StoreError> {
-        let compiled = self
-            .load(tenant, RegistryItem::Params, |rules| {
-                Ok(Compiled::Params(Arc::new(Params::from_rules(rules))))
-            })
-            .await?;
-        match &*compiled {
-            Compiled::Params(p) => Ok(Arc::clone(p)),
-            _ => Err(mismatch()),
-        }
+        let key = tenant.to_owned();
+        self.load(
+            &self.inner.caches.params,
+            key,
+            tenant,
+            RegistryItem::Params,
+            |rules| Ok(Params::from_rules(rules)),
+        )
+        .await
     }
 
     /// The compiled scorecard `name` of `tenant` (the rules tagged `scorecard:<name>`).
     pub async fn scorecard(&self, tenant: &str, name: &str) -> Result<Arc<Scorecard>, StoreError> {
+        let key = (tenant.to_owned(), name.to_owned());
         let item = RegistryItem::Scorecard(name.to_owned());
-        let compiled = self
-            .load(tenant, item, |rules| {
-                Scorecard::compile(name, rules)
-                    .map(|s| Compiled::Scorecard(Arc::new(s)))
-                    .map_err(|e| StoreError::Compile {
-                        what: format!("scorecard `{name}` of tenant `{tenant}`"),
-                        reason: e.to_string(),
-                    })
+        self.load(&self.inner.caches.scorecards, key, tenant, item, |rules| {
+            Scorecard::compile(name, rules).map_err(|e| StoreError::Compile {
+                what: format!("scorecard `{name}` of tenant `{tenant}`"),
+                reason: e.to_string(),
             })
-            .await?;
-        match &*compiled {
-            Compiled::Scorecard(s) => Ok(Arc::clone(s)),
-            _ => Err(mismatch()),
-        }
+        })
+        .await
     }
 
     /// Every rule of `tenant`, by priority then id (compared as bytes, whatever the database's
     /// collation), as `GET /v1/rules` lists them.
     pub async fn rules(&self, tenant: &str) -> Result<Arc<Vec<Rule>>, StoreError> {
-        let compiled = self
-            .load(tenant, RegistryItem::Rules, |mut rules| {
+        let key = tenant.to_owned();
+        self.load(
+            &self.inner.caches.rules,
+            key,
+            tenant,
+            RegistryItem::Rules,
+            |mut rules| {
                 // The database's collation may order ids otherwise; pages follow this order.
                 rules.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
-                Ok(Compiled::Rules(Arc::new(rules)))
-            })
-            .await?;
-        match &*compiled {
-            Compiled::Rules(rules) => Ok(Arc::clone(rules)),
-            _ => Err(mismatch()),
-        }
+                Ok(rules)
+            },
+        )
+        .await
     }
 
     /// The rule `id` of `tenant`; [`StoreError::NotFound`] when there is none (not cached).
     pub async fn rule(&self, tenant: &str, id: &str) -> Result<Arc<Rule>, StoreError> {
-        let compiled = self
-            .load(tenant, RegistryItem::Rule(id.to_owned()), |mut rules| {
-                rules
-                    .pop()
-                    .map(|rule| Compiled::Rule(Arc::new(rule)))
-                    .ok_or_else(|| StoreError::Internal("a rule load found no rule".into()))
-            })
-            .await?;
-        match &*compiled {
-            Compiled::Rule(rule) => Ok(Arc::clone(rule)),
-            _ => Err(mismatch()),
-        }
+        let key = (tenant.to_owned(), id.to_owned());
+        let item = RegistryItem::Rule(id.to_owned());
+        self.load(&self.inner.caches.rule, key, tenant, item, |mut rules| {
+            rules
+                .pop()
+                .ok_or_else(|| StoreError::Internal("a rule load found no rule".into()))
+        })
+        .await
     }
 
-    /// The one load path: reads the change log's head (the entry's version), then the rules,
-    /// compiles, and tags the entry from what it found.
-    async fn load(
+    /// The one load path, for every kind: a `get_or_load` of `key` on the kind's own `cache`,
+    /// whose loader reads the change log's head (the entry's version), then the rules `item` is
+    /// built from, counts the load, compiles, and tags the entry from what it found. `key` and
+    /// `item` name the same item of `tenant`: the first in the kind's cache, the second for the
+    /// dependency map and the load counts.
+    async fn load<K, V>(
         &self,
+        cache: &Cache<K, V>,
+        key: K,
         tenant: &str,
         item: RegistryItem,
-        compile: impl FnOnce(Vec<Rule>) -> Result<Compiled, StoreError>,
-    ) -> Result<Arc<Compiled>, StoreError> {
-        let key = RegistryKey {
-            tenant: tenant.to_owned(),
-            item,
-        };
+        compile: impl FnOnce(Vec<Rule>) -> Result<V, StoreError>,
+    ) -> Result<Arc<V>, StoreError>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Send + Sync + 'static,
+    {
         let inner = &self.inner;
         let loader = || async {
             let read = async {
                 let version = inner.store.head_seq().await?;
-                let rules = match &key.item {
+                let rules = match &item {
                     RegistryItem::Ruleset(ep) => inner.store.entry_point_rules(tenant, ep).await?,
                     RegistryItem::Params => inner.store.parameter_rules(tenant).await?,
                     RegistryItem::Scorecard(name) => {
@@ -386,14 +521,13 @@ impl Registry {
             // The parameter snapshot and the rule list are one per tenant, so they count as found.
             let found = match &read {
                 Ok((_, rules)) => {
-                    !rules.is_empty()
-                        || matches!(key.item, RegistryItem::Params | RegistryItem::Rules)
+                    !rules.is_empty() || matches!(item, RegistryItem::Params | RegistryItem::Rules)
                 }
                 Err(_) => false,
             };
-            inner.count_load(&key, found);
+            inner.count_load(tenant, &item, found);
             let (version, rules) = read?;
-            let tags = tags_for_entry(tenant, &key.item, &rules);
+            let tags = tags_for_entry(tenant, &item, &rules);
             let compiled = compile(rules)?;
             Ok::<_, StoreError>(
                 Loaded::new(compiled)
@@ -401,9 +535,8 @@ impl Registry {
                     .with_version(u64::try_from(version).unwrap_or(0)),
             )
         };
-        inner
-            .cache
-            .get_or_load(key.clone(), loader)
+        cache
+            .get_or_load(key, loader)
             .await
             .map_err(StoreError::from)
     }
@@ -471,25 +604,22 @@ impl Registry {
             .iter()
             .map(|ep| tenant_tag(tenant, &entry_point_tag(ep)))
             .collect();
-        self.inner
-            .cache
-            .invalidate_tags(tags.iter().map(String::as_str));
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.inner.caches.invalidate_tags(&tags);
     }
 
     /// Drops every entry of `tenant` carrying one of `tags` (unprefixed, such as `currency:USD`,
     /// `rule:RF-002`, `params` or `scorecard:pad_trade`).
     pub fn invalidate_tags(&self, tenant: &str, tags: &[String]) {
         let tags: Vec<String> = tags.iter().map(|tag| tenant_tag(tenant, tag)).collect();
-        self.inner
-            .cache
-            .invalidate_tags(tags.iter().map(String::as_str));
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        self.inner.caches.invalidate_tags(&tags);
     }
 
     /// Drops every entry of `tenant`.
     pub fn invalidate_tenant(&self, tenant: &str) {
-        self.inner
-            .cache
-            .invalidate_tag(&tenant_tag(tenant, TENANT_TAG));
+        let tag = tenant_tag(tenant, TENANT_TAG);
+        self.inner.caches.invalidate_tags(&[&tag]);
     }
 
     /// Drops every entry of `tenant` and its load counts: for a tenant that is no longer kept
@@ -503,22 +633,24 @@ impl Registry {
 
     /// Drops everything.
     pub fn invalidate_all(&self) {
-        self.inner.cache.invalidate_all();
+        self.inner.caches.invalidate_all();
     }
 
-    /// The cache's counters.
+    /// The counters of the registry's caches taken as one: the kinds' hits, misses, loads,
+    /// evictions and entries invalidated summed, and each call to invalidate counted once (one
+    /// per tag for a change's tags), however many kinds it reached.
     pub fn cache_stats(&self) -> CacheStats {
-        self.inner.cache.stats()
+        self.inner.caches.stats()
     }
 
-    /// How many entries are cached.
+    /// How many entries are cached, of every kind.
     pub fn len(&self) -> usize {
-        self.inner.cache.len()
+        self.inner.caches.len()
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.inner.cache.is_empty()
+        self.len() == 0
     }
 
     /// Loads per item, sorted by tenant and item: at most [`MAX_LISTED_LOADS`] named items plus
@@ -567,10 +699,6 @@ impl Registry {
     }
 }
 
-fn mismatch() -> StoreError {
-    StoreError::Internal("a registry entry holds the wrong kind of value".into())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -578,12 +706,147 @@ mod tests {
     use super::*;
 
     async fn seeded() -> (Registry, tempfile::TempDir) {
+        seeded_with(RegistryConfig::default()).await
+    }
+
+    async fn seeded_with(config: RegistryConfig) -> (Registry, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("r.db").to_string_lossy())
             .await
             .unwrap();
         store.seed_defaults().await.unwrap();
-        (Registry::new(store), dir)
+        (Registry::with_config(store, config), dir)
+    }
+
+    /// Reads one item of every kind from tenant `default`, so each cache holds one entry.
+    async fn read_every_kind(registry: &Registry) {
+        registry
+            .ruleset("default", &ep("checkout_terms"))
+            .await
+            .unwrap();
+        registry.params("default").await.unwrap();
+        registry
+            .scorecard("default", rulebook_rules::examples::PAD_TRADE)
+            .await
+            .unwrap();
+        registry.rules("default").await.unwrap();
+        registry.rule("default", "RF-002").await.unwrap();
+    }
+
+    #[test]
+    fn the_kinds_share_out_the_one_capacity_setting() {
+        let split = Capacities::split(1_024);
+        assert_eq!(
+            split,
+            Capacities {
+                rulesets: 512,
+                rule: 256,
+                scorecards: 128,
+                params: 64,
+                rules: 64,
+            }
+        );
+        for max in (0..200).chain([10_000, 51_200, u64::MAX]) {
+            let c = Capacities::split(max);
+            let kinds = [c.rulesets, c.params, c.scorecards, c.rules, c.rule];
+            assert!(kinds.iter().all(|&n| n >= 1), "{max}: {c:?}");
+            let total = kinds.iter().fold(0u64, |sum, n| sum.saturating_add(*n));
+            assert_eq!(total, max.max(5), "{max}: {c:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_one_kind_stays_in_its_share_and_pushes_out_no_other_kind() {
+        let config = RegistryConfig {
+            max_capacity: 64,
+            ..RegistryConfig::default()
+        };
+        let (registry, _dir) = seeded_with(config).await;
+        let params = registry.params("default").await.unwrap();
+        let rules = registry.rules("default").await.unwrap();
+        for n in 0..1_000 {
+            registry
+                .ruleset("default", &ep(&format!("made_up_{n}")))
+                .await
+                .unwrap();
+        }
+        assert!(registry.len() <= 64, "{} entries", registry.len());
+        assert!(registry.inner.caches.rulesets.len() <= 32);
+        let loads = registry.cache_stats().loads;
+        assert!(Arc::ptr_eq(
+            &params,
+            &registry.params("default").await.unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            &rules,
+            &registry.rules("default").await.unwrap()
+        ));
+        assert_eq!(
+            registry.cache_stats().loads,
+            loads,
+            "both were still cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_invalidation_reaches_every_kind() {
+        let (registry, _dir) = seeded().await;
+        type Invalidation = (&'static str, fn(&Registry));
+        let drops: [Invalidation; 4] = [
+            ("invalidate_all", |r| r.invalidate_all()),
+            ("invalidate_tenant", |r| r.invalidate_tenant("default")),
+            ("forget_tenant", |r| r.forget_tenant("default")),
+            // A change of RF-002 that leaves `checkout_terms` and the scorecard: every change
+            // touches `params` and `rules`, this one also the rule, the entry point and the label.
+            ("a change's tags", |r| {
+                r.inner.invalidate_changes([&Change {
+                    seq: 1,
+                    tenant: "default".into(),
+                    rule_id: "RF-002".into(),
+                    op: crate::ChangeOp::Update,
+                    old_entry_point: Some("checkout_terms".into()),
+                    new_entry_point: None,
+                    old_tags: vec![rulebook_rules::tags::scorecard_tag(
+                        rulebook_rules::examples::PAD_TRADE,
+                    )],
+                    new_tags: vec![],
+                    changed_at: chrono::Utc::now(),
+                }]);
+            }),
+        ];
+        for (name, drop) in drops {
+            read_every_kind(&registry).await;
+            let each = registry.inner.caches.all().map(|cache| cache.len());
+            assert_eq!(each, [1; 5], "before {name}");
+            drop(&registry);
+            assert!(
+                registry.is_empty(),
+                "{name} left {} entries",
+                registry.len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stats_add_up_the_kinds_and_count_each_invalidation_once() {
+        let (registry, _dir) = seeded().await;
+        let before = registry.cache_stats();
+        read_every_kind(&registry).await;
+        read_every_kind(&registry).await;
+        let read = registry.cache_stats();
+        assert_eq!(read.loads - before.loads, 5, "one load per kind");
+        assert_eq!(read.misses - before.misses, 5);
+        assert_eq!(read.hits - before.hits, 5);
+
+        registry.invalidate_tags("default", &["params".to_owned(), "rules".to_owned()]);
+        let tagged = registry.cache_stats();
+        assert_eq!(tagged.invalidations_tag - read.invalidations_tag, 2);
+        assert_eq!(tagged.invalidated_entries - read.invalidated_entries, 2);
+
+        registry.invalidate_all();
+        let all = registry.cache_stats();
+        assert_eq!(all.invalidations_all - tagged.invalidations_all, 1);
+        assert_eq!(all.invalidated_entries - tagged.invalidated_entries, 3);
     }
 
     fn ep(name: &str) -> EntryPoint {
