@@ -868,14 +868,7 @@ async fn an_import_with_bad_rules_writes_nothing_and_lists_every_problem() {
                 .json(json!({"rules": rules, "reason": "bulk"})),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        "{}",
-        r.text
-    );
-    let errors = r.body["error"]["errors"].as_array().unwrap();
-    let paths: Vec<&str> = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let (errors, paths) = r.validation_errors();
     for path in [
         "rules[17].priority",
         "rules[17].colour",

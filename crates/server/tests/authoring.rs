@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{banner, req, Api, TestDb, ADMIN};
+use common::{banner, decision_ids, evaluate, matched, req, Api, TestDb, ADMIN};
 use serde_json::{json, Value};
 
 rulebook_testkit::on_both_backends!(
@@ -47,28 +47,6 @@ async fn update(api: &Api, id: &str, edit: impl FnOnce(&mut Value)) -> Value {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.body
-}
-
-async fn evaluate(api: &Api, entry_point: &str, body: Value) -> Value {
-    let r = api
-        .call(req(Method::POST, &format!("/v1/evaluate/{entry_point}")).json(body))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.body
-}
-
-fn matched(answer: &Value) -> Vec<(String, i64)> {
-    answer["matched"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_str().unwrap().to_owned(),
-                m["version"].as_i64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 async fn every_answer_carries_a_time_ordered_decision_id_and_the_matched_versions(db: &TestDb) {
@@ -411,12 +389,7 @@ async fn the_decision_log_is_listed_and_survives_a_restart(db: &TestDb) {
         ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let listed: Vec<&str> = r.body["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["decision_id"].as_str().unwrap())
-        .collect();
+    let listed = decision_ids(&r.body);
     assert_eq!(listed, ids);
     let first = &r.body["decisions"][0];
     assert!(
@@ -532,20 +505,7 @@ async fn the_cli_diffs_and_rolls_back() {
     let db = TestDb::sqlite();
     let server = common::Running::start(&db.url, &[]);
     server.ready().await;
-    let token = server.token.clone().unwrap();
-    let cli = |args: &[&str]| {
-        let output = common::binary()
-            .args(args)
-            .env("RULEBOOK_SERVER", &server.base)
-            .env("RULEBOOK_TOKEN", &token)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| server.cli(args);
     let (code, out, err) = cli(&[
         "rules",
         "disable",

@@ -165,20 +165,14 @@ async fn verify(db: &TestDb, server: &Running, ledger: &Ledger) -> usize {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let listed: BTreeMap<String, (i64, bool)> = body["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().unwrap().to_owned(),
-                (
-                    r["version"].as_i64().unwrap(),
-                    r["enabled"].as_bool().unwrap(),
-                ),
-            )
-        })
-        .collect();
+    let listed: BTreeMap<String, (i64, bool)> = common::by_id(&body["rules"], |r| {
+        (
+            r["version"].as_i64().unwrap(),
+            r["enabled"].as_bool().unwrap(),
+        )
+    })
+    .into_iter()
+    .collect();
     let expected: BTreeMap<String, (i64, bool)> = stored
         .iter()
         .map(|(id, r)| (id.clone(), (r.version, r.enabled)))

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{banner, http, Running};
+use common::{banner, http, matched, Running};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -196,20 +196,6 @@ async fn evaluate(server: &Running, entry_point: &str) -> (u16, reqwest::header:
     evaluate_at(server, entry_point, None).await
 }
 
-fn versions(body: &Value) -> Vec<(String, i64)> {
-    body["matched"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_str().unwrap().to_owned(),
-                m["version"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Polls `check` every 50 ms until it holds, for at most `limit`.
 async fn until<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
@@ -272,7 +258,7 @@ async fn the_database_going_away_and_coming_back() {
             Duration::from_secs(10),
             || async {
                 let (status, _, body) = evaluate_at(server, "outage", Some(written)).await;
-                status == 200 && versions(&body) == [("OUT-1".to_owned(), 1)]
+                status == 200 && matched(&body) == [("OUT-1".to_owned(), 1)]
             },
         )
         .await;
@@ -288,7 +274,7 @@ async fn the_database_going_away_and_coming_back() {
             "a cached read on {} while the database is down: {body}",
             server.base
         );
-        assert_eq!(versions(&body), [("OUT-1".to_owned(), 1)]);
+        assert_eq!(matched(&body), [("OUT-1".to_owned(), 1)]);
         // A cold read and a write: 503 with Retry-After.
         let (status, headers, body) = evaluate(server, "never_loaded").await;
         assert_eq!(
@@ -348,7 +334,7 @@ async fn the_database_going_away_and_coming_back() {
         Duration::from_secs(10),
         || async {
             let (status, _, body) = evaluate(&b, "outage").await;
-            status == 200 && versions(&body).is_empty()
+            status == 200 && matched(&body).is_empty()
         },
     )
     .await;

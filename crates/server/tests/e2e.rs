@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{banner, binary, http, Running, TestDb};
+use common::{banner, http, matched, Running, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -33,19 +33,6 @@ async fn lifecycle(db: &TestDb) {
             )
             .await
         }
-    };
-    let matched = |body: &Value| -> Vec<(String, i64)> {
-        body["matched"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                (
-                    m["id"].as_str().unwrap().to_owned(),
-                    m["version"].as_i64().unwrap(),
-                )
-            })
-            .collect()
     };
 
     // Create.
@@ -333,22 +320,8 @@ async fn the_cli_drives_a_running_server() {
     let db = TestDb::sqlite();
     let server = Running::start(&db.url, &[]);
     server.ready().await;
-    let token = server.token.clone().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str]| {
-        let output = binary()
-            .args(args)
-            .env("RULEBOOK_SERVER", &server.base)
-            .env("RULEBOOK_TOKEN", &token)
-            .env("RULEBOOK_DATABASE_URL", &db.url)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| server.cli(args);
 
     let (code, out, _) = cli(&["rules", "list", "--entry-point", "checkout terms"]);
     assert_eq!(code, 0);

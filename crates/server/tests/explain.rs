@@ -7,7 +7,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{banner, binary, req, Api, Running, TestDb, ADMIN};
+use common::{banner, decision_ids, evaluate, req, Api, Running, TestDb, ADMIN};
 use serde_json::{json, Value};
 
 rulebook_testkit::on_both_backends!(
@@ -23,14 +23,6 @@ async fn create(api: &Api, rule: Value) {
         .call(req(Method::POST, "/v1/rules").token(ADMIN).json(rule))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-}
-
-async fn evaluate(api: &Api, entry_point: &str, body: Value) -> Value {
-    let r = api
-        .call(req(Method::POST, &format!("/v1/evaluate/{entry_point}")).json(body))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    r.body
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -301,12 +293,7 @@ async fn a_draft_changes_the_answer_without_changing_the_store_or_the_cache(db: 
         .call(req(Method::GET, "/v1/decisions?entry_point=fifty"))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let logged: Vec<&str> = r.body["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["decision_id"].as_str().unwrap())
-        .collect();
+    let logged = decision_ids(&r.body);
     assert_eq!(
         logged,
         [
@@ -385,15 +372,8 @@ async fn a_draft_that_does_not_validate_is_a_422_naming_its_index_and_field(db: 
             "drafts": [good, bad_priority, bad_operator, elsewhere, amount_rule("fine", 6, 1)],
         })))
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        "{}",
-        r.text
-    );
+    let (errors, paths) = r.validation_errors();
     assert!(r.message().contains("4 of 5 drafts"), "{}", r.message());
-    let errors = r.body["error"]["errors"].as_array().unwrap();
-    let paths: Vec<&str> = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert_eq!(
         paths,
         [
@@ -450,21 +430,8 @@ async fn the_cli_explains_and_tests_drafts() {
     let db = TestDb::sqlite();
     let server = Running::start(&db.url, &[]);
     server.ready().await;
-    let token = server.token.clone().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str]| {
-        let output = binary()
-            .args(args)
-            .env("RULEBOOK_SERVER", &server.base)
-            .env("RULEBOOK_TOKEN", &token)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| server.cli(args);
     let rules = dir.path().join("rules.json");
     let mut stopper = amount_rule("small", 2, 10);
     stopper["stop_processing"] = json!(true);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::http::Method;
-use common::{req, Api, ADMIN};
+use common::{decision_ids, req, Api, ADMIN};
 use rulebook_testkit::{on_both_backends, TestDb};
 use serde_json::{json, Value};
 
@@ -280,12 +280,9 @@ async fn decision_pages_follow_time_then_id(db: &TestDb) {
             .call(req(Method::GET, &url).token(ADMIN).tenant(TENANT))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
-        let page = r.body["decisions"].as_array().unwrap();
+        let page = decision_ids(&r.body);
         sizes.push(page.len());
-        seen.extend(
-            page.iter()
-                .map(|d| d["decision_id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(page.into_iter().map(str::to_owned));
         match r.body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
@@ -299,12 +296,7 @@ async fn decision_pages_follow_time_then_id(db: &TestDb) {
                 .tenant(TENANT),
         )
         .await;
-    let whole: Vec<String> = whole.body["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["decision_id"].as_str().unwrap().to_owned())
-        .collect();
+    let whole = decision_ids(&whole.body);
     assert_eq!(
         seen, whole,
         "the pages are the one-page listing, in its order"

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Running, TestDb};
+use common::{sorted_rules, Running, TestDb};
 use parking_lot::Mutex;
 use rulebook_client::{Client, Replica};
 use serde_json::{json, Map, Value};
@@ -257,15 +257,6 @@ async fn write(client: &Client, round: usize) -> i64 {
     }
 }
 
-fn sorted(rules: impl IntoIterator<Item = rulebook_rules::Rule>) -> Vec<Value> {
-    let mut rules: Vec<Value> = rules
-        .into_iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
-    rules.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    rules
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_cut_mid_event_resumes_from_last_event_id_and_misses_nothing() {
     let db = TestDb::sqlite();
@@ -348,7 +339,10 @@ async fn a_stream_cut_mid_event_resumes_from_last_event_id_and_misses_nothing() 
     let view = replica.view().await.unwrap();
     let snapshot = direct.snapshot(Some(view.seq())).await.unwrap();
     assert_eq!(snapshot.seq, view.seq(), "nothing was written since");
-    assert_eq!(sorted(view.rules().cloned()), sorted(snapshot.body.rules));
+    assert_eq!(
+        sorted_rules(view.rules().cloned()),
+        sorted_rules(snapshot.body.rules)
+    );
     let context = json!({"country": "FR"});
     for entry_point in ["faults_0", "faults_1"] {
         let local = replica.evaluate(entry_point, &context).await.unwrap();

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{Running, TestDb};
+use common::{sorted_rules, Running, TestDb};
 use rulebook_client::sse::SseParser;
 use rulebook_client::wire::{ChangeEvent, ChangeOp};
 use rulebook_client::{Client, ClientError, Replica, ReplicaView};
@@ -298,16 +298,6 @@ async fn own_writer(
     history.reads(reads);
 }
 
-/// Every rule of the tenant, as JSON sorted by id.
-fn sorted(rules: impl IntoIterator<Item = rulebook_rules::Rule>) -> Vec<Value> {
-    let mut rules: Vec<Value> = rules
-        .into_iter()
-        .map(|r| serde_json::to_value(r).unwrap())
-        .collect();
-    rules.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    rules
-}
-
 /// Waits until `replica` reflects `head`, then compares its rules with its server's snapshot
 /// at that position.
 async fn converged(name: &str, replica: &Replica, head: i64) {
@@ -315,8 +305,8 @@ async fn converged(name: &str, replica: &Replica, head: i64) {
     let view = replica.view().await.unwrap();
     let snapshot = replica.client().snapshot(Some(view.seq())).await.unwrap();
     assert_eq!(
-        sorted(view.rules().cloned()),
-        sorted(snapshot.body.rules),
+        sorted_rules(view.rules().cloned()),
+        sorted_rules(snapshot.body.rules),
         "replica {name} at seq {} differs from its server's snapshot at seq {}",
         view.seq(),
         snapshot.seq

@@ -14,7 +14,7 @@ mod common;
 use std::path::PathBuf;
 
 use axum::http::{Method, StatusCode};
-use common::{binary, req, Api, Running, TestDb, ADMIN};
+use common::{req, Api, Running, TestDb, ADMIN};
 use rulebook_rules::EntryPoint;
 use serde_json::{json, Value};
 
@@ -237,14 +237,7 @@ async fn a_dump_with_bad_entries_reports_every_one_and_writes_nothing(db: &TestD
             json!({"format": "django", "rules": bad, "dry_run": dry_run}),
         )
         .await;
-        assert_eq!(
-            (r.status, r.code()),
-            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            "{}",
-            r.text
-        );
-        let errors = r.body["error"]["errors"].as_array().unwrap();
-        let paths: Vec<&str> = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        let (errors, paths) = r.validation_errors();
         assert_eq!(
             paths,
             [
@@ -337,35 +330,6 @@ async fn a_dump_with_bad_entries_reports_every_one_and_writes_nothing(db: &TestD
 }
 
 /// The `rulebook` CLI against a running server, with this test's environment.
-struct Cli<'a> {
-    server: &'a Running,
-    token: String,
-    db_url: String,
-}
-
-impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let output = binary()
-            .args(args)
-            .env("RULEBOOK_SERVER", &self.server.base)
-            .env("RULEBOOK_TOKEN", &self.token)
-            .env("RULEBOOK_DATABASE_URL", &self.db_url)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "{args:?}: {err}");
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-    }
-}
-
 /// `rulebook rules import FILE --format django`: dry run, import, evaluate, export as written; a
 /// bad dump names every problem with its entry and writes nothing; a mistaken flag is a usage
 /// error.
@@ -374,49 +338,45 @@ async fn the_cli_imports_a_django_dump_then_evaluates_and_exports_it() {
     let db = TestDb::sqlite();
     let server = Running::start(&db.url, &[]);
     server.ready().await;
-    let cli = Cli {
-        server: &server,
-        token: server.token.clone().unwrap(),
-        db_url: db.url.clone(),
-    };
     let file = data("rules_engine.json");
     let file = file.to_str().unwrap();
     let entries = dump("rules_engine.json");
     let n = entries.len();
 
-    let (code, out, err) = cli.run(&["rules", "import", file, "--format", "django", "--dry-run"]);
+    let (code, out, err) =
+        server.cli(&["rules", "import", file, "--format", "django", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!("would import {n} rules: {n} created")),
         "{out}"
     );
     assert_eq!(
-        cli.run(&["rules", "get", "test_rule_create"]).0,
+        server.cli(&["rules", "get", "test_rule_create"]).0,
         3,
         "a dry run writes nothing"
     );
-    let (code, out, err) = cli.run(&["rules", "import", file, "--format", "django"]);
+    let (code, out, err) = server.cli(&["rules", "import", file, "--format", "django"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!("imported {n} rules: {n} created")),
         "{out}"
     );
 
-    let answer = cli.json(&["evaluate", "home_page_mount", "--context", "{}", "--json"]);
+    let answer = server.cli_json(&["evaluate", "home_page_mount", "--context", "{}", "--json"]);
     let all: Vec<String> = entries
         .iter()
         .map(|e| e["fields"]["rule_code"].as_str().unwrap().to_owned())
         .collect();
     let home = always_matching(&entries, "home_page_mount");
     assert_eq!(fired(&answer, &all), expected_actions(&entries, &home));
-    let exported = cli.json(&["rules", "export"]);
+    let exported = server.cli_json(&["rules", "export"]);
     assert_exported_as_written(&entries, exported.as_array().unwrap());
-    let (code, out, _) = cli.run(&["rules", "import", file, "--format", "django"]);
+    let (code, out, _) = server.cli(&["rules", "import", file, "--format", "django"]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("{n} unchanged")), "{out}");
     // The same dump as `dumpdata --format yaml` writes it reads the same.
     let yaml = dir_with("rules.yaml", &serde_yaml::to_string(&entries).unwrap());
-    let (code, out, err) = cli.run(&[
+    let (code, out, err) = server.cli(&[
         "rules",
         "import",
         yaml.1.to_str().unwrap(),
@@ -429,7 +389,7 @@ async fn the_cli_imports_a_django_dump_then_evaluates_and_exports_it() {
 
     // Every bad entry at once, with its place in the file, and nothing written.
     let bad = data("rules_engine_bad.json");
-    let (code, _, err) = cli.run(&[
+    let (code, _, err) = server.cli(&[
         "rules",
         "import",
         bad.to_str().unwrap(),
@@ -456,13 +416,13 @@ async fn the_cli_imports_a_django_dump_then_evaluates_and_exports_it() {
     }
     assert!(err.contains("--ignore metadata"), "{err}");
     assert_eq!(
-        cli.run(&["rules", "get", "bad_good_neighbour"]).0,
+        server.cli(&["rules", "get", "bad_good_neighbour"]).0,
         3,
         "nothing was written"
     );
 
     // Flags: a mapping onto no rule field, and Django flags without `--format django`.
-    let (code, _, err) = cli.run(&[
+    let (code, _, err) = server.cli(&[
         "rules",
         "import",
         file,
@@ -473,13 +433,13 @@ async fn the_cli_imports_a_django_dump_then_evaluates_and_exports_it() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("`meta` is not a rule field"), "{err}");
-    let (code, _, err) = cli.run(&["rules", "import", file, "--map", "rule_code=id"]);
+    let (code, _, err) = server.cli(&["rules", "import", file, "--map", "rule_code=id"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--format django"), "{err}");
     // `--ignore` drops a field, so the dump with `metadata` imports once that is its only problem.
     let bad_entries = dump("rules_engine_bad.json");
     let one = dir_with("one.json", &json!([bad_entries[1].clone()]).to_string());
-    let (code, _, err) = cli.run(&[
+    let (code, _, err) = server.cli(&[
         "rules",
         "import",
         one.1.to_str().unwrap(),
@@ -487,7 +447,7 @@ async fn the_cli_imports_a_django_dump_then_evaluates_and_exports_it() {
         "django",
     ]);
     assert_eq!(code, 1, "{err}");
-    let (code, out, err) = cli.run(&[
+    let (code, out, err) = server.cli(&[
         "rules",
         "import",
         one.1.to_str().unwrap(),
@@ -516,11 +476,6 @@ async fn the_cli_round_trips_the_seeds_display_message_action() {
     let db = TestDb::sqlite();
     let server = Running::start(&db.url, &[]);
     server.ready().await;
-    let cli = Cli {
-        server: &server,
-        token: server.token.clone().unwrap(),
-        db_url: db.url.clone(),
-    };
     let actions = json!([{"type": "display_message", "content": "Test"},
                          {"type": "notify.slack", "zeta": 1, "channel": "#risk", "alpha": {"colour": "red"}}]);
     let rule = json!({
@@ -533,12 +488,12 @@ async fn the_cli_round_trips_the_seeds_display_message_action() {
         "actions": actions,
     });
     let (_dir, file) = dir_with("rule.json", &rule.to_string());
-    let (code, _, err) = cli.run(&["rules", "create", "--file", file.to_str().unwrap()]);
+    let (code, _, err) = server.cli(&["rules", "create", "--file", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
 
-    let got = cli.json(&["rules", "get", "test_rule_create"]);
+    let got = server.cli_json(&["rules", "get", "test_rule_create"]);
     assert_eq!(text(&got["actions"]), text(&actions));
-    let answer = cli.json(&["evaluate", "home_page_mount", "--context", "{}", "--json"]);
+    let answer = server.cli_json(&["evaluate", "home_page_mount", "--context", "{}", "--json"]);
     let ids = vec!["test_rule_create".to_owned()];
     let mut expected = Vec::new();
     for action in actions.as_array().unwrap() {
@@ -549,7 +504,8 @@ async fn the_cli_round_trips_the_seeds_display_message_action() {
     }
     assert_eq!(fired(&answer, &ids), text(&Value::Array(expected)));
 
-    let (code, exported, err) = cli.run(&["rules", "export", "--entry-point", "home_page_mount"]);
+    let (code, exported, err) =
+        server.cli(&["rules", "export", "--entry-point", "home_page_mount"]);
     assert_eq!(code, 0, "{err}");
     let export = dir_with("export.json", &exported);
     let listed: Value = serde_json::from_str(&exported).unwrap();
@@ -560,13 +516,13 @@ async fn the_cli_round_trips_the_seeds_display_message_action() {
         .find(|r| r["id"] == "test_rule_create")
         .unwrap();
     assert_eq!(text(&mine["actions"]), text(&actions));
-    let (code, out, err) = cli.run(&["rules", "import", export.1.to_str().unwrap()]);
+    let (code, out, err) = server.cli(&["rules", "import", export.1.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("0 created, 0 updated"), "{out}");
-    assert_eq!(cli.run(&["rules", "delete", "test_rule_create"]).0, 0);
-    let (code, out, err) = cli.run(&["rules", "import", export.1.to_str().unwrap()]);
+    assert_eq!(server.cli(&["rules", "delete", "test_rule_create"]).0, 0);
+    let (code, out, err) = server.cli(&["rules", "import", export.1.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 created"), "{out}");
-    let again = cli.json(&["rules", "get", "test_rule_create"]);
+    let again = server.cli_json(&["rules", "get", "test_rule_create"]);
     assert_eq!(text(&again["actions"]), text(&actions));
 }

@@ -195,6 +195,63 @@ impl Resp {
             .get("etag")
             .map(|v| v.to_str().unwrap().to_owned())
     }
+    /// The errors of a 422 `validation_failed` answer, and their paths; panics with the answer
+    /// when it is not one.
+    pub fn validation_errors(&self) -> (&[Value], Vec<&str>) {
+        assert_eq!(
+            (self.status, self.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{}",
+            self.text
+        );
+        let errors = self.body["error"]["errors"].as_array().unwrap();
+        let paths = errors.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        (errors, paths)
+    }
+}
+
+/// `POST /v1/evaluate/{entry_point}` with `body`, answered 200 (or the test fails): the answer.
+pub async fn evaluate(api: &Api, entry_point: &str, body: Value) -> Value {
+    let r = api
+        .call(req(Method::POST, &format!("/v1/evaluate/{entry_point}")).json(body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body
+}
+
+/// `(id, value(item))` for each item of the JSON array `items` (rules, matched rules), in order.
+pub fn by_id<T>(items: &Value, value: impl Fn(&Value) -> T) -> Vec<(String, T)> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item["id"].as_str().unwrap().to_owned(), value(item)))
+        .collect()
+}
+
+/// The rules an evaluation answer matched, as `(id, version)`, in the answer's order.
+pub fn matched(answer: &Value) -> Vec<(String, i64)> {
+    by_id(&answer["matched"], |m| m["version"].as_i64().unwrap())
+}
+
+/// The decision ids of a page of `GET /v1/decisions`, in its order.
+pub fn decision_ids(page: &Value) -> Vec<&str> {
+    page["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision_id"].as_str().unwrap())
+        .collect()
+}
+
+/// Rules as JSON, sorted by id: two reads of a tenant's rules, compared.
+pub fn sorted_rules(rules: impl IntoIterator<Item = rulebook_rules::Rule>) -> Vec<Value> {
+    let mut rules: Vec<Value> = rules
+        .into_iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    rules.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    rules
 }
 
 /// A valid rule of `entry_point` that shows `message`.
@@ -217,6 +274,8 @@ pub struct Running {
     /// The admin token from the start line, when one was generated.
     pub token: Option<String>,
     pub line: String,
+    /// The database it serves.
+    pub database_url: String,
     child: Child,
     pub client: reqwest::Client,
 }
@@ -277,6 +336,7 @@ impl Running {
             base,
             token,
             line,
+            database_url: database_url.to_owned(),
             child,
             client: reqwest::Client::new(),
         }
@@ -284,6 +344,30 @@ impl Running {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Runs the `rulebook` CLI against this server, with its generated admin token and its
+    /// database: the exit code, standard output and standard error.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = binary()
+            .args(args)
+            .env("RULEBOOK_SERVER", &self.base)
+            .env("RULEBOOK_TOKEN", self.token.as_deref().unwrap())
+            .env("RULEBOOK_DATABASE_URL", &self.database_url)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// [`Running::cli`] for a command that succeeds and prints JSON: the JSON.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let (code, out, err) = self.cli(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 
     /// Waits until `/health` says ready.
