@@ -59,6 +59,6 @@ mod params;
 mod ruleset;
 mod scorecard;
 
-pub use params::Params;
+pub use params::{Flag, Params};
 pub use ruleset::{Evaluation, FiredAction, MatchedRule, Ruleset};
 pub use scorecard::{FactorScore, ScoreRequest, ScoreResult, Scorecard, ESCALATION_PARAM};

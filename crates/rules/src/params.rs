@@ -1,29 +1,62 @@
-//! Parameters: a snapshot of rules' params, read by rule id and field.
+//! Parameters: a snapshot of a tenant's rules, read by rule id: params by field, enabled flags,
+//! and each rule as a boolean flag.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::Rule;
+use crate::ruleset::CompiledRule;
+use crate::{EvalError, Limits, Rule};
 
-/// An immutable snapshot of rules' params and enabled flags, built once from a tenant's rules and
-/// shared behind an `Arc` (it is `Send + Sync` and has no interior mutability).
+/// An immutable snapshot of a tenant's rules (params, enabled flags, and each rule compiled so
+/// that it can be decided as a flag), built once from the rules and shared behind an `Arc` (it is
+/// `Send + Sync` and has no interior mutability).
+///
+/// Each rule is compiled as a ruleset compiles it (validated, its expressions compiled once), so
+/// [`Params::flag`] decides a rule with the very checks an evaluation uses.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
-    rules: HashMap<String, ParamRule>,
+    rules: HashMap<String, CompiledRule>,
+    /// The rule ids, sorted (byte order): the order of [`Params::rule_ids`].
+    ids: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-struct ParamRule {
-    enabled: bool,
-    version: i64,
-    params: Map<String, Value>,
+/// A rule decided as a boolean flag for one input and time ([`Params::flag`]). The checks run in
+/// the order an evaluation runs them: enabled, then the schedule window, then the condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flag {
+    /// Enabled, in its window, and its condition is the literal `true`: on for every input.
+    Always,
+    /// Enabled, in its window, and its condition held for the input.
+    Matched,
+    /// Enabled and in its window, but its condition did not hold for the input.
+    ConditionFalse,
+    /// The rule is disabled.
+    Disabled,
+    /// The time is outside the rule's window (`active_from` inclusive, `active_until` exclusive).
+    OutsideWindow,
+    /// The condition could not be decided: the rule is stored invalid, is over a limit, or ran
+    /// out of its work budget (as in an evaluation's `errors`).
+    Failed(EvalError),
+}
+
+impl Flag {
+    /// The flag's value: `true` for [`Flag::Always`] and [`Flag::Matched`], `false` for the
+    /// others, and none for [`Flag::Failed`].
+    pub fn value(&self) -> Option<bool> {
+        match self {
+            Flag::Always | Flag::Matched => Some(true),
+            Flag::ConditionFalse | Flag::Disabled | Flag::OutsideWindow => Some(false),
+            Flag::Failed(_) => None,
+        }
+    }
 }
 
 impl Params {
     /// Indexes the rules by id. When an id repeats, the higher version wins.
     pub fn from_rules(rules: Vec<Rule>) -> Params {
-        let mut map: HashMap<String, ParamRule> = HashMap::with_capacity(rules.len());
+        let mut map: HashMap<String, CompiledRule> = HashMap::with_capacity(rules.len());
         for rule in rules {
             if map
                 .get(&rule.id)
@@ -31,16 +64,11 @@ impl Params {
             {
                 continue;
             }
-            map.insert(
-                rule.id,
-                ParamRule {
-                    enabled: rule.enabled,
-                    version: rule.version,
-                    params: rule.params,
-                },
-            );
+            map.insert(rule.id.clone(), CompiledRule::compile(rule));
         }
-        Params { rules: map }
+        let mut ids: Vec<String> = map.keys().cloned().collect();
+        ids.sort_unstable();
+        Params { rules: map, ids }
     }
 
     /// The value of param `field` of rule `rule_id`, if both exist.
@@ -60,7 +88,26 @@ impl Params {
 
     /// All params of rule `rule_id`, if it exists.
     pub fn params(&self, rule_id: &str) -> Option<&Map<String, Value>> {
-        self.rules.get(rule_id).map(|r| &r.params)
+        self.rules.get(rule_id)?.params.as_object()
+    }
+
+    /// Rule `rule_id` as a boolean flag for `input` at time `at`, if the rule exists: whether it
+    /// is enabled, `at` is in its window, and its condition holds for `input` (which conditions
+    /// see as in an evaluation, with the rule's own params as `params.<name>`), within `limits`.
+    /// Its actions are not computed.
+    pub fn flag(
+        &self,
+        rule_id: &str,
+        input: &Value,
+        at: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Option<Flag> {
+        Some(self.rules.get(rule_id)?.flag(input, at, limits))
+    }
+
+    /// Every rule id, sorted (byte order).
+    pub fn rule_ids(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.ids.iter().map(String::as_str)
     }
 
     /// How many rules the snapshot holds.
@@ -107,5 +154,58 @@ mod tests {
         let params = Params::from_rules(vec![new, old]);
         assert_eq!(params.value("RF-002", "lookbackDays"), Some(&json!(90)));
         assert_eq!(params.version("RF-002"), Some(3));
+    }
+
+    fn flagged(id: &str, condition: Value) -> Rule {
+        let mut rule = Rule::new(id);
+        rule.condition = condition;
+        rule.params.insert("min".into(), json!(100));
+        rule
+    }
+
+    #[test]
+    fn a_rule_as_a_flag_is_enabled_in_its_window_and_its_condition() {
+        let at: DateTime<Utc> = "2026-03-03T10:00:00Z".parse().unwrap();
+        let big = flagged(
+            "big",
+            json!({">=": [{"var": "total"}, {"var": "params.min"}]}),
+        );
+        let always = flagged("always", json!(true));
+        let mut off = flagged("off", json!(true));
+        off.enabled = false;
+        let mut later = flagged("later", json!(true));
+        later.active_from = Some("2026-04-01T00:00:00Z".parse().unwrap());
+        let mut deep = flagged(
+            "deep",
+            json!({"some": [{"var": "items"}, {"==": [{"var": ""}, 0]}]}),
+        );
+        deep.version = 4;
+        let params = Params::from_rules(vec![big, always, off, later, deep]);
+        let limits = Limits::default();
+        let flag = |id, input: Value| params.flag(id, &input, at, &limits);
+        assert_eq!(flag("big", json!({"total": 150})), Some(Flag::Matched));
+        assert_eq!(
+            flag("big", json!({"total": 50})),
+            Some(Flag::ConditionFalse)
+        );
+        assert_eq!(flag("always", json!({})), Some(Flag::Always));
+        assert_eq!(flag("off", json!({})), Some(Flag::Disabled));
+        assert_eq!(flag("later", json!({})), Some(Flag::OutsideWindow));
+        assert_eq!(flag("nope", json!({})), None);
+        let tight = Limits {
+            max_ops: 10,
+            ..Limits::default()
+        };
+        let items: Vec<i64> = (1..100).collect();
+        let failed = params.flag("deep", &json!({"items": items}), at, &tight);
+        assert!(
+            matches!(failed, Some(Flag::Failed(EvalError::OutOfBudget { .. }))),
+            "{failed:?}"
+        );
+        assert_eq!(failed.unwrap().value(), None);
+        assert_eq!(
+            params.rule_ids().collect::<Vec<_>>(),
+            ["always", "big", "deep", "later", "off"]
+        );
     }
 }

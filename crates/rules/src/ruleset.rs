@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::explain::{Explainer, RuleOutcome, Unwitnessed, Witness};
 use crate::logic::{dispose, is_operation, Budget, Logic, Scope};
+use crate::params::Flag;
 use crate::rule::in_window;
 use crate::{
     Action, CompileError, EntryPoint, EvalError, FieldError, Limits, OnError, Rule, RuleError,
@@ -104,6 +105,28 @@ impl CompiledRule {
             return Ok(None);
         }
         Ok(Some((body, budget)))
+    }
+
+    /// The rule as a boolean flag for `input` at `at` (see [`crate::Params::flag`]): decided by
+    /// the same checks, in the same order, as an evaluation decides the rule, without its
+    /// actions.
+    pub(crate) fn flag(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Flag {
+        if !self.enabled {
+            return Flag::Disabled;
+        }
+        if !self.applies_at(at) {
+            return Flag::OutsideWindow;
+        }
+        let scope = Scope::Rule {
+            input,
+            params: &self.params,
+        };
+        match self.decide(&scope, limits) {
+            Ok(Some((body, _))) if body.condition.is_always_true() => Flag::Always,
+            Ok(Some(_)) => Flag::Matched,
+            Ok(None) => Flag::ConditionFalse,
+            Err(e) => Flag::Failed(e),
+        }
     }
 
     /// The actions of a rule whose condition held, computed with the rest of its budget.

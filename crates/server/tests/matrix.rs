@@ -88,6 +88,19 @@ fn endpoints() -> Vec<Endpoint> {
         },
         e(Method::GET, "/v1/params/{id}/limit", Need::Read, 200),
         Endpoint {
+            body: |_| Some(json!({"context": {"country": "FR"}})),
+            ..e(
+                Method::POST,
+                "/ofrep/v1/evaluate/flags/{id}",
+                Need::Read,
+                200,
+            )
+        },
+        Endpoint {
+            body: |_| Some(json!({"context": {"country": "FR"}})),
+            ..e(Method::POST, "/ofrep/v1/evaluate/flags", Need::Read, 200)
+        },
+        Endpoint {
             body: |_| Some(json!({"input": {"amount": 10}})),
             ..e(Method::POST, "/v1/score/pad_trade", Need::Read, 200)
         },

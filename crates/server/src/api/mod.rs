@@ -14,6 +14,7 @@
 //! | [`changes`] | `GET /v1/changes` (Server-Sent Events) |
 //! | [`ops`] | `GET /health`, `GET /health/live`, `GET /metrics`, `GET /admin` |
 //! | [`openapi`] | `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers |
+//! | [`ofrep`] | `POST /ofrep/v1/evaluate/flags/{key}`, `POST /ofrep/v1/evaluate/flags`: rules and params as OpenFeature flags |
 //!
 //! [`app`] and [`openapi()`] are built from one list of handlers ([`routes`]): each handler's
 //! `#[utoipa::path]` annotation says its method and path, and utoipa-axum's `OpenApiRouter`
@@ -27,6 +28,7 @@ pub mod decisions;
 pub mod drafts;
 pub mod evaluate;
 pub mod history;
+pub mod ofrep;
 pub mod openapi;
 pub mod ops;
 pub mod page;
@@ -82,6 +84,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(evaluate::evaluate))
         .routes(routes!(evaluate::param))
         .routes(routes!(evaluate::score))
+        .routes(routes!(ofrep::evaluate_flag))
+        .routes(routes!(ofrep::evaluate_all))
         .routes(routes!(rules::list, rules::create))
         // A static path wins over `{id}`, so the rule whose id is `import` is served here too.
         .routes(routes!(

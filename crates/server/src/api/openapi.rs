@@ -50,6 +50,7 @@ use crate::error::ApiError;
     tags(
         (name = "evaluate", description = "Evaluations, scores, parameters and flags"),
         (name = "rules", description = "Rules: read, write, import, history"),
+        (name = "ofrep", description = "OpenFeature Remote Evaluation Protocol: rules as boolean flags, params as typed flags"),
         (name = "decisions", description = "The decision log"),
         (name = "replicas", description = "Snapshots and the change stream"),
         (name = "cache", description = "The cache by hand"),
