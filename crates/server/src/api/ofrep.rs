@@ -262,7 +262,7 @@ impl IntoResponse for Failure {
     post,
     path = "/ofrep/v1/evaluate/flags/{key}",
     tag = "ofrep",
-    params(Reader, Fresh, ("key" = String, Path, example = "checkout_terms_banner", description = "A rule id (a boolean flag), or `<rule id>@<param>` (the param's value)")),
+    params(Reader, Fresh, ("key" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}(@.*)?$", example = "checkout_terms_banner", description = "A rule id (a boolean flag), or `<rule id>@<param>` (the param's value)")),
     request_body(content = Option<OfrepRequest>, description = "`{\"context\": {...}}`; an empty body or no `context` is an empty context"),
     security((), ("bearer" = [])),
     responses(
