@@ -2,6 +2,7 @@
 //! and each rule as a boolean flag.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -9,17 +10,32 @@ use serde_json::{Map, Value};
 use crate::ruleset::CompiledRule;
 use crate::{EvalError, Limits, Rule};
 
-/// An immutable snapshot of a tenant's rules (params, enabled flags, and each rule compiled so
-/// that it can be decided as a flag), built once from the rules and shared behind an `Arc` (it is
-/// `Send + Sync` and has no interior mutability).
+/// An immutable snapshot of a tenant's rules (params, enabled flags, and each rule as a boolean
+/// flag), built once from the rules and shared behind an `Arc` (it is `Send + Sync`).
 ///
-/// Each rule is compiled as a ruleset compiles it (validated, its expressions compiled once), so
-/// [`Params::flag`] decides a rule with the very checks an evaluation uses.
+/// A rule is compiled as a ruleset compiles it (validated, its expressions compiled once), so
+/// [`Params::flag`] decides a rule with the very checks an evaluation uses. It is compiled the
+/// first time it is asked for as a flag, not when the snapshot is built: the snapshot is rebuilt
+/// on every change of the tenant, and most of its rules are only ever read for their params.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
-    rules: HashMap<String, CompiledRule>,
+    rules: HashMap<String, Entry>,
     /// The rule ids, sorted (byte order): the order of [`Params::rule_ids`].
     ids: Vec<String>,
+}
+
+/// One rule of the snapshot: as stored, and compiled once it is first decided as a flag.
+#[derive(Debug, Clone)]
+struct Entry {
+    rule: Rule,
+    compiled: OnceLock<CompiledRule>,
+}
+
+impl Entry {
+    fn compiled(&self) -> &CompiledRule {
+        self.compiled
+            .get_or_init(|| CompiledRule::compile(self.rule.clone()))
+    }
 }
 
 /// A rule decided as a boolean flag for one input and time ([`Params::flag`]). The checks run in
@@ -56,15 +72,19 @@ impl Flag {
 impl Params {
     /// Indexes the rules by id. When an id repeats, the higher version wins.
     pub fn from_rules(rules: Vec<Rule>) -> Params {
-        let mut map: HashMap<String, CompiledRule> = HashMap::with_capacity(rules.len());
+        let mut map: HashMap<String, Entry> = HashMap::with_capacity(rules.len());
         for rule in rules {
             if map
                 .get(&rule.id)
-                .is_some_and(|old| old.version > rule.version)
+                .is_some_and(|old| old.rule.version > rule.version)
             {
                 continue;
             }
-            map.insert(rule.id.clone(), CompiledRule::compile(rule));
+            let entry = Entry {
+                rule,
+                compiled: OnceLock::new(),
+            };
+            map.insert(entry.rule.id.clone(), entry);
         }
         let mut ids: Vec<String> = map.keys().cloned().collect();
         ids.sort_unstable();
@@ -73,22 +93,22 @@ impl Params {
 
     /// The value of param `field` of rule `rule_id`, if both exist.
     pub fn value(&self, rule_id: &str, field: &str) -> Option<&Value> {
-        self.rules.get(rule_id)?.params.get(field)
+        self.rules.get(rule_id)?.rule.params.get(field)
     }
 
     /// Whether rule `rule_id` is enabled, if it exists.
     pub fn is_enabled(&self, rule_id: &str) -> Option<bool> {
-        self.rules.get(rule_id).map(|r| r.enabled)
+        self.rules.get(rule_id).map(|e| e.rule.enabled)
     }
 
     /// The version of rule `rule_id`, if it exists.
     pub fn version(&self, rule_id: &str) -> Option<i64> {
-        self.rules.get(rule_id).map(|r| r.version)
+        self.rules.get(rule_id).map(|e| e.rule.version)
     }
 
     /// All params of rule `rule_id`, if it exists.
     pub fn params(&self, rule_id: &str) -> Option<&Map<String, Value>> {
-        self.rules.get(rule_id)?.params.as_object()
+        Some(&self.rules.get(rule_id)?.rule.params)
     }
 
     /// Rule `rule_id` as a boolean flag for `input` at time `at`, if the rule exists: whether it
@@ -102,7 +122,7 @@ impl Params {
         at: DateTime<Utc>,
         limits: &Limits,
     ) -> Option<Flag> {
-        Some(self.rules.get(rule_id)?.flag(input, at, limits))
+        Some(self.rules.get(rule_id)?.compiled().flag(input, at, limits))
     }
 
     /// Every rule id, sorted (byte order).
@@ -207,5 +227,21 @@ mod tests {
             params.rule_ids().collect::<Vec<_>>(),
             ["always", "big", "deep", "later", "off"]
         );
+    }
+
+    #[test]
+    fn a_rule_is_compiled_when_first_decided_as_a_flag_not_when_the_snapshot_is_built() {
+        let at: DateTime<Utc> = "2026-03-03T10:00:00Z".parse().unwrap();
+        let params = Params::from_rules(vec![
+            flagged("asked", json!({">": [{"var": "total"}, 1]})),
+            flagged("never_asked", json!(true)),
+        ]);
+        let compiled = |id: &str| params.rules[id].compiled.get().is_some();
+        assert!(!compiled("asked") && !compiled("never_asked"));
+        assert_eq!(params.value("never_asked", "min"), Some(&json!(100)));
+        assert!(!compiled("never_asked"), "reading a param compiles nothing");
+        let flag = params.flag("asked", &json!({"total": 5}), at, &Limits::default());
+        assert_eq!(flag, Some(Flag::Matched));
+        assert!(compiled("asked") && !compiled("never_asked"));
     }
 }
