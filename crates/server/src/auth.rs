@@ -154,22 +154,32 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<TokenRecord, Ap
                 "the `Authorization` header is not `Bearer <token>`: send the token after `Bearer `",
             )
         })?;
+    token_for_secret(state, secret).await?.ok_or_else(|| {
+        unauthorized(
+            AuthFailure::InvalidToken,
+            "the token is not valid (unknown or revoked): check it, or create a new one with `rulebook tokens create`",
+        )
+    })
+}
+
+/// The token whose secret is `secret`: the configured admin token or one in the store; `None`
+/// when it is unknown or revoked. Not counted as a failure here: the caller knows why it asked.
+/// Errors: the store's, when it cannot answer.
+pub(crate) async fn token_for_secret(
+    state: &AppState,
+    secret: &str,
+) -> Result<Option<TokenRecord>, ApiError> {
     if state.is_admin_token(secret) {
-        return Ok(TokenRecord {
+        return Ok(Some(TokenRecord {
             id: "configured".to_owned(),
             name: "admin".to_owned(),
             role: TokenRole::Admin,
             tenant: None,
             created_at: chrono::Utc::now(),
             revoked_at: None,
-        });
+        }));
     }
-    state.store().authenticate(secret).await?.ok_or_else(|| {
-        unauthorized(
-            AuthFailure::InvalidToken,
-            "the token is not valid (unknown or revoked): check it, or create a new one with `rulebook tokens create`",
-        )
-    })
+    Ok(state.store().authenticate(secret).await?)
 }
 
 /// The request header every extractor here reads, as the OpenAPI document names it.

@@ -10,6 +10,7 @@
 //!   and closes the pool.
 //! - [`api`]: [`app`] builds the router, and [`api::openapi()`] the OpenAPI 3.1 document served at
 //!   `/openapi.json`, from one list of annotated handlers; one module per group of endpoints.
+//! - [`admin`]: the web admin at `/admin`, HTML pages for rule authors over the same API.
 //! - [`auth`]: tenants from `X-Tenant-ID` and bearer tokens with roles, as extractors a handler
 //!   names in its signature ([`auth::Reader`], [`auth::Writer`], [`auth::Admin`]).
 //! - [`extract`]: body, path and query extractors whose rejections are JSON errors.
@@ -23,6 +24,7 @@
 //! write returns, so the very next request sees a change.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cli;

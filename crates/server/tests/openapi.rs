@@ -119,7 +119,12 @@ async fn every_route_is_in_the_openapi_document() {
     let document = document();
     let operations = documented(&document);
     let documented_paths: BTreeSet<String> = operations.iter().map(|(p, _)| p.clone()).collect();
-    let routed = routed_paths(&api.router);
+    // The one exemption: the web admin's pages (`/admin`, `/admin/...`) are HTML for people,
+    // not operations of the JSON API, so the document leaves them out (see `rulebook::admin`).
+    let routed: BTreeSet<String> = routed_paths(&api.router)
+        .into_iter()
+        .filter(|path| path != "/admin" && !path.starts_with("/admin/"))
+        .collect();
     let undocumented: Vec<&String> = routed.difference(&documented_paths).collect();
     assert!(
         undocumented.is_empty(),

@@ -12,13 +12,15 @@
 //! | [`cache`] | `GET /v1/cache/stats`, `POST /v1/cache/invalidate` |
 //! | [`snapshot`] | `GET /v1/snapshot` |
 //! | [`changes`] | `GET /v1/changes` (Server-Sent Events) |
-//! | [`ops`] | `GET /health`, `GET /health/live`, `GET /metrics`, `GET /admin` |
+//! | [`ops`] | `GET /health`, `GET /health/live`, `GET /metrics` |
 //! | [`openapi`] | `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers |
 //! | [`ofrep`] | `POST /ofrep/v1/evaluate/flags/{key}`, `POST /ofrep/v1/evaluate/flags`: rules and params as OpenFeature flags |
 //!
 //! [`app`] and [`openapi()`] are built from one list of handlers ([`routes`]): each handler's
 //! `#[utoipa::path]` annotation says its method and path, and utoipa-axum's `OpenApiRouter`
 //! routes it and documents it in the same step, so the router and the document cannot drift.
+//! [`app`] adds the web admin's pages ([`crate::admin`]) beside them: HTML for people, not
+//! operations, so not in the document.
 
 pub mod answer;
 pub mod batch;
@@ -47,9 +49,24 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The whole HTTP API over `state`. Call it from tests with `tower::ServiceExt::oneshot`, or
-/// serve it with [`crate::Server::serve`].
+/// The whole HTTP service over `state`: the JSON API and the web admin's pages. Call it from
+/// tests with `tower::ServiceExt::oneshot`, or serve it with [`crate::Server::serve`].
 pub fn app(state: AppState) -> Router {
+    let api = api_router(state.clone());
+    crate::admin::router(state.clone(), api.clone())
+        .layer(DefaultBodyLimit::max(state.limits().body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .layer(middleware::map_response(nosniff))
+        .merge(api)
+}
+
+/// The JSON API alone (every route of [`routes`], with its limits, metrics and fallbacks): what
+/// [`app`] serves besides the admin, and what the admin's pages call inside the process.
+pub fn api_router(state: AppState) -> Router {
     let body_limit = state.limits().body_limit;
     let (router, _document) = routes().split_for_parts();
     router
@@ -78,7 +95,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::health))
         .routes(routes!(ops::live))
         .routes(routes!(ops::metrics))
-        .routes(routes!(ops::admin_page))
         .routes(routes!(openapi::document))
         .routes(routes!(batch::evaluate_many))
         .routes(routes!(evaluate::evaluate))

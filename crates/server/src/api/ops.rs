@@ -1,8 +1,8 @@
-//! Operations: health, metrics and the web admin page.
+//! Operations: health and metrics.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rulebook_store::FilesStatus;
 use rulebook_sync::FeedStatus;
@@ -159,67 +159,4 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         crate::metrics::render(&state),
     )
         .into_response()
-}
-
-/// `GET /admin`: the web admin page.
-#[utoipa::path(
-    get,
-    path = "/admin",
-    tag = "ops",
-    responses((
-        status = 200,
-        description = "The web admin page",
-        content_type = "text/html",
-        body = String,
-        headers(("Content-Security-Policy" = String, description = "Only the page's own inline script and style, by hash"))
-    ))
-)]
-pub async fn admin_page() -> Response {
-    (
-        [(header::CONTENT_SECURITY_POLICY, ADMIN_CSP.as_str())],
-        Html(ADMIN_PAGE),
-    )
-        .into_response()
-}
-
-const ADMIN_PAGE: &str = include_str!("../admin.html");
-
-/// The admin page's `Content-Security-Policy`: nothing may load but the page's own inline script
-/// and style, allowed by their hashes (no `'unsafe-inline'`), and the page may only call this
-/// origin. Computed from the page itself, so an edit of the page cannot leave a stale hash.
-static ADMIN_CSP: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| content_security_policy(ADMIN_PAGE));
-
-fn content_security_policy(page: &str) -> String {
-    format!(
-        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self'; \
-         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        inline_hashes(page, "script"),
-        inline_hashes(page, "style")
-    )
-}
-
-/// The CSP source list allowing each `<tag>...</tag>` block of `page` by its SHA-256, or
-/// `'none'` when there is none.
-fn inline_hashes(page: &str, tag: &str) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    let mut hashes = Vec::new();
-    let mut rest = page;
-    while let Some(start) = rest.find(&open) {
-        let body = &rest[start + open.len()..];
-        let Some(end) = body.find(&close) else { break };
-        let digest = sha2::Sha256::digest(&body.as_bytes()[..end]);
-        hashes.push(format!(
-            "'sha256-{}'",
-            base64::engine::general_purpose::STANDARD.encode(digest)
-        ));
-        rest = &body[end..];
-    }
-    if hashes.is_empty() {
-        "'none'".to_owned()
-    } else {
-        hashes.join(" ")
-    }
 }
