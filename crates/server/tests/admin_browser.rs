@@ -223,6 +223,11 @@ async fn a_rule_author_uses_the_admin_in_a_browser() {
     let admin_token = server.token.clone().expect("a first start prints a token");
     let author_token = token(&database_url, "alice", "admin");
     let read_token = token(&database_url, "viewer", "read");
+    let created = binary()
+        .args(["tenants", "create", "acme", "--database-url", &database_url])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
 
     let driver = Driver::start(&driver_path).await;
     let profile = tempfile::tempdir().unwrap();
@@ -302,6 +307,27 @@ async fn a_rule_author_uses_the_admin_in_a_browser() {
     assert_eq!(session.http_only(), Some(true));
     assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
     assert!(b.text("#entry-points").await.contains("checkout_terms"));
+
+    // Tenants: the switch offers those the token sees, and the pages follow it.
+    let switch = |tenant: &'static str| {
+        let client = b.client.clone();
+        async move {
+            client
+                .find(Locator::Css("#tenant-switch"))
+                .await
+                .unwrap()
+                .select_by_value(tenant)
+                .await
+                .unwrap();
+        }
+    };
+    switch("acme").await;
+    b.click("#switch-tenant", "#entry-points").await;
+    assert!(b.text("h1").await.contains("in acme"));
+    assert!(!b.text("#entry-points").await.contains("checkout_terms"));
+    switch("default").await;
+    b.click("#switch-tenant", "#entry-points").await;
+    assert!(b.text("h1").await.contains("in default"));
 
     // Create a rule with a validation error: the error is at its field, not in a banner.
     b.goto("/admin/new?entry_point=checkout_terms").await;

@@ -117,7 +117,7 @@ pub async fn sign_in(
     let secure = session::over_tls(&headers);
     let mut response = Redirect::to("/admin").into_response();
     for cookie in [
-        set_cookie(SESSION_COOKIE, &id, session::IDLE * 24, secure),
+        set_cookie(SESSION_COOKIE, &id, session::LIFETIME, secure),
         set_cookie(SIGN_IN_COOKIE, "", std::time::Duration::ZERO, secure),
     ] {
         if let Ok(value) = cookie.parse() {

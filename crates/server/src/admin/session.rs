@@ -38,7 +38,7 @@ const MAX_SESSIONS: u64 = 10_000;
 /// A session unused this long ends.
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 /// A session ends this long after sign-in, used or not.
-const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// Sample contexts remembered per session (one per entry point), and the bytes of each.
 const MAX_CONTEXTS: usize = 64;
 const MAX_CONTEXT_BYTES: usize = 64 * 1024;
@@ -275,6 +275,21 @@ mod tests {
         assert!(!session.csrf_matches(""));
         sessions.end(&headers);
         assert!(sessions.of(&headers).is_none());
+    }
+
+    #[test]
+    fn the_cookie_is_secure_only_behind_tls_and_always_http_only_and_strict() {
+        let mut headers = HeaderMap::new();
+        assert!(!over_tls(&headers));
+        headers.insert("x-forwarded-proto", "HTTPS".parse().unwrap());
+        assert!(over_tls(&headers));
+        let cookie = set_cookie(SESSION_COOKIE, "id", LIFETIME, over_tls(&headers));
+        assert_eq!(
+            cookie,
+            "rulebook_session=id; Path=/admin; Max-Age=43200; HttpOnly; SameSite=Strict; Secure"
+        );
+        headers.insert("x-forwarded-proto", "http".parse().unwrap());
+        assert!(!set_cookie(SESSION_COOKIE, "id", LIFETIME, over_tls(&headers)).contains("Secure"));
     }
 
     #[test]
