@@ -132,12 +132,23 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Clicks `css` and waits for the next page to show `then`.
+    /// Clicks `css` and waits for the next page (the old one's root element goes stale) to
+    /// show `then`.
     async fn click(&self, css: &str, then: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
         match self.client.find(Locator::Css(css)).await {
             Ok(element) => element.click().await.unwrap(),
             Err(e) => panic!("no `{css}` to click: {e}\n{}", self.page().await),
         }
+        let mut replaced = false;
+        for _ in 0..400 {
+            if old.tag_name().await.is_err() {
+                replaced = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(replaced, "clicking `{css}` did not load a page");
         self.client
             .wait()
             .at_most(Duration::from_secs(20))
