@@ -54,7 +54,7 @@ use crate::error::ApiError;
         (name = "decisions", description = "The decision log"),
         (name = "replicas", description = "Snapshots and the change stream"),
         (name = "cache", description = "The cache by hand"),
-        (name = "ops", description = "Health, metrics, the admin page, this document"),
+        (name = "ops", description = "Health, metrics, this document"),
     )
 )]
 pub(crate) struct ApiDoc;
