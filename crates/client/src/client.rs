@@ -33,17 +33,43 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
-    /// A replica could not answer (see [`crate::Replica`]).
+    /// A replica refused a call as the server refuses it (an entry point that is not valid, a
+    /// scorecard with no factors, overrides its schema refuses): `status` and `code` are those
+    /// of the server's answer to the same call, though the server was not asked.
+    #[error("{code}: {message}")]
+    Refused {
+        /// The HTTP status the server answers this call with.
+        status: u16,
+        /// The server's code for it, such as `scorecard_not_found` or `bad_entry_point`.
+        code: String,
+        /// What to fix.
+        message: String,
+        /// Every field problem (overrides that break a param schema), in order.
+        errors: Vec<FieldProblem>,
+    },
+    /// A replica could not answer (see [`crate::Replica`]): it did not reflect the caller's own
+    /// write in time, or its runtime could not start.
     #[error("{0}")]
     Replica(String),
 }
 
 impl ClientError {
-    /// The API error code, when the server answered with an error.
+    /// The API error code, when the server answered with an error or a replica refused the
+    /// call as the server would.
     pub fn code(&self) -> Option<&str> {
         match self {
-            ClientError::Api { code, .. } => Some(code),
+            ClientError::Api { code, .. } | ClientError::Refused { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// [`ClientError::Refused`] with no field problems.
+    pub(crate) fn refused(status: u16, code: &str, message: impl Into<String>) -> ClientError {
+        ClientError::Refused {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            errors: Vec::new(),
         }
     }
 }

@@ -47,13 +47,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use rulebook_rules::{
-    EntryPoint, Evaluation, Limits, Params, Rule, Ruleset, ScoreRequest, ScoreResult, Scorecard,
+    EntryPoint, EvalError, Evaluation, Limits, Params, Rule, Ruleset, ScoreRequest, ScoreResult,
+    Scorecard,
 };
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, FieldProblem};
 use crate::sse::SseParser;
 use crate::wire::{self, ChangeEvent, Heartbeat};
 
@@ -190,28 +191,72 @@ impl ReplicaView {
     }
 
     /// Evaluates `entry_point` against `context` at time `at`, as the server would.
+    ///
+    /// Errors: [`ClientError::Refused`] as the server refuses the call: `bad_entry_point` (400)
+    /// for an entry point that is not valid, `invalid_body` (400) for a context that is not a
+    /// JSON object, `stored_rules_unusable` (500) for rules that cannot be compiled.
     pub fn evaluate_at(
         &self,
         entry_point: &str,
         context: &Value,
         at: DateTime<Utc>,
     ) -> Result<Evaluation, ClientError> {
-        let ep = EntryPoint::parse(entry_point).map_err(|e| ClientError::Replica(e.to_string()))?;
+        Ok(self
+            .ruleset(entry_point, context)?
+            .evaluate(context, at, &self.limits))
+    }
+
+    /// [`ReplicaView::evaluate_at`] with [`Evaluation::explain`]: how every rule of the entry
+    /// point was decided, as the server answers `"explain": true` (the rules crate's
+    /// [`Ruleset::explain`], the server's own). Errors as for `evaluate_at`.
+    pub fn explain_at(
+        &self,
+        entry_point: &str,
+        context: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<Evaluation, ClientError> {
+        Ok(self
+            .ruleset(entry_point, context)?
+            .explain(context, at, &self.limits))
+    }
+
+    /// The compiled rules of `entry_point` (none when it has no rules), after the checks the
+    /// server makes of the call.
+    fn ruleset(&self, entry_point: &str, context: &Value) -> Result<Arc<Ruleset>, ClientError> {
+        let ep = EntryPoint::parse(entry_point)
+            .map_err(|e| ClientError::refused(400, "bad_entry_point", e.to_string()))?;
         if !context.is_object() {
-            return Err(ClientError::Replica(
-                "`context` must be a JSON object such as {\"country\": \"FR\"}".to_owned(),
+            return Err(ClientError::refused(
+                400,
+                "invalid_body",
+                "field `context` must be a JSON object such as {\"country\": \"FR\"}",
             ));
         }
-        let ruleset = match self.view.rulesets.get(&ep) {
-            Some(Ok(ruleset)) => Arc::clone(ruleset),
-            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
-            None => Arc::new(
-                Ruleset::compile(ep, Vec::new())
-                    .map_err(|e| ClientError::Replica(e.to_string()))?,
-            ),
-        };
-        // As the server answers by default: a rule that fails is listed in `errors`.
-        Ok(ruleset.evaluate(context, at, &self.limits))
+        match self.view.rulesets.get(&ep) {
+            Some(Ok(ruleset)) => Ok(Arc::clone(ruleset)),
+            Some(Err(reason)) => Err(unusable(reason)),
+            None => Ruleset::compile(ep, Vec::new())
+                .map(Arc::new)
+                .map_err(|e| unusable(&e.to_string())),
+        }
+    }
+
+    /// The rules of `entry_point` (normalised as the server normalises it: `Home Page Mount`
+    /// names `home_page_mount`) that are in force at `at` (enabled, inside their window), in
+    /// evaluation order (priority, then id): the rules an evaluation at `at` looks at.
+    ///
+    /// Errors: [`ClientError::Refused`] `bad_entry_point` (400) for an entry point that is not
+    /// valid.
+    pub fn entry_point_rules(
+        &self,
+        entry_point: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Rule>, ClientError> {
+        let ep = EntryPoint::parse(entry_point)
+            .map_err(|e| ClientError::refused(400, "bad_entry_point", e.to_string()))?;
+        Ok(self
+            .view
+            .sorted(|r| r.entry_point.as_ref() == Some(&ep) && r.enabled && r.is_active_at(at)))
     }
 
     /// A parameter's value, or `None` when the rule or the param does not exist.
@@ -224,25 +269,84 @@ impl ReplicaView {
         self.view.params.is_enabled(rule_id)
     }
 
-    /// Scores `input` with scorecard `name` now, as the server would.
+    /// Scores `input` with scorecard `name` now, as the server would. Errors as for
+    /// [`ReplicaView::score_request`].
     pub fn score(&self, name: &str, input: Value) -> Result<ScoreResult, ClientError> {
-        let scorecard = match self.view.scorecards.get(name) {
-            Some(Ok(scorecard)) => Arc::clone(scorecard),
-            Some(Err(reason)) => return Err(ClientError::Replica(reason.clone())),
-            None => {
-                return Err(ClientError::Replica(format!(
-                    "scorecard `{name}` has no factors in tenant `{}`",
-                    self.tenant
-                )))
-            }
-        };
         let request = ScoreRequest {
             input,
             ..Default::default()
         };
-        scorecard
-            .score(&request, Utc::now(), &self.limits)
-            .map_err(|e| ClientError::Replica(e.to_string()))
+        self.score_request(name, &request, Utc::now(), false)
+    }
+
+    /// Scores `request` (its input, per-request param overrides and `on_error`) with scorecard
+    /// `name` at time `at`, as the server answers `POST /v1/score/{name}`; with `explain`, adds
+    /// how every factor's rule was decided ([`Scorecard::score_explained`]).
+    ///
+    /// Errors: [`ClientError::Refused`] as the server refuses the call: `scorecard_not_found`
+    /// (404) for a scorecard with no factors, `validation_failed` (422; `errors` at
+    /// `overrides.<rule>.<param>`) for overrides that break a param schema, `evaluation_failed`
+    /// (422) for overrides naming a rule outside the scorecard or a failure under
+    /// `on_error: fail`, `stored_rules_unusable` (500) for rules that cannot be compiled.
+    pub fn score_request(
+        &self,
+        name: &str,
+        request: &ScoreRequest,
+        at: DateTime<Utc>,
+        explain: bool,
+    ) -> Result<ScoreResult, ClientError> {
+        let scorecard = match self.view.scorecards.get(name) {
+            Some(Ok(scorecard)) if scorecard.factors().next().is_some() => Arc::clone(scorecard),
+            Some(Err(reason)) => return Err(unusable(reason)),
+            _ => {
+                return Err(ClientError::refused(
+                    404,
+                    "scorecard_not_found",
+                    format!(
+                        "scorecard `{name}` has no factors in tenant `{}`: tag its rules `{}` and give them `score` actions",
+                        self.tenant,
+                        rulebook_rules::tags::scorecard_tag(name)
+                    ),
+                ))
+            }
+        };
+        let scored = if explain {
+            scorecard.score_explained(request, at, &self.limits)
+        } else {
+            scorecard.score(request, at, &self.limits)
+        };
+        scored.map_err(score_refused)
+    }
+}
+
+/// Stored rules that cannot be compiled, as the server reports them.
+fn unusable(reason: &str) -> ClientError {
+    ClientError::refused(500, "stored_rules_unusable", reason)
+}
+
+/// A scorecard's failure as the server answers it.
+fn score_refused(error: EvalError) -> ClientError {
+    match error {
+        EvalError::InvalidOverride { rule_id, errors } => {
+            let count = errors.errors.len();
+            ClientError::Refused {
+                status: 422,
+                code: "validation_failed".to_owned(),
+                message: format!(
+                    "overrides for rule `{rule_id}` are invalid: fix the {count} problem{} listed in `errors`",
+                    if count == 1 { "" } else { "s" }
+                ),
+                errors: errors
+                    .errors
+                    .into_iter()
+                    .map(|e| FieldProblem {
+                        path: format!("overrides.{rule_id}.{}", e.path),
+                        message: e.message,
+                    })
+                    .collect(),
+            }
+        }
+        other => ClientError::refused(422, "evaluation_failed", other.to_string()),
     }
 }
 
@@ -286,7 +390,29 @@ impl Replica {
     /// Loads the snapshot through `client` and starts following the change stream. Fails when
     /// the first snapshot cannot be loaded. Must be called inside a tokio runtime.
     pub async fn start(client: Client) -> Result<Replica, ClientError> {
-        let snapshot = client.snapshot(None).await?;
+        Replica::start_at(client, None).await
+    }
+
+    /// A new replica of the same tenant, from a fresh snapshot that reflects at least every
+    /// change this one reflects and every write made through it: for dropping whatever state
+    /// this one holds (clearing by hand) without a read going back. Its
+    /// [`ReplicaStatus::snapshots`] goes on counting from this one's. Must be called inside a
+    /// tokio runtime.
+    pub async fn renew(&self) -> Result<Replica, ClientError> {
+        let at_least = self
+            .inner
+            .current()
+            .seq
+            .max(self.inner.own.load(Ordering::SeqCst));
+        let renewed = Replica::start_at(self.inner.client.clone(), Some(at_least)).await?;
+        // Its status counts the snapshots of the replicas it replaces too.
+        let before = self.inner.status.lock().snapshots;
+        renewed.inner.status.lock().snapshots += before;
+        Ok(renewed)
+    }
+
+    async fn start_at(client: Client, min_seq: Option<i64>) -> Result<Replica, ClientError> {
+        let snapshot = client.snapshot(min_seq).await?;
         let rules = snapshot
             .body
             .rules

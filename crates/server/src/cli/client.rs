@@ -100,6 +100,12 @@ impl Client {
                 code,
                 message,
                 errors,
+            }
+            | ClientError::Refused {
+                status,
+                code,
+                message,
+                errors,
             } => (status, code, message, errors),
             ClientError::Unreachable { reason, .. } => {
                 return CliError::new(
