@@ -20,6 +20,7 @@
 //! snapshot. The state lock is held only to swap or clone the replica (and across the restart in
 //! a child), so a fork cannot copy it held except mid-restart.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +30,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
+use reqwest::Method;
 use rulebook_client::wire::Fresh;
-use rulebook_client::{Client, ClientError, Replica, ReplicaStatus};
+use rulebook_client::{segment, Client, ClientError, Replica, ReplicaStatus};
+use rulebook_rules::ScoreRequest;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
@@ -131,6 +134,29 @@ impl NativeClient {
         Ok((runtime, replica))
     }
 
+    /// Sends a write (`method path` with `body`, `If-Match: version`), notes its `seq` so the
+    /// next local read reflects it, and returns the server's answer.
+    fn write<'py>(
+        &self,
+        py: Python<'py>,
+        method: Method,
+        path: &str,
+        body: Value,
+        version: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let answer = self.run(py, async |replica| {
+            let answer = replica
+                .client()
+                .send(method, path, Some(&body), version)
+                .await?;
+            if let Some(seq) = answer.body.get("seq").and_then(Value::as_i64) {
+                replica.note_write(seq);
+            }
+            Ok(answer.body)
+        })?;
+        to_python(py, &answer)
+    }
+
     /// Runs `call` on this process's replica with the GIL released, and turns its error into
     /// the Python exception.
     fn run<T: Send>(
@@ -166,35 +192,71 @@ impl NativeClient {
     }
 
     /// The server's answer shape, computed locally (see `rulebook.Client.evaluate`). `at`: an
-    /// RFC 3339 time, or `None` for now.
-    #[pyo3(signature = (entry_point, context, at=None))]
+    /// RFC 3339 time, or `None` for now; `explain`: add how every rule was decided.
+    #[pyo3(signature = (entry_point, context, at=None, explain=false))]
     fn evaluate<'py>(
         &self,
         py: Python<'py>,
         entry_point: &str,
         context: &Bound<'py, PyAny>,
         at: Option<&str>,
+        explain: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let context = to_json(context)?;
-        let at = match at {
-            Some(at) => DateTime::parse_from_rfc3339(at)
-                .map_err(|e| {
-                    PyValueError::new_err(format!(
-                        "`at` must be an RFC 3339 time such as 2026-03-03T10:00:00Z, not `{at}`: {e}"
-                    ))
-                })?
-                .with_timezone(&Utc),
-            None => Utc::now(),
-        };
+        let at = time(at)?;
         let answer = self.run(py, async |replica| {
             // One view for the answer and its `seq`, as the server pairs them.
             let view = replica.view().await?;
+            let body = if explain {
+                view.explain_at(entry_point, &context, at)?
+            } else {
+                view.evaluate_at(entry_point, &context, at)?
+            };
             json(Fresh {
                 seq: view.seq(),
-                body: view.evaluate_at(entry_point, &context, at)?,
+                body,
             })
         })?;
         to_python(py, &answer)
+    }
+
+    /// The rules of `entry_point` in force now (enabled, inside their window), by priority then
+    /// id, as the API shapes rules: `{"seq", "rules"}`.
+    fn entry_point_rules<'py>(
+        &self,
+        py: Python<'py>,
+        entry_point: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let answer = self.run(py, async |replica| {
+            let view = replica.view().await?;
+            let rules = view.entry_point_rules(entry_point, Utc::now())?;
+            Ok(serde_json::json!({"seq": view.seq(), "rules": json(rules)?}))
+        })?;
+        to_python(py, &answer)
+    }
+
+    /// For `bench/client_bench.py`, which reports how much of `evaluate` is the evaluation and
+    /// how much the conversion of the context and the answer: converts `context` once, then
+    /// evaluates `entry_point` `times` times on the current view with the GIL released, keeping
+    /// each answer as the rules crate returns it, and returns the mean nanoseconds per
+    /// evaluation. Answers nothing else.
+    fn time_evaluation(
+        &self,
+        py: Python<'_>,
+        entry_point: &str,
+        context: &Bound<'_, PyAny>,
+        times: u32,
+    ) -> PyResult<f64> {
+        let context = to_json(context)?;
+        let times = times.max(1);
+        self.run(py, async |replica| {
+            let view = replica.view().await?;
+            let start = std::time::Instant::now();
+            for _ in 0..times {
+                std::hint::black_box(view.evaluate_at(entry_point, &context, Utc::now())?);
+            }
+            Ok(start.elapsed().as_nanos() as f64 / f64::from(times))
+        })
     }
 
     /// A param's value, or `(False, None)` when the rule or the param does not exist: the
@@ -218,18 +280,35 @@ impl NativeClient {
     }
 
     /// The server's score answer shape, computed locally (see `rulebook.Client.score`).
+    /// `overrides`: params by rule id then name, for this call only; `at` as for `evaluate`.
+    #[pyo3(signature = (name, input, overrides=None, at=None, explain=false))]
     fn score<'py>(
         &self,
         py: Python<'py>,
         name: &str,
         input: &Bound<'py, PyAny>,
+        overrides: Option<&Bound<'py, PyAny>>,
+        at: Option<&str>,
+        explain: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let input = to_json(input)?;
+        let request = ScoreRequest {
+            input: to_json(input)?,
+            overrides: match overrides {
+                None => BTreeMap::new(),
+                Some(overrides) => serde_json::from_value(to_json(overrides)?).map_err(|_| {
+                    PyValueError::new_err(
+                        "`overrides` must be a dict of dicts, params by rule id then name, such as {\"RF-002\": {\"lookbackDays\": 30}}",
+                    )
+                })?,
+            },
+            ..Default::default()
+        };
+        let at = time(at)?;
         let answer = self.run(py, async |replica| {
             let view = replica.view().await?;
             json(Fresh {
                 seq: view.seq(),
-                body: view.score(name, input)?,
+                body: view.score_request(name, &request, at, explain)?,
             })
         })?;
         to_python(py, &answer)
@@ -334,6 +413,70 @@ impl NativeClient {
         to_python(py, &answer)
     }
 
+    /// `PUT /v1/rules/{id}` with `rule` (a rule document, with `reason`), replacing version
+    /// `version` (sent as `If-Match`; `None` leaves it to the body's `version`); the next local
+    /// read reflects the write.
+    #[pyo3(signature = (id, rule, version=None))]
+    fn update_rule<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+        rule: &Bound<'py, PyAny>,
+        version: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let rule = to_json(rule)?;
+        let path = format!("/v1/rules/{}", segment(id));
+        self.write(py, Method::PUT, &path, rule, version)
+    }
+
+    /// `POST /v1/rules/import` with `body` (`{"rules", "reason", "dry_run", ...}`); the next local
+    /// read reflects the write.
+    fn import_rules<'py>(
+        &self,
+        py: Python<'py>,
+        body: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let body = to_json(body)?;
+        self.write(py, Method::POST, "/v1/rules/import", body, None)
+    }
+
+    /// `POST /v1/cache/invalidate` with `body` (`{"entry_points", "tags", "all"}`): the server's
+    /// answer (what it invalidated).
+    fn invalidate_cache<'py>(
+        &self,
+        py: Python<'py>,
+        body: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let body = to_json(body)?;
+        let answer = self.run(py, async |replica| {
+            let answer = replica
+                .client()
+                .send(Method::POST, "/v1/cache/invalidate", Some(&body), None)
+                .await?;
+            Ok(answer.body)
+        })?;
+        to_python(py, &answer)
+    }
+
+    /// Replaces this process's replica with a new one, from a fresh snapshot reflecting at least
+    /// everything the old one did; returns the new replica's `seq`.
+    fn renew(&self, py: Python<'_>) -> PyResult<i64> {
+        py.detach(|| {
+            let (runtime, old) = self.live()?;
+            let new = Arc::new(runtime.block_on(old.renew())?);
+            let seq = new.status().seq;
+            let mut live = self.live.lock();
+            // A fork between `live()` and here leaves the child's own replica alone.
+            if let Some(current) = live.as_mut() {
+                if current.pid == std::process::id() {
+                    current.replica = new;
+                }
+            }
+            Ok(seq)
+        })
+        .map_err(|e| error(py, e))
+    }
+
     /// `DELETE /v1/rules/{id}`; returns the write's `seq`. The next local read reflects it.
     fn delete_rule(&self, py: Python<'_>, id: &str) -> PyResult<i64> {
         self.run(py, async |replica| {
@@ -344,27 +487,50 @@ impl NativeClient {
     }
 }
 
+/// `at` as a time: an RFC 3339 string, or now.
+fn time(at: Option<&str>) -> PyResult<DateTime<Utc>> {
+    match at {
+        Some(at) => DateTime::parse_from_rfc3339(at)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|e| {
+                PyValueError::new_err(format!(
+                    "`at` must be an RFC 3339 time such as 2026-03-03T10:00:00Z, not `{at}`: {e}"
+                ))
+            }),
+        None => Ok(Utc::now()),
+    }
+}
+
 fn json(value: impl serde::Serialize) -> Result<Value, ClientError> {
     serde_json::to_value(value).map_err(|e| ClientError::Replica(e.to_string()))
 }
 
-/// `error` as the `rulebook` exception its code names (made by `rulebook.errors._error`).
+/// `error` as the `rulebook` exception its code names (made by `rulebook.errors._error`). A
+/// call the replica refused as the server would gets the class of the server's status, and no
+/// status (the server did not answer).
 fn error(py: Python<'_>, error: ClientError) -> PyErr {
     static MAKE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let (code, message, status, errors) = match error {
+    let (code, message, status, errors, would) = match error {
         ClientError::Api {
             status,
             code,
             message,
             errors,
-        } => (code, message, Some(status), errors),
+        } => (code, message, Some(status), errors, None),
+        ClientError::Refused {
+            status,
+            code,
+            message,
+            errors,
+        } => (code, message, None, errors, Some(status)),
         ClientError::Unreachable { .. } => (
             "unreachable".to_owned(),
             error.to_string(),
             None,
             Vec::new(),
+            None,
         ),
-        ClientError::Replica(message) => ("replica".to_owned(), message, None, Vec::new()),
+        ClientError::Replica(message) => ("replica".to_owned(), message, None, Vec::new(), None),
     };
     let made = (|| {
         let list = PyList::empty(py);
@@ -375,7 +541,7 @@ fn error(py: Python<'_>, error: ClientError) -> PyErr {
             list.append(item)?;
         }
         let make = MAKE.import(py, "rulebook.errors", "_error")?;
-        make.call1((code, message, status, list))
+        make.call1((code, message, status, list, would))
     })();
     match made {
         Ok(exception) => PyErr::from_value(exception),

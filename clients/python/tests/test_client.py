@@ -7,101 +7,22 @@ Without the binary the tests skip, saying why; under ``CI=true`` they fail."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import select
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import rulebook
 
-from conftest import TIMEOUT, run_threads
-
-TOKEN = "python-client-test-admin-token"
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def binary() -> Path:
-    named = os.environ.get("RULEBOOK_BIN")
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    path = Path(named) if named else target / "debug" / "rulebook"
-    if not path.is_file():
-        why = f"the server binary {path} is missing: run `cargo build -p rulebook`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """``rulebook serve`` on ``port`` with the SQLite database ``db``, until ``kill``."""
-
-    def __init__(self, db: Path, port: int) -> None:
-        self.db = db
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        env = dict(
-            os.environ,
-            RULEBOOK_LOG="warn",
-            RULEBOOK_ADMIN_TOKEN=TOKEN,
-            RULEBOOK_POLL_INTERVAL="50ms",
-            RULEBOOK_CHANGES_HEARTBEAT="100ms",
-        )
-        self.process = subprocess.Popen(
-            [binary(), "serve", "--listen", f"127.0.0.1:{port}", "--database-url", str(db)],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # the server's one line once it listens
-        if not line.startswith("rulebook serving http://"):
-            self.kill()
-            pytest.fail(f"the server did not start: {line!r}")
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(TIMEOUT)
-
-    def http(self, method: str, path: str, body: Any = None) -> Any:
-        """The server's JSON answer; an error answer raises ``urllib.error.HTTPError``."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {TOKEN}")
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
-            return json.loads(answer.read() or b"null")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    started = Server(tmp_path / "rules.db", free_port())
-    yield started
-    started.kill()
-
-
-@pytest.fixture
-def client(server: Server) -> rulebook.Client:
-    return rulebook.Client(server.url, token=TOKEN)
+from conftest import TIMEOUT, Server, free_port, run_threads
 
 
 def eventually(what: str, check: Callable[[], bool]) -> None:
@@ -382,9 +303,9 @@ def test_errors_are_the_classes_named_after_the_api_codes(server: Server, client
     assert refused.value.status == 401
     assert anonymous.is_enabled("cache_ttl_seconds") is True
 
-    with pytest.raises(rulebook.ReplicaError) as bad:
+    with pytest.raises(rulebook.BadRequest) as bad:  # locally, as the server refuses it
         client.evaluate("Home Page!", {})
-    assert bad.value.code == "replica"
+    assert (bad.value.code, bad.value.status) == ("bad_entry_point", None)
 
     with pytest.raises(TypeError):
         client.evaluate("checkout_terms", {"when": {1, 2}})
@@ -394,3 +315,54 @@ def test_errors_are_the_classes_named_after_the_api_codes(server: Server, client
     with pytest.raises(rulebook.Unreachable) as away:
         rulebook.Client(f"http://127.0.0.1:{free_port()}")
     assert away.value.code == "unreachable" and away.value.status is None
+
+
+def test_update_sends_the_version_and_is_read_back(client: rulebook.Client):
+    rule = client.rules.get("checkout_terms_banner")
+    rule["priority"] = 3
+    updated = client.rules.update(rule, reason="earlier")
+    assert updated["version"] == rule["version"] + 1 and updated["priority"] == 3
+    local = {r["id"]: r for r in client.entry_point_rules("checkout_terms")}
+    assert local["checkout_terms_banner"]["priority"] == 3  # read your write
+
+    # The version read is stale now: someone else's change is not overwritten.
+    with pytest.raises(rulebook.Conflict) as stale:
+        client.rules.update(rule, reason="again")
+    assert stale.value.code == "version_conflict"
+    with pytest.raises(rulebook.Conflict):
+        client.rules.update(updated, reason="again", version=rule["version"])
+    unversioned = {k: v for k, v in updated.items() if k != "version"}
+    with pytest.raises(rulebook.PreconditionRequired) as missing:
+        client.rules.update(unversioned, reason="again")
+    assert (missing.value.code, missing.value.status) == ("missing_version", 428)
+    again = client.rules.update(unversioned, reason="again", version=updated["version"])
+    assert again["version"] == updated["version"] + 1
+
+
+def test_import_checks_everything_then_writes_at_once(client: rulebook.Client):
+    rules = [
+        {"id": f"import_{i}", "entry_point": "imported", "priority": i, "params": {"n": i}}
+        for i in range(3)
+    ]
+    dry = client.rules.import_(rules, reason="trial", dry_run=True)
+    assert (dry["dry_run"], dry["created"]) == (True, 3)
+    assert client.entry_point_rules("imported") == []
+
+    done = client.rules.import_(rules, reason="for real")
+    assert (done["dry_run"], done["created"], done["total"]) == (False, 3, 3)
+    assert [r["id"] for r in client.entry_point_rules("imported")] == [r["id"] for r in rules]
+    assert client.get_value("import_2", "n") == 2
+
+    bad = [*rules, {"id": "import_bad", "entry_point": "Home Page!"}]
+    with pytest.raises(rulebook.ValidationFailed) as invalid:
+        client.rules.import_(bad, reason="bad")
+    assert invalid.value.errors[0]["path"].startswith("rules[3]")
+    assert client.rules.import_(rules, reason="same")["unchanged"] == 3
+
+
+def test_explain_says_how_every_rule_was_decided(client: rulebook.Client):
+    answer = client.evaluate("vat_calculation", {"country": "FR", "net_amount": 100}, explain=True)
+    outcomes = {e["id"]: e["outcome"] for e in answer["explain"]}
+    assert outcomes["vat_gb_standard"] == "condition_false"
+    assert len(answer["explain"]) >= len(client.entry_point_rules("vat_calculation")) > 1
+    assert "explain" not in client.evaluate("vat_calculation", {"country": "FR"})

@@ -5,6 +5,9 @@ stream), answering ``evaluate``, ``get_value``, ``is_enabled`` and ``score`` as 
 would; writes through ``client.rules``. Its exceptions (``RulebookError`` and the classes named
 after the API's error codes) are in ``rulebook.errors`` and here.
 
+``rulebook.django``: a Django app holding one client per process, configured from
+``settings.RULEBOOK``, with the ``clear_rules_cache`` command and a startup check.
+
 ``rulebook.cache``: the coherent cache (``Cache`` and the ``cached`` decorator), with
 after-commit invalidation for Django (``rulebook.cache_django``) and SQLAlchemy
 (``rulebook.cache_sqlalchemy``).
@@ -15,9 +18,11 @@ from rulebook.client import Client, Rules
 from rulebook.errors import (
     BadRequest,
     Conflict,
+    EvaluationFailed,
     Forbidden,
     NotFound,
     NotYetCurrent,
+    PreconditionRequired,
     ReplicaError,
     RulebookError,
     Unauthorized,
@@ -29,9 +34,11 @@ __all__ = [
     "BadRequest",
     "Client",
     "Conflict",
+    "EvaluationFailed",
     "Forbidden",
     "NotFound",
     "NotYetCurrent",
+    "PreconditionRequired",
     "ReplicaError",
     "RulebookError",
     "Rules",

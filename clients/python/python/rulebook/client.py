@@ -47,7 +47,11 @@ class Client:
         return f"rulebook.Client({self.url!r}, tenant={self.tenant!r})"
 
     def evaluate(
-        self, entry_point: str, context: dict[str, Any], at: datetime | str | None = None
+        self,
+        entry_point: str,
+        context: dict[str, Any],
+        at: datetime | str | None = None,
+        explain: bool = False,
     ) -> dict[str, Any]:
         """Evaluates ``entry_point`` against ``context`` (a dict of JSON values) locally, at time
         ``at`` (an aware ``datetime`` or an RFC 3339 string; now if ``None``), and returns the
@@ -59,18 +63,44 @@ class Client:
              "errors": []}          # plus "stopped_by" when a rule stopped the evaluation
 
         ``seq``: every change through it is reflected. A rule that fails at run time is listed in
-        ``errors`` and counts as not matched, as the server answers by default. There is no
-        ``decision_id``: a local evaluation is not logged as a decision. An entry point with no
-        rules answers with nothing matched.
+        ``errors`` (``{"rule_id", "version", "code", "message"}``) and counts as not matched, as
+        the server answers by default. There is no ``decision_id``: a local evaluation is not
+        logged as a decision. An entry point with no rules answers with nothing matched.
+
+        ``explain=True`` adds ``explain``, every rule of the entry point in evaluation order with
+        how it was decided, as the server's ``"explain": true`` answers (the same code)::
+
+            "explain": [{"id": "big_order", "version": 3, "priority": 10, "outcome": "matched"},
+                        {"id": "fr_only", "version": 1, "priority": 20,
+                         "outcome": "condition_false", "operator": "==",
+                         "operands": ["GB", "FR"]}, ...]
+
+        ``outcome`` is one of ``matched``, ``condition_false`` (``operator``, ``operands``),
+        ``disabled``, ``outside_window`` (``active_from``, ``active_until``),
+        ``condition_error`` / ``action_error`` (``code``, ``reason``), ``not_reached``
+        (``stopped_by``).
 
         Raises ``TypeError``/``ValueError`` for a context that is not JSON (or not a dict) or a
-        naive ``at``; ``ReplicaError`` for an entry point that is not valid or whose rules cannot
-        be compiled, or when the replica does not reflect this client's own write in time.
+        naive ``at``; ``BadRequest`` (``bad_entry_point``) for an entry point that is not valid;
+        ``RulebookError`` (``stored_rules_unusable``) for stored rules that cannot be compiled;
+        ``ReplicaError`` when the replica does not reflect this client's own write in time.
         """
         if not isinstance(context, dict):
             kind = type(context).__name__
             raise TypeError(f"`context` must be a dict such as {{'country': 'FR'}}, not {kind}")
-        return self._native.evaluate(entry_point, context, _rfc3339(at))
+        return self._native.evaluate(entry_point, context, _rfc3339(at), explain)
+
+    def entry_point_rules(self, entry_point: str) -> list[dict[str, Any]]:
+        """The rules of ``entry_point`` in force now (enabled and inside their schedule window),
+        in evaluation order (priority, then id), read locally, each a dict as ``rules.get``
+        answers it (without ``seq``). ``entry_point`` is normalised as the server normalises it:
+        ``"Home Page Mount"`` names ``home_page_mount``. An entry point with no rules gives
+        ``[]``.
+
+        Raises ``BadRequest`` (``bad_entry_point``) for a name with a character outside
+        letters, digits, ``_``, ``.``, ``-`` and spaces.
+        """
+        return self._native.entry_point_rules(entry_point)["rules"]
 
     def get_value(self, rule_id: str, field: str, default: Any = _MISSING) -> Any:
         """The current value of param ``field`` of rule ``rule_id`` (any JSON value), read
@@ -102,19 +132,53 @@ class Client:
             )
         return enabled
 
-    def score(self, name: str, input: dict[str, Any]) -> dict[str, Any]:
-        """Scores ``input`` (a dict of JSON values) with scorecard ``name`` locally, and returns
-        the server's answer shape::
+    def score(
+        self,
+        name: str,
+        input: dict[str, Any],
+        overrides: dict[str, dict[str, Any]] | None = None,
+        at: datetime | str | None = None,
+        explain: bool = False,
+    ) -> dict[str, Any]:
+        """Scores ``input`` (a dict of JSON values) with scorecard ``name`` locally, at time
+        ``at`` (as for ``evaluate``), and returns the server's answer shape::
 
             {"seq": 12, "scorecard": "pad_trade", "overall": "MEDIUM", "escalated": False,
              "route": "line_manager", "errors": [],
              "factors": [{"factor": "instrument_type", "rule_id": "RF-001", "version": 1,
                           "level": "LOW"}, ...]}
 
-        Raises ``ReplicaError`` when the scorecard has no factors or cannot be compiled, and as
-        ``evaluate`` for input that is not JSON.
+        ``overrides``: params to use instead of the stored ones for this call only, by rule id
+        then param name (``{"RF-002": {"lookbackDays": 30}}``), each checked against the rule's
+        param schema. ``explain=True`` adds ``explain``: every factor with how its rule was
+        decided (``{"factor", "rule_id", "version", "outcome", ...}``, outcomes as for
+        ``evaluate``).
+
+        Raises ``NotFound`` (``scorecard_not_found``) when the scorecard has no factors;
+        ``ValidationFailed`` (``errors`` at ``overrides.<rule>.<param>``) for overrides a param
+        schema refuses; ``EvaluationFailed`` for overrides naming a rule outside the scorecard;
+        ``ValueError``/``TypeError`` for input or overrides that are not JSON of that shape.
         """
-        return self._native.score(name, input)
+        return self._native.score(name, input, overrides, _rfc3339(at), explain)
+
+    def clear_cache(
+        self, entry_points: list[str] | None = None, all: bool = False
+    ) -> dict[str, Any]:
+        """Clears by hand: drops the server's cached rulesets of ``entry_points`` (or, with
+        ``all=True``, every cache entry of the tenant), then replaces this client's replica with
+        one loaded from a fresh snapshot. Rulebook keeps both current by itself; this is for an
+        operator who wants to be sure. Needs an ``admin`` token.
+
+        Returns the server's answer, entry points normalised:
+        ``{"entry_points": ["home_page_mount"], "tags": [], "all": False}``.
+
+        Raises ``BadRequest`` (``nothing_to_invalidate``, ``bad_entry_point``),
+        ``Unauthorized``/``Forbidden`` for a token that is not an admin's, ``Unreachable``.
+        """
+        body = {"entry_points": list(entry_points or []), "all": all}
+        answer = self._native.invalidate_cache(body)
+        self._native.renew()
+        return answer
 
     def status(self) -> dict[str, Any]:
         """How current the replica is, as a dict:
@@ -176,6 +240,49 @@ class Rules:
         valid, ``Conflict`` (``rule_exists``) when the id is taken.
         """
         return self._native.create_rule(rule)
+
+    def update(
+        self, rule: dict[str, Any], reason: str | None = None, version: int | None = None
+    ) -> dict[str, Any]:
+        """Replaces rule ``rule["id"]`` with ``rule`` (as ``get`` returns it, edited; read-only
+        fields such as ``seq`` are ignored), recording ``reason`` in its history, if it is still
+        at ``version`` (sent as ``If-Match``; the rule's own ``version`` if ``None``). Returns
+        the rule as stored, with its new ``version`` and the write's ``seq``.
+
+        Raises ``Conflict`` (``version_conflict``) when someone else changed the rule since that
+        version, ``PreconditionRequired`` (``missing_version``) when no version is named,
+        ``ValidationFailed`` for a rule that is not valid, ``NotFound`` for an unknown id.
+        """
+        if not isinstance(rule, dict) or not isinstance(rule.get("id"), str):
+            raise TypeError("`rule` must be a dict with an `id`, as `rules.get(id)` returns it")
+        body = dict(rule)
+        if reason is not None:
+            body["reason"] = reason
+        if version is not None:
+            body.pop("version", None)
+        return self._native.update_rule(rule["id"], body, version)
+
+    def import_(
+        self,
+        rules: list[dict[str, Any]],
+        reason: str | None = None,
+        dry_run: bool = False,
+        format: str = "rulebook",
+    ) -> dict[str, Any]:
+        """Creates or updates many rules in one transaction (``POST /v1/rules/import``): every
+        rule is checked first and one bad rule writes nothing; rules whose content is unchanged
+        are left alone. ``format="django"`` reads ``manage.py dumpdata`` entries. With
+        ``dry_run`` nothing is written. Returns the counts::
+
+            {"seq": 40, "dry_run": False, "total": 50, "created": 48, "updated": 1,
+             "unchanged": 1}
+
+        Raises ``ValidationFailed`` with every problem of every rule (paths ``rules[i]...``).
+        """
+        body: dict[str, Any] = {"rules": list(rules), "dry_run": dry_run, "format": format}
+        if reason is not None:
+            body["reason"] = reason
+        return self._native.import_rules(body)
 
     def update_params(self, rule_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Merges ``params`` into the rule's params; returns the rule, with the write's ``seq``.

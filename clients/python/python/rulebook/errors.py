@@ -10,8 +10,14 @@ Every one is a ``RulebookError`` with the API's fields::
         error.status   # 422 (None when the server did not answer: Unreachable, ReplicaError)
         error.errors   # [{"path": "entry_point", "message": "..."}, ...]: every field problem
 
-Which class an answer raises: its code first (``validation_failed``, ``not_yet_current``), then
-its HTTP status (400, 401, 403, 404, 409), else ``RulebookError`` itself.
+Which class an answer raises: its code first (``validation_failed``, ``evaluation_failed``,
+``not_yet_current``), then its HTTP status (400, 401, 403, 404, 409, 428), else
+``RulebookError`` itself.
+
+A call the client answers locally fails as the server would fail it: the same class, ``code``,
+``message`` and ``errors`` (``client.evaluate("Home Page!", {})`` raises ``BadRequest``,
+``bad_entry_point``, as ``POST /v1/evaluate/Home Page!`` answers), with ``status`` None, since
+the server was not asked.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "Conflict",
+    "EvaluationFailed",
     "Forbidden",
     "NotFound",
     "NotYetCurrent",
+    "PreconditionRequired",
     "ReplicaError",
     "RulebookError",
     "Unauthorized",
@@ -75,8 +83,18 @@ class Conflict(RulebookError):
     """409: ``rule_exists``, or ``version_conflict`` (someone else changed the rule)."""
 
 
+class PreconditionRequired(RulebookError):
+    """428 ``missing_version``: an update did not name the version it replaces."""
+
+
 class ValidationFailed(RulebookError):
-    """422 ``validation_failed``: the rule is not valid; ``errors`` lists every problem."""
+    """422 ``validation_failed``: the rule (or an import, or a score's overrides) is not valid;
+    ``errors`` lists every problem."""
+
+
+class EvaluationFailed(RulebookError):
+    """422 ``evaluation_failed``: a rule failed at run time under ``on_error: fail``, or a
+    score's overrides name a rule outside the scorecard."""
 
 
 class NotYetCurrent(RulebookError):
@@ -89,13 +107,14 @@ class Unreachable(RulebookError):
 
 
 class ReplicaError(RulebookError):
-    """The local replica could not answer (code ``replica``, no status): the entry point is not
-    valid or its rules cannot be compiled, the scorecard has no factors, or the replica did not
-    reflect the client's own write within its wait (see ``Client.status()`` for why)."""
+    """The local replica could not answer (code ``replica``, no status): it did not reflect the
+    client's own write within its wait (see ``Client.status()`` for why), or it could not start
+    its runtime. (What the server would refuse, the replica refuses with the server's class.)"""
 
 
 _BY_CODE: dict[str, type[RulebookError]] = {
     "validation_failed": ValidationFailed,
+    "evaluation_failed": EvaluationFailed,
     "not_yet_current": NotYetCurrent,
     "unreachable": Unreachable,
     "replica": ReplicaError,
@@ -107,12 +126,18 @@ _BY_STATUS: dict[int, type[RulebookError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    428: PreconditionRequired,
 }
 
 
 def _error(
-    code: str, message: str, status: int | None, errors: list[dict[str, str]]
+    code: str,
+    message: str,
+    status: int | None,
+    errors: list[dict[str, str]],
+    would: int | None = None,
 ) -> RulebookError:
-    """The exception for an error answer (called by the native module)."""
-    kind = _BY_CODE.get(code) or _BY_STATUS.get(status or 0, RulebookError)
+    """The exception for an error answer (called by the native module). ``would``: for a call
+    the replica refused, the status the server answers it with (which picks the class)."""
+    kind = _BY_CODE.get(code) or _BY_STATUS.get(status or would or 0, RulebookError)
     return kind(message, code=code, status=status, errors=errors)
