@@ -37,7 +37,7 @@ use rulebook_rules::ScoreRequest;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
-use crate::json::{to_json, to_python};
+use crate::json::{dumps, loads, to_json, to_python};
 
 /// How long `wait_for` waits when not told.
 const WAIT: Duration = Duration::from_secs(10);
@@ -212,12 +212,12 @@ impl NativeClient {
             } else {
                 view.evaluate_at(entry_point, &context, at)?
             };
-            json(Fresh {
+            text(&Fresh {
                 seq: view.seq(),
                 body,
             })
         })?;
-        to_python(py, &answer)
+        loads(py, &answer)
     }
 
     /// The rules of `entry_point` in force now (enabled, inside their window), by priority then
@@ -230,9 +230,9 @@ impl NativeClient {
         let answer = self.run(py, async |replica| {
             let view = replica.view().await?;
             let rules = view.entry_point_rules(entry_point, Utc::now())?;
-            Ok(serde_json::json!({"seq": view.seq(), "rules": json(rules)?}))
+            text(&serde_json::json!({"seq": view.seq(), "rules": rules}))
         })?;
-        to_python(py, &answer)
+        loads(py, &answer)
     }
 
     /// For `bench/client_bench.py`, which reports how much of `evaluate` is the evaluation and
@@ -306,12 +306,12 @@ impl NativeClient {
         let at = time(at)?;
         let answer = self.run(py, async |replica| {
             let view = replica.view().await?;
-            json(Fresh {
+            text(&Fresh {
                 seq: view.seq(),
                 body: view.score_request(name, &request, at, explain)?,
             })
         })?;
-        to_python(py, &answer)
+        loads(py, &answer)
     }
 
     /// The replica's state: `seq`, `connected`, `last_change_at`, `last_heard_at` (RFC 3339
@@ -499,6 +499,11 @@ fn time(at: Option<&str>) -> PyResult<DateTime<Utc>> {
             }),
         None => Ok(Utc::now()),
     }
+}
+
+/// `value` as JSON text, for [`loads`].
+fn text(value: &impl serde::Serialize) -> Result<Vec<u8>, ClientError> {
+    dumps(value).map_err(ClientError::Replica)
 }
 
 fn json(value: impl serde::Serialize) -> Result<Value, ClientError> {
