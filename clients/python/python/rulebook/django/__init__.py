@@ -96,8 +96,9 @@ def get_rules_for_entry_point(entry_point: str) -> list[dict[str, Any]]:
     they are evaluated (priority, then id), each a dict in the API's shape (``id``, ``name``,
     ``priority``, ``condition``, ``actions``, ``params``, ``version``, ...).
 
-    The name is normalised as the seed registries keyed their caches, and as the server does:
-    trimmed, lower-cased, spaces to underscores (``"Home Page Mount"`` is ``home_page_mount``).
+    The name is normalised as the server normalises it, which is how Django rule registries
+    commonly keyed their caches (``rules:<entry_point>``): trimmed, lower-cased, spaces to
+    underscores (``"Home Page Mount"`` is ``home_page_mount``).
 
     Raises ``rulebook.BadRequest`` (``bad_entry_point``) for a name with a character outside
     letters, digits, ``_``, ``.``, ``-`` and spaces.
