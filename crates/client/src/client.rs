@@ -62,16 +62,6 @@ impl ClientError {
             _ => None,
         }
     }
-
-    /// [`ClientError::Refused`] with no field problems.
-    pub(crate) fn refused(status: u16, code: &str, message: impl Into<String>) -> ClientError {
-        ClientError::Refused {
-            status,
-            code: code.to_owned(),
-            message: message.into(),
-            errors: Vec::new(),
-        }
-    }
 }
 
 /// A client of one Rulebook server (or load balancer) for one tenant. Cheap to clone.

@@ -6,6 +6,8 @@
 //!   [`rulebook_rules::Evaluation`] and [`rulebook_rules::ScoreResult`]): the snapshot, the change
 //!   stream's events, parameter and enabled answers, and [`wire::Fresh`], any answer with the
 //!   `seq` it reflects.
+//! - [`refusal`]: the status, code and message of every call refused for what it or the rules
+//!   are; the server answers with them and the replica refuses with them, so both fail alike.
 //! - [`sse`]: the Server-Sent Events parser for the change stream.
 //! - `client`: [`Client`], the HTTP API typed.
 //! - `replica`: [`Replica`], the tenant's rules in-process, kept current by the change stream,
@@ -15,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod client;
+pub mod refusal;
 mod replica;
 pub mod sse;
 pub mod wire;

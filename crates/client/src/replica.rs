@@ -47,14 +47,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use rulebook_rules::{
-    EntryPoint, EvalError, Evaluation, Limits, Params, Rule, Ruleset, ScoreRequest, ScoreResult,
-    Scorecard,
+    EntryPoint, Evaluation, Limits, Params, Rule, Ruleset, ScoreRequest, ScoreResult, Scorecard,
 };
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::client::{Client, ClientError, FieldProblem};
+use crate::client::{Client, ClientError};
+use crate::refusal::Refusal;
 use crate::sse::SseParser;
 use crate::wire::{self, ChangeEvent, Heartbeat};
 
@@ -223,21 +223,16 @@ impl ReplicaView {
     /// The compiled rules of `entry_point` (none when it has no rules), after the checks the
     /// server makes of the call.
     fn ruleset(&self, entry_point: &str, context: &Value) -> Result<Arc<Ruleset>, ClientError> {
-        let ep = EntryPoint::parse(entry_point)
-            .map_err(|e| ClientError::refused(400, "bad_entry_point", e.to_string()))?;
+        let ep = EntryPoint::parse(entry_point).map_err(|e| Refusal::bad_entry_point(&e))?;
         if !context.is_object() {
-            return Err(ClientError::refused(
-                400,
-                "invalid_body",
-                "field `context` must be a JSON object such as {\"country\": \"FR\"}",
-            ));
+            return Err(Refusal::context_not_an_object().into());
         }
         match self.view.rulesets.get(&ep) {
             Some(Ok(ruleset)) => Ok(Arc::clone(ruleset)),
-            Some(Err(reason)) => Err(unusable(reason)),
+            Some(Err(reason)) => Err(Refusal::stored_rules_unusable(reason.as_str()).into()),
             None => Ruleset::compile(ep, Vec::new())
                 .map(Arc::new)
-                .map_err(|e| unusable(&e.to_string())),
+                .map_err(|e| Refusal::stored_rules_unusable(e.to_string()).into()),
         }
     }
 
@@ -252,8 +247,7 @@ impl ReplicaView {
         entry_point: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Rule>, ClientError> {
-        let ep = EntryPoint::parse(entry_point)
-            .map_err(|e| ClientError::refused(400, "bad_entry_point", e.to_string()))?;
+        let ep = EntryPoint::parse(entry_point).map_err(|e| Refusal::bad_entry_point(&e))?;
         Ok(self
             .view
             .sorted(|r| r.entry_point.as_ref() == Some(&ep) && r.enabled && r.is_active_at(at)))
@@ -297,56 +291,15 @@ impl ReplicaView {
     ) -> Result<ScoreResult, ClientError> {
         let scorecard = match self.view.scorecards.get(name) {
             Some(Ok(scorecard)) if scorecard.factors().next().is_some() => Arc::clone(scorecard),
-            Some(Err(reason)) => return Err(unusable(reason)),
-            _ => {
-                return Err(ClientError::refused(
-                    404,
-                    "scorecard_not_found",
-                    format!(
-                        "scorecard `{name}` has no factors in tenant `{}`: tag its rules `{}` and give them `score` actions",
-                        self.tenant,
-                        rulebook_rules::tags::scorecard_tag(name)
-                    ),
-                ))
-            }
+            Some(Err(reason)) => return Err(Refusal::stored_rules_unusable(reason.as_str()).into()),
+            _ => return Err(Refusal::scorecard_not_found(name, &self.tenant).into()),
         };
         let scored = if explain {
             scorecard.score_explained(request, at, &self.limits)
         } else {
             scorecard.score(request, at, &self.limits)
         };
-        scored.map_err(score_refused)
-    }
-}
-
-/// Stored rules that cannot be compiled, as the server reports them.
-fn unusable(reason: &str) -> ClientError {
-    ClientError::refused(500, "stored_rules_unusable", reason)
-}
-
-/// A scorecard's failure as the server answers it.
-fn score_refused(error: EvalError) -> ClientError {
-    match error {
-        EvalError::InvalidOverride { rule_id, errors } => {
-            let count = errors.errors.len();
-            ClientError::Refused {
-                status: 422,
-                code: "validation_failed".to_owned(),
-                message: format!(
-                    "overrides for rule `{rule_id}` are invalid: fix the {count} problem{} listed in `errors`",
-                    if count == 1 { "" } else { "s" }
-                ),
-                errors: errors
-                    .errors
-                    .into_iter()
-                    .map(|e| FieldProblem {
-                        path: format!("overrides.{rule_id}.{}", e.path),
-                        message: e.message,
-                    })
-                    .collect(),
-            }
-        }
-        other => ClientError::refused(422, "evaluation_failed", other.to_string()),
+        scored.map_err(|e| Refusal::evaluation(e).into())
     }
 }
 

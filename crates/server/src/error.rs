@@ -9,6 +9,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use rulebook_client::refusal::Refusal;
 use rulebook_rules::{EntryPointError, EvalError, FieldError, RuleError};
 use rulebook_store::StoreError;
 use serde::Serialize;
@@ -210,11 +211,7 @@ impl From<StoreError> for ApiError {
             // The stored rules themselves are at fault: the message names the rule and is safe.
             StoreError::Corrupt { .. } | StoreError::Compile { .. } => {
                 tracing::error!(error = %error, "stored rules cannot be used");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "stored_rules_unusable",
-                    error.to_string(),
-                )
+                Refusal::stored_rules_unusable(error.to_string()).into()
             }
             other => ApiError::internal(other),
         }
@@ -223,7 +220,28 @@ impl From<StoreError> for ApiError {
 
 impl From<EntryPointError> for ApiError {
     fn from(error: EntryPointError) -> ApiError {
-        ApiError::bad_request("bad_entry_point", error.to_string())
+        Refusal::bad_entry_point(&error).into()
+    }
+}
+
+/// A refusal's status, code, message and field problems, as they are defined once in
+/// [`rulebook_client::refusal`] (where the replica refuses with them too).
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        ApiError {
+            status: StatusCode::from_u16(refusal.status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: refusal.code,
+            message: refusal.message,
+            errors: refusal
+                .errors
+                .into_iter()
+                .map(|p| FieldError::new(p.path, p.message))
+                .collect(),
+            current_version: None,
+            retry_after: None,
+            seq: None,
+        }
     }
 }
 
@@ -249,24 +267,7 @@ impl ApiError {
 
 impl From<EvalError> for ApiError {
     fn from(error: EvalError) -> ApiError {
-        match error {
-            EvalError::InvalidOverride { rule_id, errors } => ApiError::validation(
-                format!(
-                    "overrides for rule `{rule_id}` are invalid: fix the {} listed in `errors`",
-                    plural(errors.errors.len(), "problem")
-                ),
-                errors
-                    .errors
-                    .into_iter()
-                    .map(|e| FieldError::new(format!("overrides.{rule_id}.{}", e.path), e.message))
-                    .collect(),
-            ),
-            other => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "evaluation_failed",
-                other.to_string(),
-            ),
-        }
+        Refusal::evaluation(error).into()
     }
 }
 

@@ -15,6 +15,7 @@ use rulebook_store::{DecisionKind, VersionsUsed};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use rulebook_client::refusal::Refusal;
 pub use rulebook_client::wire::{EnabledAnswer, ParamAnswer};
 
 use crate::api::answer::{encode, json_response, AsOf, Decision, DecisionAnswer, ToLog};
@@ -189,10 +190,7 @@ pub(crate) fn check_context(context: &Value) -> Result<(), ApiError> {
     if context.is_object() {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "invalid_body",
-            "field `context` must be a JSON object such as {\"country\": \"FR\"}",
-        ))
+        Err(Refusal::context_not_an_object().into())
     }
 }
 
@@ -419,14 +417,7 @@ pub async fn score(
         }
     };
     if scorecard.factors().next().is_none() {
-        return Err(ApiError::not_found(
-            "scorecard_not_found",
-            format!(
-                "scorecard `{name}` has no factors in tenant `{}`: tag its rules `{}` and give them `score` actions",
-                caller.tenant,
-                rulebook_rules::tags::scorecard_tag(&name)
-            ),
-        ));
+        return Err(Refusal::scorecard_not_found(&name, &caller.tenant).into());
     }
     let request = ScoreRequest {
         input: body.input,
