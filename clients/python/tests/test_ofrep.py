@@ -19,9 +19,8 @@ from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
-from test_client import TOKEN, Server, free_port
 
-from conftest import wait_until
+from conftest import TOKEN, Server, free_port, wait_until
 
 DOMAIN = "rulebook-ofrep-test"
 
