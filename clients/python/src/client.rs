@@ -528,7 +528,12 @@ fn error(py: Python<'_>, error: ClientError) -> PyErr {
             message,
             errors,
         } => (code, message, None, errors, Some(status)),
-        ClientError::Unreachable { .. } => (
+        ClientError::TooLarge { code, message, .. } => {
+            (code, message, Some(413), Vec::new(), None)
+        }
+        ClientError::Unreachable { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Interrupted { .. } => (
             "unreachable".to_owned(),
             error.to_string(),
             None,

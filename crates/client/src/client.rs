@@ -25,7 +25,19 @@ pub enum ClientError {
         /// Every field problem the server listed (a 422), in its order.
         errors: Vec<FieldProblem>,
     },
-    /// The server could not be reached, or its answer could not be read.
+    /// The request was larger than the server takes (HTTP 413): `code` says which limit
+    /// (`body_too_large`, `import_too_large`, `line_too_large`), `limit` its size in bytes when
+    /// the server said.
+    #[error("413 {code}: {message}")]
+    TooLarge {
+        /// The stable machine-readable code.
+        code: String,
+        /// What the server said, naming the limit and the setting that raises it.
+        message: String,
+        /// The limit, in bytes.
+        limit: Option<u64>,
+    },
+    /// The server could not be reached: no connection could be made (refused, no such host).
     #[error("cannot reach the server at `{url}`: {reason}")]
     Unreachable {
         /// The server's base URL.
@@ -47,6 +59,23 @@ pub enum ClientError {
         /// Every field problem (overrides that break a param schema), in order.
         errors: Vec<FieldProblem>,
     },
+    /// Connecting or waiting for the answer took too long.
+    #[error("timed out talking to the server at `{url}`: {reason}")]
+    Timeout {
+        /// The server's base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection was made but broke before a whole answer came (the server stopped or
+    /// closed it while the request was being sent), or the answer could not be read.
+    #[error("the connection to the server at `{url}` broke before it answered: {reason}")]
+    Interrupted {
+        /// The server's base URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// A replica could not answer (see [`crate::Replica`]): it did not reflect the caller's own
     /// write in time, or its runtime could not start.
     #[error("{0}")]
@@ -58,7 +87,9 @@ impl ClientError {
     /// call as the server would.
     pub fn code(&self) -> Option<&str> {
         match self {
-            ClientError::Api { code, .. } | ClientError::Refused { code, .. } => Some(code),
+            ClientError::Api { code, .. }
+            | ClientError::Refused { code, .. }
+            | ClientError::TooLarge { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -84,6 +115,8 @@ struct ErrorBody {
     message: String,
     #[serde(default)]
     errors: Vec<FieldProblem>,
+    #[serde(default)]
+    limit: Option<u64>,
 }
 
 /// The code of a [`ClientError::Api`] whose answer was not the API's error shape (a proxy's
@@ -177,6 +210,29 @@ impl Client {
         }
     }
 
+    /// What a failed exchange with the server stands for, by reqwest's own kinds: no connection,
+    /// too slow, or broken on the way. The reason is the innermost causes, which say the most
+    /// (`Connection refused (os error 111)`).
+    pub(crate) fn transport(&self, e: reqwest::Error) -> ClientError {
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !reason.contains(&text) {
+                reason = format!("{reason}: {text}");
+            }
+            source = cause.source();
+        }
+        let url = self.base.clone();
+        if e.is_timeout() {
+            ClientError::Timeout { url, reason }
+        } else if e.is_connect() {
+            ClientError::Unreachable { url, reason }
+        } else {
+            ClientError::Interrupted { url, reason }
+        }
+    }
+
     /// Sends `method path` with an optional JSON body and `If-Match`, and returns the answer's
     /// JSON as it is; an error answer becomes [`ClientError::Api`].
     pub async fn send(
@@ -193,14 +249,38 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        self.raw_answer(request).await
+    }
+
+    /// Sends `POST path` with `body` as it comes (a stream, see [`reqwest::Body::wrap_stream`])
+    /// of `content_type`, declaring `length` bytes when given, and returns the answer's JSON as
+    /// it is; an error answer becomes [`ClientError::Api`] (413: [`ClientError::TooLarge`]).
+    pub async fn send_stream(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: reqwest::Body,
+        length: Option<u64>,
+    ) -> Result<RawAnswer, ClientError> {
+        let mut request = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(length) = length {
+            request = request.header(reqwest::header::CONTENT_LENGTH, length);
+        }
+        self.raw_answer(request).await
+    }
+
+    async fn raw_answer(&self, request: reqwest::RequestBuilder) -> Result<RawAnswer, ClientError> {
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
         let etag = response
             .headers()
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim_matches('"').to_owned());
-        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
         if !status.is_success() {
             return Err(api_error(status.as_u16(), &bytes));
         }
@@ -222,9 +302,9 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
         if !status.is_success() {
             return Err(api_error(status.as_u16(), &bytes));
         }
@@ -377,6 +457,11 @@ impl Client {
 /// The error an answer with `status` and body `bytes` stands for.
 pub(crate) fn api_error(status: u16, bytes: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorEnvelope>(bytes) {
+        Ok(envelope) if status == 413 => ClientError::TooLarge {
+            code: envelope.error.code,
+            message: envelope.error.message,
+            limit: envelope.error.limit,
+        },
         Ok(envelope) => ClientError::Api {
             status,
             code: envelope.error.code,

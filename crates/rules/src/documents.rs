@@ -193,7 +193,7 @@ pub fn rule_files(path: &Path) -> Result<Vec<PathBuf>, DocumentErrors> {
 /// Every problem of every file: a file or folder that cannot be read, a file that is not JSON or
 /// YAML or holds neither a rule nor a list.
 pub fn read_documents(path: &Path) -> Result<Vec<Document>, DocumentErrors> {
-    let (documents, problems) = read_each(path)?;
+    let (documents, problems) = read_each(path, &mut |_| {})?;
     if problems.is_empty() {
         Ok(documents)
     } else {
@@ -208,8 +208,40 @@ pub fn read_documents(path: &Path) -> Result<Vec<Document>, DocumentErrors> {
 /// Every problem of every file: a file or folder that cannot be read, a file that is not JSON or
 /// YAML or holds neither a rule nor a list, and every problem of every rule.
 pub fn read_rules(path: &Path) -> Result<Vec<RuleDocument>, DocumentErrors> {
-    let (documents, mut problems) = read_each(path)?;
-    match check_rules(documents) {
+    read_rules_with(path, |_| {})
+}
+
+/// How far [`read_rules_with`] has come, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadProgress {
+    /// `done` of `total` files read (told after each file).
+    Read {
+        /// Files read so far.
+        done: usize,
+        /// Files in all.
+        total: usize,
+    },
+    /// `done` of `total` documents checked as rules (told every few hundred, and at the end).
+    Checked {
+        /// Documents checked so far.
+        done: usize,
+        /// Documents in all.
+        total: usize,
+    },
+}
+
+/// [`read_rules`], telling `progress` how far it has come: first files read, then documents
+/// checked.
+///
+/// # Errors
+///
+/// As [`read_rules`].
+pub fn read_rules_with(
+    path: &Path,
+    mut progress: impl FnMut(ReadProgress),
+) -> Result<Vec<RuleDocument>, DocumentErrors> {
+    let (documents, mut problems) = read_each(path, &mut progress)?;
+    match check_rules(documents, &mut progress) {
         Ok(rules) if problems.is_empty() => Ok(rules),
         Ok(_) => Err(DocumentErrors { problems }),
         Err(more) => {
@@ -283,10 +315,15 @@ fn django_id(entry: &Value, mapping: &DjangoMapping) -> Option<String> {
 }
 
 /// The documents of every file `path` names that could be read, and the problems of the others.
-fn read_each(path: &Path) -> Result<(Vec<Document>, Vec<DocumentProblem>), DocumentErrors> {
+fn read_each(
+    path: &Path,
+    progress: &mut impl FnMut(ReadProgress),
+) -> Result<(Vec<Document>, Vec<DocumentProblem>), DocumentErrors> {
     let mut documents = Vec::new();
     let mut problems = Vec::new();
-    for file in rule_files(path)? {
+    let files = rule_files(path)?;
+    let total = files.len();
+    for (done, file) in files.into_iter().enumerate() {
         let read = std::fs::read(&file)
             .map_err(|e| {
                 DocumentErrors::file(
@@ -299,6 +336,10 @@ fn read_each(path: &Path) -> Result<(Vec<Document>, Vec<DocumentProblem>), Docum
             Ok(found) => documents.extend(found),
             Err(errors) => problems.extend(errors.problems),
         }
+        progress(ReadProgress::Read {
+            done: done + 1,
+            total,
+        });
     }
     Ok((documents, problems))
 }
@@ -310,14 +351,21 @@ fn read_each(path: &Path) -> Result<(Vec<Document>, Vec<DocumentProblem>), Docum
 /// A syntax error, a document that is neither a rule nor a list of rules, or every problem of
 /// every rule in it.
 pub fn parse_rules(file: &Path, bytes: &[u8]) -> Result<Vec<RuleDocument>, DocumentErrors> {
-    check_rules(parse_documents(file, bytes)?)
+    check_rules(parse_documents(file, bytes)?, &mut |_| {})
 }
 
 /// Checks each document as a rule, collecting every problem of every one.
-fn check_rules(documents: Vec<Document>) -> Result<Vec<RuleDocument>, DocumentErrors> {
-    let mut rules = Vec::with_capacity(documents.len());
+fn check_rules(
+    documents: Vec<Document>,
+    progress: &mut impl FnMut(ReadProgress),
+) -> Result<Vec<RuleDocument>, DocumentErrors> {
+    let total = documents.len();
+    let mut rules = Vec::with_capacity(total);
     let mut problems = Vec::new();
-    for Document { source, value } in documents {
+    for (done, Document { source, value }) in documents.into_iter().enumerate() {
+        if done % 256 == 0 {
+            progress(ReadProgress::Checked { done, total });
+        }
         let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
         match Rule::from_json_value(value) {
             Ok(rule) => rules.push(RuleDocument { source, rule }),
@@ -330,6 +378,7 @@ fn check_rules(documents: Vec<Document>) -> Result<Vec<RuleDocument>, DocumentEr
             })),
         }
     }
+    progress(ReadProgress::Checked { done: total, total });
     if problems.is_empty() {
         Ok(rules)
     } else {

@@ -41,7 +41,8 @@ mod validation;
 pub use django::{DjangoMapping, DjangoRule};
 pub use documents::{
     is_rule_file, parse_django, parse_documents, parse_rules, read_documents, read_rules,
-    rule_files, Document, DocumentErrors, DocumentProblem, DocumentSource, RuleDocument,
+    read_rules_with, rule_files, Document, DocumentErrors, DocumentProblem, DocumentSource,
+    ReadProgress, RuleDocument,
 };
 pub use entry_point::{EntryPoint, EntryPointError, MAX_ENTRY_POINT_LEN};
 pub use error::{CompileError, EvalError, OnError, RuleError};

@@ -44,9 +44,23 @@ pub struct Config {
     #[arg(long, env = "RULEBOOK_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
     pub cache_ttl: Duration,
 
-    /// The largest request body accepted, like `1MiB`, `512KiB` or `65536`.
+    /// The largest request body accepted, like `1MiB`, `512KiB` or `65536`. It also bounds one
+    /// line (one rule) of a streamed import.
     #[arg(long, env = "RULEBOOK_BODY_LIMIT", default_value = "1MiB", value_parser = parse_size)]
     pub body_limit: usize,
+
+    /// The largest streamed import (`POST /v1/rules/import` with `Content-Type:
+    /// application/x-ndjson`, what `rulebook rules import` sends), like `256MiB` or `1GiB`. The
+    /// import is read a line at a time and written in one transaction; the server holds the
+    /// checked rules (not the body) until it commits.
+    #[arg(long, env = "RULEBOOK_IMPORT_BODY_LIMIT", default_value = "256MiB", value_parser = parse_size)]
+    pub import_body_limit: usize,
+
+    /// How long a streamed import may take, from its first byte to its answer, before it is
+    /// answered with 504 `request_timeout` and nothing is written. Other requests have
+    /// `--request-timeout`.
+    #[arg(long, env = "RULEBOOK_IMPORT_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub import_timeout: Duration,
 
     /// How long one request may take before it is answered with 504 `request_timeout`.
     #[arg(long, env = "RULEBOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -213,7 +227,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{text}` is not a duration a server can wait for"))
 }
 
-/// Parses `1MiB`, `512KiB`, `64KB` or a bare number of bytes.
+/// Parses `1GiB`, `1MiB`, `512KiB`, `64KB` or a bare number of bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let split = text
@@ -229,9 +243,10 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
         other => {
             return Err(format!(
-                "`{other}` is not a size unit: use `B`, `KiB` or `MiB`"
+                "`{other}` is not a size unit: use `B`, `KiB`, `MiB` or `GiB`"
             ))
         }
     };
@@ -258,6 +273,7 @@ mod tests {
         assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
         assert!(parse_size("0").is_err());
         assert!(parse_size("lots").is_err());
     }

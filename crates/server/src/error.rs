@@ -22,6 +22,8 @@ pub struct ApiError {
     message: String,
     errors: Vec<FieldError>,
     current_version: Option<i64>,
+    /// 413: the limit the body went over, in bytes.
+    limit: Option<u64>,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u64>,
     /// The applied position for an `X-Rulebook-Seq` header.
@@ -51,6 +53,9 @@ struct Body<'a> {
     /// Version conflicts: the rule's current version.
     #[serde(skip_serializing_if = "Option::is_none")]
     current_version: Option<i64>,
+    /// A body over a limit (413): the limit, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
 }
 
 impl ApiError {
@@ -62,6 +67,7 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             current_version: None,
+            limit: None,
             retry_after: None,
             seq: None,
         }
@@ -92,6 +98,12 @@ impl ApiError {
     /// The same error, naming the rule's current version in `current_version`.
     pub fn with_current_version(mut self, version: i64) -> ApiError {
         self.current_version = Some(version);
+        self
+    }
+
+    /// The same error, naming the limit a body went over (bytes) in `limit`.
+    pub fn with_limit(mut self, limit: u64) -> ApiError {
+        self.limit = Some(limit);
         self
     }
 
@@ -147,6 +159,7 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 errors: &self.errors,
                 current_version: self.current_version,
+                limit: self.limit,
             },
         };
         let body = serde_json::to_vec(&envelope).unwrap_or_else(|_| {

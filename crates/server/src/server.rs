@@ -94,7 +94,9 @@ impl Server {
             config.tenant_cache,
             Limits {
                 body_limit: config.body_limit,
+                import_body_limit: config.import_body_limit,
                 request_timeout: config.request_timeout,
+                import_timeout: config.import_timeout,
                 reads_need_token: config.reads_need_token(),
                 min_seq_wait: config.min_seq_wait,
                 changes_heartbeat: config.changes_heartbeat,

@@ -39,10 +39,14 @@ impl std::fmt::Debug for AppState {
 /// The limits and switches handlers need.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// The largest request body, in bytes.
+    /// The largest request body, in bytes; also the longest line of a streamed import.
     pub body_limit: usize,
+    /// The largest streamed import body, in bytes.
+    pub import_body_limit: usize,
     /// How long one request may take.
     pub request_timeout: std::time::Duration,
+    /// How long a streamed import may take.
+    pub import_timeout: std::time::Duration,
     /// Whether reads need a read token.
     pub reads_need_token: bool,
     /// How long a read with `min_seq` waits for the applied position before answering 503.

@@ -7,6 +7,7 @@
 //! | [`drafts`] | `POST /v1/evaluate/{entry_point}` with `drafts`: rules evaluated without saving them |
 //! | [`batch`] | `POST /v1/evaluate`: several entry points, one context |
 //! | [`rules`] | rules CRUD, enable, disable, params, history, `POST /v1/rules/import` |
+//! | [`bounded`] | request bodies read as they arrive within a limit: the streamed (NDJSON) import |
 //! | [`history`] | `GET /v1/rules/{id}/history/{version}`, `GET /v1/rules/{id}/diff`, `POST /v1/rules/{id}/rollback` |
 //! | [`decisions`] | `GET /v1/decisions/{id}`, `GET /v1/decisions` |
 //! | [`cache`] | `GET /v1/cache/stats`, `POST /v1/cache/invalidate` |
@@ -24,6 +25,7 @@
 
 pub mod answer;
 pub mod batch;
+pub mod bounded;
 pub mod cache;
 pub mod changes;
 pub mod decisions;
@@ -161,7 +163,11 @@ async fn wrong_method(request: Request) -> ApiError {
 
 /// Answers 504 `request_timeout` when a request takes longer than the configured timeout.
 async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.limits().request_timeout;
+    let (limit, setting) = if rules::is_streamed_import(&request) {
+        (state.limits().import_timeout, "RULEBOOK_IMPORT_TIMEOUT")
+    } else {
+        (state.limits().request_timeout, "RULEBOOK_REQUEST_TIMEOUT")
+    };
     let uri = request.uri().clone();
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
@@ -171,7 +177,7 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
                 StatusCode::GATEWAY_TIMEOUT,
                 "request_timeout",
                 format!(
-                    "the request took longer than the server's limit of {limit:?} (RULEBOOK_REQUEST_TIMEOUT): try again, or simplify it"
+                    "the request took longer than the server's limit of {limit:?} ({setting}): try again, or simplify it"
                 ),
             )
             .into_response()

@@ -22,7 +22,7 @@ use crate::api::openapi::{
     ErrorBody, Errors, FreshDeleted, FreshHistory, FreshImportAnswer, FreshRule, FreshRuleList,
     RuleBody, TooLarge,
 };
-use crate::api::page;
+use crate::api::{bounded, page};
 use crate::auth::{Caller, Reader, Writer};
 use crate::error::{plural, ApiError};
 use crate::extract::{parse_json, JsonBody, PathParams, QueryParams, RawBody};
@@ -696,10 +696,29 @@ pub struct ImportAnswer {
     pub skipped: Option<usize>,
 }
 
+/// The query of `POST /v1/rules/import`: the settings of a streamed (NDJSON) import, whose body
+/// holds only rules. A JSON body carries them in its own fields instead.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// NDJSON only: why, recorded in the history of every rule written.
+    pub reason: Option<String>,
+    /// NDJSON only: validate and say what would change, without writing.
+    pub dry_run: Option<bool>,
+}
+
 /// `POST /v1/rules/import`: creates or updates many rules in one transaction.
 ///
+/// Two forms. `Content-Type: application/json` is an [`ImportBody`] under the normal body limit
+/// (`--body-limit`). `Content-Type: application/x-ndjson` is one rule document a line, read as it
+/// arrives under the import limit (`--import-body-limit`, 256 MiB by default) and the import
+/// timeout (`--import-timeout`), with `reason` and `dry_run` in the query; line `i + 1` is
+/// `rules[i]` in problems, blank lines are skipped (see [`super::bounded`]). Either way:
+///
 /// Every rule is checked before anything is written, and every problem of every rule is
-/// reported at once (422, each problem's path starting with `rules[i]`); one bad rule writes
+/// reported at once (422, each problem's path starting with `rules[i]`; at most
+/// [`MAX_LISTED_PROBLEMS`] are listed, the message counts them all); one bad rule writes
 /// nothing. A good import commits as one change set: one history row per rule written, and each
 /// touched entry point invalidated once. Rules that already hold the same content are left
 /// alone. An import is authoritative: a rule is replaced whatever its stored version. A dry run
@@ -708,13 +727,23 @@ pub struct ImportAnswer {
     post,
     path = "/v1/rules/import",
     tag = "rules",
-    params(Writer, Fresh),
-    request_body = ImportBody,
+    params(Writer, Fresh, ImportQuery),
+    request_body(
+        description = "The rules: a JSON `ImportBody` (under `--body-limit`), or \
+                       `application/x-ndjson` with one rule document (a JSON object, as \
+                       `GET /v1/rules/{id}` returns it) a line, streamed, under \
+                       `--import-body-limit` (256 MiB by default); line `i + 1` is `rules[i]` \
+                       in problems, and `reason` and `dry_run` go in the query",
+        content(
+            (ImportBody = "application/json"),
+            (String = "application/x-ndjson", example = json!("{\"id\": \"R-1\", \"entry_point\": \"checkout\"}\n{\"id\": \"R-2\"}\n")),
+        ),
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Imported (or, with `dry_run`, what would be)", body = FreshImportAnswer, headers(("X-Rulebook-Seq" = i64, description = "The answer's `seq`"))),
         (status = 422, description = "The import is not valid, so nothing was written: `errors` lists every problem, each path starting with `rules[i]`", body = ErrorBody),
-        TooLarge,
+        (status = 413, description = "The body is over its limit (`body_too_large`: `--body-limit` for JSON; `import_too_large`: `--import-body-limit` for NDJSON; `line_too_large`: one NDJSON line over `--body-limit`); `limit` says the limit in bytes", body = ErrorBody),
         Errors,
     )
 )]
@@ -722,8 +751,31 @@ pub async fn import(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Fresh(seq): Fresh,
-    JsonBody(body): JsonBody<ImportBody>,
+    QueryParams(query): QueryParams<ImportQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Answer<ImportAnswer>, ApiError> {
+    if bounded::is_ndjson(&headers) {
+        return import_ndjson(state, caller, seq, query, &headers, body).await;
+    }
+    if let Some(field) = [
+        query.reason.as_ref().map(|_| "reason"),
+        query.dry_run.as_ref().map(|_| "dry_run"),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "`{field}` in the query applies to a streamed import (`Content-Type: {}`): put it in the JSON body instead",
+                bounded::NDJSON
+            ),
+        ));
+    }
+    let body = read_limited(body, state.limits().body_limit).await?;
+    let body: ImportBody = parse_json(&body)?;
     let entries = body.rules.len();
     let (rules, skipped) = match body.format {
         ImportFormat::Rulebook => {
@@ -749,8 +801,81 @@ pub async fn import(
             (rules, Some(skipped))
         }
     };
+    write_import(
+        &state,
+        &caller,
+        seq,
+        rules,
+        skipped,
+        body.reason,
+        body.dry_run,
+    )
+    .await
+}
+
+/// The streamed form of [`import`]: each line is read into a checked rule as it arrives, so the
+/// server holds rules, never the body.
+async fn import_ndjson(
+    state: AppState,
+    caller: Caller,
+    seq: i64,
+    query: ImportQuery,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Answer<ImportAnswer>, ApiError> {
+    let bounds = bounded::Bounds {
+        body: state.limits().import_body_limit,
+        line: state.limits().body_limit,
+    };
+    let mut checker = Checker::new(&caller.tenant, "rules", |_, _| None);
+    bounded::read_lines(headers, body, bounds, |i, line| {
+        match serde_json::from_slice::<Value>(line) {
+            Ok(document) => checker.push(i, document),
+            Err(e) => checker.problem(
+                i,
+                FieldError::new(
+                    format!("rules[{i}]"),
+                    format!(
+                        "line {} is not a JSON document ({e}): send one rule, a JSON object, a line",
+                        i + 1
+                    ),
+                ),
+            ),
+        }
+    })
+    .await?;
+    let checked = checker.finish();
+    let rules = finish_check(
+        checked.rules,
+        checked.problems,
+        "each path `rules[i]` is line i + 1 of the body",
+    )?;
+    let dry_run = query.dry_run.unwrap_or(false);
+    write_import(&state, &caller, seq, rules, None, query.reason, dry_run).await
+}
+
+/// Whether `request` is a streamed import, which has its own time limit (`--import-timeout`).
+pub(crate) fn is_streamed_import(request: &axum::extract::Request) -> bool {
+    request.method() == axum::http::Method::POST
+        && request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|path| path.as_str() == "/v1/rules/import")
+        && bounded::is_ndjson(request.headers())
+}
+
+/// Writes checked `rules` (or, on a dry run, counts what would be written) and answers.
+async fn write_import(
+    state: &AppState,
+    caller: &Caller,
+    seq: i64,
+    rules: Vec<Rule>,
+    skipped: Option<usize>,
+    reason: Option<String>,
+    dry_run: bool,
+) -> Result<Answer<ImportAnswer>, ApiError> {
     let mut answer = ImportAnswer {
-        dry_run: body.dry_run,
+        dry_run,
         total: rules.len(),
         created: 0,
         updated: 0,
@@ -760,12 +885,12 @@ pub async fn import(
     if rules.is_empty() {
         return Ok(Answer::new(seq, answer));
     }
-    let report = if body.dry_run {
+    let report = if dry_run {
         state.store().import_dry_run(&caller.tenant, rules).await?
     } else {
         state
             .store()
-            .import_rules(&caller.tenant, rules, &author(&caller, body.reason))
+            .import_rules(&caller.tenant, rules, &author(caller, reason))
             .await?
     };
     answer.created = report.created;
@@ -774,6 +899,14 @@ pub async fn import(
     // Nothing written: the answer reflects the position it was checked against.
     let seq = report.changes.last().map_or(seq, |c| c.seq);
     Ok(Answer::new(seq, answer))
+}
+
+/// The whole body within `limit` bytes; over it, 413 `body_too_large` naming the limit, sent
+/// after the rest of the body is drained (see [`super::bounded`] for why).
+async fn read_limited(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let mut bytes = Vec::new();
+    bounded::read_all(body, limit, &mut bytes).await?;
+    Ok(bytes.into())
 }
 
 /// Reads and checks every rule of an import for `tenant`, collecting every problem of every
@@ -811,21 +944,55 @@ impl Checked {
 }
 
 /// Reads and checks the rule documents of `field` (`rules` of an import, `drafts` of an
-/// evaluation) for `tenant` exactly as a write does: the rule's own validation, and the store's
-/// checks of the rules as one batch (ids unique, no other tenant: [`rulebook_store::batch_problems`]);
-/// `more` adds a caller's check of a rule that read well. Every problem's path starts with
-/// `<field>[i]` and its message names the rule. A document's read-only `seq` (what a read
-/// answered with) is dropped, as a single write drops it.
+/// evaluation) for `tenant` exactly as a write does (see [`Checker`]).
 pub(crate) fn check_documents(
     tenant: &str,
     documents: Vec<Value>,
     field: &str,
     more: impl Fn(&Rule, &dyn Fn(&str) -> String) -> Option<(&'static str, String)>,
 ) -> Checked {
-    let mut problems = Vec::new();
-    let mut rules = Vec::with_capacity(documents.len());
-    let mut places = Vec::with_capacity(documents.len());
-    for (i, mut document) in documents.into_iter().enumerate() {
+    let mut checker = Checker::new(tenant, field, more);
+    for (i, document) in documents.into_iter().enumerate() {
+        checker.push(i, document);
+    }
+    checker.finish()
+}
+
+/// Reads and checks rule documents one at a time, as they arrive, for `tenant` exactly as a
+/// write does: the rule's own validation, and at the end the store's checks of the rules as one
+/// batch (ids unique, no other tenant: [`rulebook_store::batch_problems`]); `more` adds a
+/// caller's check of a rule that read well. Every problem's path starts with `<field>[i]` and its
+/// message names the rule. A document's read-only `seq` (what a read answered with) is dropped,
+/// as a single write drops it.
+pub(crate) struct Checker<'a, M> {
+    tenant: &'a str,
+    field: &'a str,
+    more: M,
+    rules: Vec<Rule>,
+    /// The index of each rule of `rules` among the documents.
+    places: Vec<usize>,
+    problems: Vec<(Option<usize>, FieldError)>,
+}
+
+impl<'a, M> Checker<'a, M>
+where
+    M: Fn(&Rule, &dyn Fn(&str) -> String) -> Option<(&'static str, String)>,
+{
+    /// A checker of the documents of `field` for `tenant`.
+    pub(crate) fn new(tenant: &'a str, field: &'a str, more: M) -> Self {
+        Checker {
+            tenant,
+            field,
+            more,
+            rules: Vec::new(),
+            places: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Reads and checks document `i`.
+    pub(crate) fn push(&mut self, i: usize, mut document: Value) {
+        let field = self.field;
         if let Some(fields) = document.as_object_mut() {
             fields.shift_remove("seq");
         }
@@ -835,14 +1002,14 @@ pub(crate) fn check_documents(
             .map(str::to_owned);
         match Rule::from_json_value(document) {
             Ok(rule) => {
-                if let Some((path, message)) = more(&rule, &|m| named(id.as_deref(), m)) {
-                    problems.push((
+                if let Some((path, message)) = (self.more)(&rule, &|m| named(id.as_deref(), m)) {
+                    self.problems.push((
                         Some(i),
                         FieldError::new(format!("{field}[{i}].{path}"), message),
                     ));
                 }
-                rules.push(rule);
-                places.push(i);
+                self.rules.push(rule);
+                self.places.push(i);
             }
             Err(errors) => {
                 for error in errors.errors {
@@ -851,7 +1018,7 @@ pub(crate) fn check_documents(
                     } else {
                         format!("{field}[{i}].{}", error.path)
                     };
-                    problems.push((
+                    self.problems.push((
                         Some(i),
                         FieldError::new(path, named(id.as_deref(), &error.message)),
                     ));
@@ -859,18 +1026,35 @@ pub(crate) fn check_documents(
             }
         }
     }
-    problems.extend(
-        rulebook_store::batch_problems(tenant, &rules, |k, name| {
-            format!("{field}[{}].{name}", places[k])
-        })
-        .into_iter()
-        .map(|(k, e)| (Some(places[k]), e)),
-    );
-    for rule in &mut rules {
-        rule.tenant = tenant.to_owned();
+
+    /// Records a problem of document `i` that could not be read at all.
+    pub(crate) fn problem(&mut self, i: usize, problem: FieldError) {
+        self.problems.push((Some(i), problem));
     }
-    problems.sort_by_key(|(i, _)| *i);
-    Checked { rules, problems }
+
+    /// The batch's own checks, then every rule and every problem.
+    pub(crate) fn finish(self) -> Checked {
+        let Checker {
+            tenant,
+            field,
+            mut rules,
+            places,
+            mut problems,
+            ..
+        } = self;
+        problems.extend(
+            rulebook_store::batch_problems(tenant, &rules, |k, name| {
+                format!("{field}[{}].{name}", places[k])
+            })
+            .into_iter()
+            .map(|(k, e)| (Some(places[k]), e)),
+        );
+        for rule in &mut rules {
+            rule.tenant = tenant.to_owned();
+        }
+        problems.sort_by_key(|(i, _)| *i);
+        Checked { rules, problems }
+    }
 }
 
 /// [`check_import`] for a Django dump: the entries are read through the body's mapping by the
@@ -932,6 +1116,10 @@ fn check_django_import(tenant: &str, body: &ImportBody) -> Result<Vec<Rule>, Api
     )
 }
 
+/// The most problems one 422 of an import lists (the message counts them all), so that an
+/// import of many bad rules is not answered with a body larger than itself.
+pub const MAX_LISTED_PROBLEMS: usize = 1000;
+
 /// The rules, or one 422 listing every problem (each with the index of its rule, if it has one).
 fn finish_check(
     rules: Vec<Rule>,
@@ -948,20 +1136,30 @@ fn finish_check(
         .filter_map(|(i, _)| *i)
         .collect::<std::collections::BTreeSet<_>>()
         .len();
-    let problems: Vec<FieldError> = problems.into_iter().map(|(_, e)| e).collect();
+    let found = problems.len();
+    let problems: Vec<FieldError> = problems
+        .into_iter()
+        .map(|(_, e)| e)
+        .take(MAX_LISTED_PROBLEMS)
+        .collect();
     // A problem of the whole dump (which model holds the rules) belongs to no rule.
-    let found = if bad_rules == 0 {
-        plural(problems.len(), "problem")
+    let counted = if bad_rules == 0 {
+        plural(found, "problem")
     } else {
         format!(
             "{} in {}",
-            plural(problems.len(), "problem"),
+            plural(found, "problem"),
             plural(bad_rules, "rule")
         )
     };
+    let listed = if found > problems.len() {
+        format!("the first {} are listed in `errors`", problems.len())
+    } else {
+        "listed in `errors`".to_owned()
+    };
     Err(ApiError::validation(
         format!(
-            "the import is not valid, so nothing was written: fix the {found} listed in `errors` ({paths})"
+            "the import is not valid, so nothing was written: fix the {counted} {listed} ({paths})"
         ),
         problems,
     ))

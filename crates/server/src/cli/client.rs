@@ -93,8 +93,44 @@ impl Client {
         self.send(Method::GET, path, None, None).await
     }
 
-    fn error_of(&self, error: ClientError) -> CliError {
+    /// `POST path` with a streamed body of `content_type` and `length` bytes; errors come back
+    /// as the client's, for a command that says more about some of them (see [`Client::error_of`]
+    /// for the others).
+    pub async fn send_stream(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: reqwest::Body,
+        length: u64,
+    ) -> Result<Answer, ClientError> {
+        let answer = self
+            .inner
+            .send_stream(path, content_type, body, Some(length))
+            .await?;
+        Ok(Answer {
+            etag: answer.etag,
+            body: answer.body,
+        })
+    }
+
+    /// `error` as the CLI says it: the server's own message and code for an error answer, and
+    /// the cause for the others (no connection, too slow, a broken connection).
+    pub fn error_of(&self, error: ClientError) -> CliError {
+        let server = &self.opts.server;
         let (status, code, message, errors) = match error {
+            ClientError::TooLarge { code, message, .. } => (413, code, message, Vec::new()),
+            ClientError::Timeout { reason, .. } => {
+                return CliError::new(
+                    Exit::Server,
+                    format!("timed out talking to the server at `{server}` ({reason}): check that it is up and not overloaded, and try again"),
+                )
+            }
+            ClientError::Interrupted { reason, .. } => {
+                return CliError::new(
+                    Exit::Server,
+                    format!("the connection to the server at `{server}` broke before it answered ({reason}): the server may have stopped or restarted; see its log, and try again"),
+                )
+            }
             ClientError::Api {
                 status,
                 code,
@@ -111,8 +147,7 @@ impl Client {
                 return CliError::new(
                     Exit::Server,
                     format!(
-                        "cannot reach the server at `{}` ({reason}): start it with `rulebook serve`, or point --server / RULEBOOK_SERVER at it",
-                        self.opts.server
+                        "cannot reach the server at `{server}` ({reason}): start it with `rulebook serve`, or point --server / RULEBOOK_SERVER at it"
                     ),
                 )
             }

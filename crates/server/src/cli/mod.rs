@@ -9,6 +9,7 @@ pub mod client;
 mod drafts;
 pub mod evaluate;
 mod history;
+pub mod progress;
 pub mod rules;
 pub mod serve;
 pub mod tenants;

@@ -1,15 +1,22 @@
 //! `rulebook rules ...`: the rules API for people and scripts.
 
-use std::io::{IsTerminal, Read as _};
+use std::io::{IsTerminal, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
-use rulebook_rules::{Document, DocumentErrors, DocumentSource, Rule, RuleDocument};
+use std::sync::Arc;
+
+use indicatif::ProgressBar;
+use parking_lot::Mutex;
+use rulebook_client::ClientError;
+use rulebook_rules::{Document, DocumentErrors, DocumentSource, ReadProgress, Rule, RuleDocument};
 use serde_json::{json, Value};
 
 use super::client::{segment, Client, ClientOpts};
+use super::progress::Progress;
 use super::{note, out, out_json, CliError, Exit};
+use crate::api::bounded::{human, NDJSON};
 
 /// `rulebook rules`.
 #[derive(Args, Debug)]
@@ -114,8 +121,10 @@ enum RulesCommand {
     },
     /// Create or update rules from a file or a folder of files (JSON or YAML; one rule or a
     /// list per file), in one transaction: every rule is checked first, and if any is bad nothing
-    /// is written. Rules whose content is unchanged are left alone. A very large import may need
-    /// the server's `--body-limit` (RULEBOOK_BODY_LIMIT) raised: it is sent as one request.
+    /// is written. Rules whose content is unchanged are left alone. The rules are streamed to the
+    /// server one a line (NDJSON) under its import limit (`serve --import-body-limit`, 256 MiB
+    /// by default: about a million rules); on a terminal, progress bars show the reading,
+    /// checking and sending.
     ///
     /// With `--format django`, the file is the output of Django's `manage.py dumpdata` (JSON or
     /// YAML): `rule_code` becomes `id`, `active` becomes `enabled`, other fields keep their names
@@ -161,7 +170,8 @@ enum RulesCommand {
         #[arg(long)]
         explain: bool,
     },
-    /// Print rules as a JSON or YAML list that `import` takes back.
+    /// Print rules as a JSON or YAML list that `import` takes back, written a page at a time as
+    /// the pages arrive (so memory stays flat however many rules there are).
     Export {
         /// Only this entry point.
         #[arg(long)]
@@ -366,18 +376,98 @@ impl RulesArgs {
             RulesCommand::Export {
                 entry_point,
                 format,
-            } => {
-                let (rules, _) = every_rule(&client, entry_point.as_deref()).await?;
-                let rules = Value::Array(rules);
-                match format {
-                    Format::Json => out_json(&rules),
-                    Format::Yaml => out(serde_yaml::to_string(&rules).map_err(|e| {
-                        CliError::new(Exit::Server, format!("cannot write YAML: {e}"))
-                    })?),
-                }
-            }
+            } => export(&client, entry_point.as_deref(), format).await?,
         }
         Ok(())
+    }
+}
+
+/// `rules export`: pages through `GET /v1/rules` and writes each page as it arrives, as one JSON
+/// or YAML list.
+async fn export(
+    client: &Client,
+    entry_point: Option<&str>,
+    format: Format,
+) -> Result<(), CliError> {
+    let mut written = 0usize;
+    let mut out = std::io::stdout().lock();
+    let broken =
+        |e: std::io::Error| CliError::new(Exit::Server, format!("cannot write the rules: {e}"));
+    let mut pages = Pages::new(entry_point);
+    while let Some(page) = pages.next(client).await? {
+        let mut text = String::new();
+        for rule in &page {
+            match format {
+                Format::Json => {
+                    text.push_str(if written == 0 { "[\n  " } else { ",\n  " });
+                    let pretty = serde_json::to_string_pretty(rule).map_err(|e| {
+                        CliError::new(Exit::Server, format!("cannot write the rule as JSON: {e}"))
+                    })?;
+                    text.push_str(&pretty.replace('\n', "\n  "));
+                }
+                Format::Yaml => {
+                    text.push_str(&serde_yaml::to_string(std::slice::from_ref(rule)).map_err(
+                        |e| CliError::new(Exit::Server, format!("cannot write YAML: {e}")),
+                    )?);
+                }
+            }
+            written += 1;
+        }
+        // One write and flush a page: the page is out before the next is asked for.
+        out.write_all(text.as_bytes()).map_err(broken)?;
+        out.flush().map_err(broken)?;
+    }
+    let end = match (format, written) {
+        (Format::Json, 0) => "[]\n",
+        (Format::Json, _) => "\n]\n",
+        (Format::Yaml, 0) => "[]\n",
+        (Format::Yaml, _) => "",
+    };
+    out.write_all(end.as_bytes()).map_err(broken)?;
+    out.flush().map_err(broken)
+}
+
+/// The pages of `GET /v1/rules` (of one entry point, when given), the largest the server gives.
+struct Pages {
+    entry_point: Option<String>,
+    cursor: Option<String>,
+    seq: Option<Value>,
+    done: bool,
+}
+
+impl Pages {
+    fn new(entry_point: Option<&str>) -> Pages {
+        Pages {
+            entry_point: entry_point.map(str::to_owned),
+            cursor: None,
+            seq: None,
+            done: false,
+        }
+    }
+
+    /// The next page's rules; `None` after the last.
+    async fn next(&mut self, client: &Client) -> Result<Option<Vec<Value>>, CliError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut path = format!("/v1/rules?limit={}", crate::api::page::MAX_LIMIT);
+        if let Some(ep) = &self.entry_point {
+            path.push_str(&format!("&entry_point={}", segment(ep)));
+        }
+        if let Some(cursor) = &self.cursor {
+            path.push_str(&format!("&cursor={}", segment(cursor)));
+        }
+        let mut answer = client.get(&path).await?;
+        self.seq.get_or_insert_with(|| answer.body["seq"].clone());
+        let rules = match answer.body.get_mut("rules").map(Value::take) {
+            Some(Value::Array(page)) => page,
+            _ => Vec::new(),
+        };
+        match answer.body["next_cursor"].as_str() {
+            Some(next) => self.cursor = Some(next.to_owned()),
+            None => self.done = true,
+        }
+        Ok(Some(rules))
     }
 }
 
@@ -388,26 +478,11 @@ async fn every_rule(
     entry_point: Option<&str>,
 ) -> Result<(Vec<Value>, Value), CliError> {
     let mut rules = Vec::new();
-    let mut seq = None;
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/rules?limit={}", crate::api::page::MAX_LIMIT);
-        if let Some(ep) = entry_point {
-            path.push_str(&format!("&entry_point={}", segment(ep)));
-        }
-        if let Some(cursor) = &cursor {
-            path.push_str(&format!("&cursor={}", segment(cursor)));
-        }
-        let mut answer = client.get(&path).await?;
-        seq.get_or_insert_with(|| answer.body["seq"].clone());
-        if let Some(Value::Array(page)) = answer.body.get_mut("rules").map(Value::take) {
-            rules.extend(page);
-        }
-        match answer.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return Ok((rules, seq.unwrap_or(Value::Null))),
-        }
+    let mut pages = Pages::new(entry_point);
+    while let Some(page) = pages.next(client).await? {
+        rules.extend(page);
     }
+    Ok((rules, pages.seq.unwrap_or(Value::Null)))
 }
 
 async fn write(
@@ -537,34 +612,124 @@ pub(crate) fn rule_value(rule: &Rule) -> Result<Value, CliError> {
         .map_err(|e| CliError::new(Exit::Server, format!("cannot write the rule as JSON: {e}")))
 }
 
-/// `rules import`: reads every file, checks every rule, and sends them in one request, which the
-/// server writes in one transaction.
+/// `rules import`: reads every file, checks every rule, and streams them to the server one a
+/// line (NDJSON) in one request, which the server checks again and writes in one transaction.
 async fn import(
     client: &Client,
     path: &Path,
     reason: Option<String>,
     dry_run: bool,
 ) -> Result<(), CliError> {
-    let documents = read_rules(path)?;
+    let progress = Progress::new(client.json());
+    let documents = if path == Path::new("-") {
+        rulebook_rules::parse_rules(path, &stdin()?).map_err(refused)?
+    } else {
+        let reading = progress.bar("reading", 0, false);
+        let checking = progress.bar("checking", 0, false);
+        let read = rulebook_rules::read_rules_with(path, |step| match step {
+            ReadProgress::Read { done, total } => {
+                reading.set_length(total as u64);
+                reading.set_position(done as u64);
+            }
+            ReadProgress::Checked { done, total } => {
+                checking.set_length(total as u64);
+                checking.set_position(done as u64);
+            }
+        });
+        reading.finish_and_clear();
+        checking.finish_and_clear();
+        read.map_err(refused)?
+    };
     if documents.is_empty() {
         return Err(CliError::usage(format!(
             "`{}` holds no rules: give a JSON or YAML file, or a folder of them",
             path.display()
         )));
     }
-    let rules = documents
-        .iter()
-        .map(|document| rule_value(&document.rule))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let sent = rules.len();
-    let mut body = json!({ "rules": rules, "dry_run": dry_run });
-    if let Some(reason) = reason {
-        body["reason"] = Value::String(reason);
+    // One line a rule, gathered in chunks of about 64 KiB: the request's body.
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut sources = Vec::with_capacity(documents.len());
+    for document in documents {
+        serde_json::to_writer(&mut chunk, &document.rule).map_err(|e| {
+            CliError::new(Exit::Server, format!("cannot write the rule as JSON: {e}"))
+        })?;
+        chunk.push(b'\n');
+        if chunk.len() >= CHUNK {
+            chunks.push(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+        }
+        sources.push(document.source);
     }
-    let sources: Vec<_> = documents.iter().map(|d| d.source.clone()).collect();
-    send_import(client, &body, &sources, sent, dry_run).await
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    let size: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    let sent = sources.len();
+
+    let mut query = format!("/v1/rules/import?dry_run={dry_run}");
+    if let Some(reason) = &reason {
+        query.push_str(&format!("&reason={}", segment(reason)));
+    }
+    let sending = progress.bar("sending", size, true);
+    // Once the body is out, a spinner turns until the answer comes.
+    let waiting: Arc<Mutex<Option<ProgressBar>>> = Arc::default();
+    let spinner = waiting.clone();
+    let what = if dry_run { "check" } else { "check and write" };
+    let last = chunks.len();
+    let stream =
+        futures_util::stream::iter(chunks.into_iter().enumerate().map(move |(i, chunk)| {
+            sending.inc(chunk.len() as u64);
+            if i + 1 == last {
+                sending.finish_and_clear();
+                *spinner.lock() = Some(
+                    progress.spinner(&format!("waiting for the server to {what} {sent} rules")),
+                );
+            }
+            Ok::<_, std::io::Error>(chunk)
+        }));
+    let answer = client
+        .send_stream(&query, NDJSON, reqwest::Body::wrap_stream(stream), size)
+        .await;
+    if let Some(spinner) = waiting.lock().take() {
+        spinner.finish_and_clear();
+    }
+    let answer = match answer {
+        Ok(answer) => answer.body,
+        Err(ClientError::TooLarge {
+            limit: Some(limit),
+            code,
+            ..
+        }) if code == "import_too_large" => {
+            return Err(CliError::new(
+                Exit::Refused,
+                format!(
+                    "too large: the import is {size} bytes ({}), {} bytes over the server's import \
+                     limit of {limit} bytes ({}); raise --import-body-limit \
+                     (RULEBOOK_IMPORT_BODY_LIMIT) on the server, or split the import",
+                    human(size),
+                    size.saturating_sub(limit),
+                    human(limit)
+                ),
+            ));
+        }
+        Err(e) => {
+            let mut e = client.error_of(e);
+            if let Some(api) = &mut e.api {
+                for problem in &mut api.errors {
+                    problem.origin = import_index(&problem.path)
+                        .and_then(|i| sources.get(i))
+                        .map(ToString::to_string);
+                }
+            }
+            return Err(e);
+        }
+    };
+    report_import(client, &answer, dry_run);
+    Ok(())
 }
+
+/// About how many bytes of rules go in one piece of a streamed import.
+const CHUNK: usize = 64 << 10;
 
 /// Sends an import and reports its answer; a problem the server finds is mapped back to the
 /// place in `sources` its path's index names (`rules[3]...` is `sources[3]`).
@@ -607,9 +772,15 @@ async fn send_import(
             return Err(e);
         }
     };
+    report_import(client, &answer, dry_run);
+    Ok(())
+}
+
+/// Says what an import did (or, on a dry run, would do).
+fn report_import(client: &Client, answer: &Value, dry_run: bool) {
     if client.json() {
-        out_json(&answer);
-        return Ok(());
+        out_json(answer);
+        return;
     }
     let count = |field: &str| answer[field].as_u64().unwrap_or(0);
     let total = count("total");
@@ -632,7 +803,6 @@ async fn send_import(
     } else {
         out(format!("imported {total} rules: {counts}"));
     }
-    Ok(())
 }
 
 /// `rules import --format django`: reads the dump and sends its entries as they are, with the
