@@ -21,13 +21,22 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     errors: Vec<FieldError>,
-    current_version: Option<i64>,
-    /// 413: the limit the body went over, in bytes.
-    limit: Option<u64>,
+    /// A version conflict's current version, or a 413's limit (one field: an error has at most
+    /// one, and `ApiError` stays small enough to return by value).
+    detail: Option<Detail>,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u64>,
     /// The applied position for an `X-Rulebook-Seq` header.
     seq: Option<i64>,
+}
+
+/// What an error says besides its message.
+#[derive(Debug, Clone, Copy)]
+enum Detail {
+    /// A version conflict: the rule's current version.
+    CurrentVersion(i64),
+    /// A body over a limit: the limit, in bytes.
+    Limit(u64),
 }
 
 /// Every error answer of the API (named `Error` in the OpenAPI document).
@@ -66,8 +75,7 @@ impl ApiError {
             code,
             message: message.into(),
             errors: Vec::new(),
-            current_version: None,
-            limit: None,
+            detail: None,
             retry_after: None,
             seq: None,
         }
@@ -97,13 +105,13 @@ impl ApiError {
 
     /// The same error, naming the rule's current version in `current_version`.
     pub fn with_current_version(mut self, version: i64) -> ApiError {
-        self.current_version = Some(version);
+        self.detail = Some(Detail::CurrentVersion(version));
         self
     }
 
     /// The same error, naming the limit a body went over (bytes) in `limit`.
     pub fn with_limit(mut self, limit: u64) -> ApiError {
-        self.limit = Some(limit);
+        self.detail = Some(Detail::Limit(limit));
         self
     }
 
@@ -158,8 +166,14 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: &self.message,
                 errors: &self.errors,
-                current_version: self.current_version,
-                limit: self.limit,
+                current_version: match self.detail {
+                    Some(Detail::CurrentVersion(version)) => Some(version),
+                    _ => None,
+                },
+                limit: match self.detail {
+                    Some(Detail::Limit(limit)) => Some(limit),
+                    _ => None,
+                },
             },
         };
         let body = serde_json::to_vec(&envelope).unwrap_or_else(|_| {

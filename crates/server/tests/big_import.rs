@@ -329,7 +329,7 @@ async fn export_writes_each_page_as_it_arrives() {
                         "seq": 1,
                     }))
                 };
-                if query.get("cursor").is_none() {
+                if !query.contains_key("cursor") {
                     return Ok(page(0, Some("second")));
                 }
                 let waited =
