@@ -528,9 +528,7 @@ fn error(py: Python<'_>, error: ClientError) -> PyErr {
             message,
             errors,
         } => (code, message, None, errors, Some(status)),
-        ClientError::TooLarge { code, message, .. } => {
-            (code, message, Some(413), Vec::new(), None)
-        }
+        ClientError::TooLarge { code, message, .. } => (code, message, Some(413), Vec::new(), None),
         ClientError::Unreachable { .. }
         | ClientError::Timeout { .. }
         | ClientError::Interrupted { .. } => (

@@ -255,19 +255,16 @@ impl From<EntryPointError> for ApiError {
 /// [`rulebook_client::refusal`] (where the replica refuses with them too).
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> ApiError {
+        let status =
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let errors = refusal
+            .errors
+            .into_iter()
+            .map(|p| FieldError::new(p.path, p.message))
+            .collect();
         ApiError {
-            status: StatusCode::from_u16(refusal.status)
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            code: refusal.code,
-            message: refusal.message,
-            errors: refusal
-                .errors
-                .into_iter()
-                .map(|p| FieldError::new(p.path, p.message))
-                .collect(),
-            current_version: None,
-            retry_after: None,
-            seq: None,
+            errors,
+            ..ApiError::new(status, refusal.code, refusal.message)
         }
     }
 }
