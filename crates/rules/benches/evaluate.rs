@@ -3,6 +3,10 @@
 //! - `entry_point_50`: a 50-rule entry point evaluated from its compiled form, against the
 //!   uncached path that re-parses the rules' JSON and compiles them on every call.
 //! - `scorecard`: one `pad_trade` request with overrides.
+//! - `entry_point_50_from_bytes`: the same entry point from the request's JSON bytes to the matched
+//!   ids and the fired actions' values, by Rulebook and by datalogic-rs (the fastest JSONLogic
+//!   engine in Rust) doing the same work on the same rules: both parse the same bytes, run the 50
+//!   conditions in the same order and compute the matched rules' action expressions.
 //! - `jsonlogic`: Rulebook's compiled JSONLogic against datalogic-rs on the same expressions.
 //!
 //! Run: `cargo bench -p rulebook-rules --bench evaluate -- --warm-up-time 1 --measurement-time 3`
@@ -42,6 +46,145 @@ fn entry_point(c: &mut Criterion) {
             let set = Ruleset::compile(ep.clone(), rules).unwrap();
             black_box(set.evaluate(black_box(&input), at, &limits))
         })
+    });
+    group.finish();
+}
+
+/// The 50 benchmark rules compiled by datalogic-rs, in Rulebook's evaluation order (priority, then
+/// id).
+struct DatalogicRules {
+    engine: datalogic_rs::Engine,
+    rules: Vec<DatalogicRule>,
+}
+
+/// One rule: its id, its condition, and its action expressions.
+type DatalogicRule = (String, datalogic_rs::Logic, Vec<datalogic_rs::Logic>);
+
+impl DatalogicRules {
+    fn compile(mut rules: Vec<Rule>) -> DatalogicRules {
+        rules.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id)));
+        let engine = datalogic_rs::Engine::new();
+        let rules = rules
+            .iter()
+            .map(|rule| {
+                // Rulebook lets expressions read the rule's params as `params.*`; datalogic-rs
+                // sees only its input, so the params are written into the expression instead.
+                let params = Value::Object(rule.params.clone());
+                let condition = engine.compile(&rule.condition).unwrap();
+                let actions = rule
+                    .actions
+                    .iter()
+                    .flat_map(|action| {
+                        // In these rules every object-valued field is an expression.
+                        action
+                            .fields
+                            .iter()
+                            .filter(|(_, v)| v.is_object())
+                            .map(|(_, expr)| engine.compile(&inline_params(expr, &params)).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                (rule.id.clone(), condition, actions)
+            })
+            .collect();
+        DatalogicRules { engine, rules }
+    }
+
+    /// From the request's bytes to the matched ids and the computed action fields, in order.
+    fn evaluate(
+        &self,
+        arena: &mut datalogic_rs::bumpalo::Bump,
+        bytes: &[u8],
+    ) -> (Vec<String>, Vec<Value>) {
+        use datalogic_rs::EvalInput;
+        arena.reset();
+        let arena = &*arena;
+        let text = std::str::from_utf8(bytes).unwrap();
+        let input = text.into_arena_value(arena).unwrap();
+        let mut matched = Vec::new();
+        let mut values = Vec::new();
+        for (id, condition, actions) in &self.rules {
+            let holds = self.engine.evaluate(condition, input, arena).unwrap();
+            if !self.engine.truthy(holds) {
+                continue;
+            }
+            matched.push(id.clone());
+            for logic in actions {
+                let value = self.engine.evaluate(logic, input, arena).unwrap();
+                values.push(<Value as datalogic_rs::FromDataValue>::from_arena(value).unwrap());
+            }
+        }
+        (matched, values)
+    }
+}
+
+/// `expr` with every `{"var": "params.NAME"}` replaced by the param's value.
+fn inline_params(expr: &Value, params: &Value) -> Value {
+    match expr {
+        Value::Object(map) => {
+            if let Some(Value::String(path)) = map.get("var") {
+                if let Some(name) = path.strip_prefix("params.") {
+                    return params[name].clone();
+                }
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), inline_params(v, params)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| inline_params(v, params)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Rulebook from the request's bytes: parse, evaluate, and the same two lists as datalogic-rs.
+fn rulebook_from_bytes(set: &Ruleset, bytes: &[u8], limits: &Limits) -> rulebook_rules::Evaluation {
+    let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
+    let input: Value = serde_json::from_slice(bytes).unwrap();
+    set.evaluate(&input, at, limits)
+}
+
+fn same_number_or_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (x, y) => x == y,
+    }
+}
+
+fn entry_point_from_bytes(c: &mut Criterion) {
+    let rules = fifty_rules();
+    let ep = EntryPoint::parse("checkout").unwrap();
+    let compiled = Ruleset::compile(ep, rules.clone()).unwrap();
+    let theirs = DatalogicRules::compile(rules);
+    let limits = Limits::default();
+    let bytes = br#"{"country": "GB", "cart": {"total": 245.5, "coupon": "SPRING"}}"#;
+    let mut arena = datalogic_rs::bumpalo::Bump::new();
+
+    // The same answers before timing anything: matched ids in order, and every computed field.
+    let ours = rulebook_from_bytes(&compiled, bytes, &limits);
+    let (ids, values) = theirs.evaluate(&mut arena, bytes);
+    assert_eq!(ours.matched_ids(), ids, "matched ids differ");
+    assert_eq!(ids.len(), 25);
+    let our_values: Vec<&Value> = ours
+        .actions
+        .iter()
+        .flat_map(|a| [a.action.field("value"), a.action.field("message")])
+        .flatten()
+        .collect();
+    assert_eq!(our_values.len(), values.len());
+    for (a, b) in our_values.iter().zip(&values) {
+        assert!(same_number_or_value(a, b), "rulebook {a}, datalogic-rs {b}");
+    }
+
+    let mut group = c.benchmark_group("entry_point_50_from_bytes");
+    group.bench_function("rulebook", |b| {
+        b.iter(|| black_box(rulebook_from_bytes(&compiled, black_box(bytes), &limits)))
+    });
+    group.bench_function("datalogic", |b| {
+        b.iter(|| black_box(theirs.evaluate(&mut arena, black_box(bytes))))
     });
     group.finish();
 }
@@ -140,5 +283,11 @@ fn jsonlogic(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, entry_point, scorecard, jsonlogic);
+criterion_group!(
+    benches,
+    entry_point,
+    entry_point_from_bytes,
+    scorecard,
+    jsonlogic
+);
 criterion_main!(benches);
