@@ -3,6 +3,11 @@
 //! (the database's clock, in A's transaction) to B applying it. Reported as p50/p99/max for
 //! NOTIFY, Redis and polling alone.
 //!
+//! The floor is measured in the same run: a raw NOTIFY→LISTEN round trip on the same database
+//! (one connection sends `NOTIFY`, another that LISTENs receives it; timed from before the send
+//! to the receipt), before and after the NOTIFY row, and the NOTIFY row's p50 and p99 are printed
+//! as ratios of the raw round trip's.
+//!
 //! `cargo bench -p rulebook-sync --bench propagation` (PostgreSQL from
 //! `RULEBOOK_TEST_DATABASE_URL`, Redis from `RULEBOOK_TEST_REDIS_URL`, loopback defaults).
 //! `RULEBOOK_BENCH_SAMPLES` sets the samples per push transport (default 500). Without
@@ -55,6 +60,46 @@ async fn redis_answers(url: &str) -> bool {
     )
 }
 
+/// The raw floor: `samples` NOTIFY→LISTEN round trips on the database at `url`, each sent after
+/// the previous one was received; returns their durations, sorted.
+async fn raw_notify(url: &str, samples: usize) -> Vec<Duration> {
+    let channel = rulebook_testkit::unique_channel();
+    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
+    listener.listen(&channel).await.unwrap();
+    let mut sender = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let started = Instant::now();
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&channel)
+            .execute(&mut sender)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), listener.recv())
+            .await
+            .expect("a NOTIFY was not received in 30 s")
+            .unwrap();
+        // The first tenth warms the connections up.
+        if i >= samples / 10 {
+            times.push(started.elapsed());
+        }
+    }
+    sender.close().await.ok();
+    times.sort();
+    times
+}
+
+fn report(label: &str, sorted: &[Duration], elapsed: Duration) {
+    println!(
+        "{label:<34} n={:<4} p50 {:>9}  p99 {:>9}  max {:>9}  ({:.1} s)",
+        sorted.len(),
+        ms(percentile(sorted, 0.50)),
+        ms(percentile(sorted, 0.99)),
+        ms(*sorted.last().unwrap_or(&Duration::ZERO)),
+        elapsed.as_secs_f64()
+    );
+}
+
 /// Runs `samples` writes through A, each after B applied the previous one; returns B's lags.
 async fn measure(label: &str, config: FeedConfig, samples: usize) -> Option<Vec<Duration>> {
     let db = TestDb::postgres().await?;
@@ -93,14 +138,7 @@ async fn measure(label: &str, config: FeedConfig, samples: usize) -> Option<Vec<
     let elapsed = started.elapsed();
     let mut lags: Vec<Duration> = b.feed.recent_lags().into_iter().skip(skip).collect();
     lags.sort();
-    println!(
-        "{label:<34} n={:<4} p50 {:>9}  p99 {:>9}  max {:>9}  ({:.1} s)",
-        lags.len(),
-        ms(percentile(&lags, 0.50)),
-        ms(percentile(&lags, 0.99)),
-        ms(*lags.last().unwrap_or(&Duration::ZERO)),
-        elapsed.as_secs_f64()
-    );
+    report(label, &lags, elapsed);
     a.stop().await;
     b.stop().await;
     Some(lags)
@@ -136,7 +174,22 @@ fn main() {
             ..FeedConfig::default()
         };
         println!("propagation lag, commit (change-log time) to applied on another instance:");
-        measure("NOTIFY (LISTEN, no poll)", base.clone(), samples).await;
+        let started = Instant::now();
+        let mut raw = raw_notify(&pg, samples / 2).await;
+        let notify = measure("NOTIFY (LISTEN, no poll)", base.clone(), samples)
+            .await
+            .unwrap_or_default();
+        raw.extend(raw_notify(&pg, samples / 2).await);
+        raw.sort();
+        report("raw NOTIFY→LISTEN round trip", &raw, started.elapsed());
+        if !notify.is_empty() && !raw.is_empty() {
+            let ratio = |p| percentile(&notify, p).as_secs_f64() / percentile(&raw, p).as_secs_f64();
+            println!(
+                "NOTIFY row / raw round trip: p50 {:.2}x, p99 {:.2}x",
+                ratio(0.50),
+                ratio(0.99)
+            );
+        }
         if redis_answers(&redis).await {
             let config = FeedConfig {
                 listen: false,
