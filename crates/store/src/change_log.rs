@@ -7,7 +7,7 @@
 //! take 11 and commit, a reader see 11 and move past 10, and only then A commit.
 //!
 //! - **PostgreSQL.** Each row records its transaction id (`txid`, an `xid8`). A read runs in one
-//!   snapshot (one statement, so one round trip) and takes that snapshot's `xmin`: every transaction with an id
+//!   `REPEATABLE READ` snapshot and takes that snapshot's `xmin`: every transaction with an id
 //!   below `xmin` has finished, so its rows are either visible now or never will be. The cursor
 //!   keeps that `xmin` as its watermark and the next read asks for `txid >= watermark`, which
 //!   includes every transaction that was still running. Rows at or above the watermark that were
@@ -28,8 +28,7 @@
 //!   at `S` may hold a lower `seq` and commit later (the trap above). Every `seq <= M` was taken
 //!   before `S` by a transaction whose id was assigned before it took the `seq` (the log is
 //!   written by an `AFTER` trigger on `rules`, whose row write assigns the id first), hence
-//!   before `S`. The read takes a transaction id `N` of its own after `S` is taken (in the same
-//!   statement, whose snapshot is taken before it runs): ids are handed out in
+//!   before `S`. The read ends by taking a transaction id `N` of its own: ids are handed out in
 //!   order, so every transaction that can hold a `seq <= M` has an id below `N`. A later read
 //!   whose snapshot's `xmin` is at least `N` sees every one of those transactions finished:
 //!   committed and visible to it (so returned by it or before), or rolled back. So after that
@@ -194,46 +193,6 @@ struct ChangeRow {
     txid: Option<String>,
 }
 
-/// A row of [`Store::read_feed`]'s PostgreSQL statement: the snapshot's facts, repeated on every
-/// row, and one change (all `None` when there is none).
-#[derive(sqlx::FromRow)]
-struct FeedRow {
-    xmin: String,
-    head: i64,
-    pruned_seq: Option<i64>,
-    pruned_txid: Option<String>,
-    bound: String,
-    seq: Option<i64>,
-    tenant: Option<String>,
-    rule_id: Option<String>,
-    op: Option<String>,
-    old_entry_point: Option<String>,
-    new_entry_point: Option<String>,
-    old_tags: Option<String>,
-    new_tags: Option<String>,
-    changed_at: Option<DateTime<Utc>>,
-    txid: Option<String>,
-}
-
-impl FeedRow {
-    /// The change the row carries, if any (`seq`, `tenant`, `rule_id`, `op` and `changed_at`
-    /// are `NOT NULL` in the table, so they are all present or all absent).
-    fn change(self) -> Option<ChangeRow> {
-        Some(ChangeRow {
-            seq: self.seq?,
-            tenant: self.tenant?,
-            rule_id: self.rule_id?,
-            op: self.op?,
-            old_entry_point: self.old_entry_point,
-            new_entry_point: self.new_entry_point,
-            old_tags: self.old_tags,
-            new_tags: self.new_tags,
-            changed_at: self.changed_at?,
-            txid: self.txid,
-        })
-    }
-}
-
 const CHANGE_COLUMNS: &str = "seq, tenant, rule_id, op, old_entry_point, new_entry_point, \
      old_tags, new_tags, changed_at";
 
@@ -382,116 +341,103 @@ impl Store {
     /// Reads the committed changes after `cursor` (see [`Store::changes_since`]), or finds that
     /// the log was pruned past it. The pruning mark and the rows are read in one snapshot.
     pub async fn read_feed(&self, cursor: &Cursor) -> Result<FeedRead, StoreError> {
-        if self.backend() == Backend::Postgres {
-            return self.read_feed_postgres(cursor).await;
-        }
         let mut tx = self.pool().begin_snapshot().await?;
         let mut conn = tx.conn();
-        // Rows up to the mark's `seq` are gone; the cursor has read up to `last_seq`.
-        if pruned_mark(&mut conn, self.backend())
-            .await?
-            .is_some_and(|(seq, _)| seq > cursor.last_seq)
-        {
+        let mark = pruned_mark(&mut conn, self.backend()).await?;
+        let pruned = match (self.backend(), mark) {
+            (_, None) => false,
+            // Rows up to `seq` are gone; the cursor has read up to `last_seq`.
+            (Backend::Sqlite, Some((seq, _))) => seq > cursor.last_seq,
+            // Every row below the watermark was read; a pruned row at or above it may not have
+            // been (counting it as missed costs at most one needless flush).
+            (Backend::Postgres, Some((_, txid))) => {
+                txid.unwrap_or(0) >= cursor.watermark.unwrap_or(0)
+            }
+        };
+        if pruned {
             tx.commit().await?;
             return Ok(FeedRead::Pruned);
         }
-        let rows: Vec<ChangeRow> = conn
-            .fetch_all(
-                &format!(
-                    "SELECT {CHANGE_COLUMNS}, NULL AS txid FROM change_log \
-                     WHERE seq > $1 ORDER BY seq"
-                ),
-                args![cursor.last_seq],
-            )
-            .await
-            .map_err(|e| db_error("reading the change log", e))?;
-        let head = head_seq(&mut conn).await?;
+        let result = match self.backend() {
+            Backend::Sqlite => {
+                let rows: Vec<ChangeRow> = conn
+                    .fetch_all(
+                        &format!(
+                            "SELECT {CHANGE_COLUMNS}, NULL AS txid FROM change_log \
+                             WHERE seq > $1 ORDER BY seq"
+                        ),
+                        args![cursor.last_seq],
+                    )
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let head = head_seq(&mut conn).await?;
+                let mut next = cursor.clone();
+                let mut changes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let (change, _) = row.into_change()?;
+                    next.last_seq = next.last_seq.max(change.seq);
+                    changes.push(change);
+                }
+                // One writer at a time: everything through the head has committed and is read.
+                next.position = next.position.max(head);
+                (changes, next)
+            }
+            Backend::Postgres => {
+                let (xmin,): (String,) = conn
+                    .fetch_one(
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text",
+                        args![],
+                    )
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let xmin: u64 = xmin
+                    .parse()
+                    .map_err(|_| StoreError::Internal("reading the transaction horizon".into()))?;
+                let from = cursor.watermark.unwrap_or(0).to_string();
+                let rows: Vec<ChangeRow> = conn
+                    .fetch_all(
+                        &format!(
+                            "SELECT {CHANGE_COLUMNS}, txid::text AS txid FROM change_log \
+                             WHERE txid >= $1::xid8 ORDER BY seq"
+                        ),
+                        args![from],
+                    )
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let head = head_seq(&mut conn).await?;
+                // Taken last: every transaction that took a `seq` up to `head` has a lower id.
+                let (bound,): (String,) = conn
+                    .fetch_one("SELECT pg_current_xact_id()::text", args![])
+                    .await
+                    .map_err(|e| db_error("reading the change log", e))?;
+                let bound: u64 = bound
+                    .parse()
+                    .map_err(|_| StoreError::Internal("reading a transaction id".into()))?;
+                let mut next = Cursor {
+                    last_seq: cursor.last_seq,
+                    watermark: Some(xmin),
+                    returned: BTreeSet::new(),
+                    position: cursor.position,
+                    unsettled: cursor.unsettled.clone(),
+                };
+                next.settle(xmin, head, bound);
+                let mut changes = Vec::new();
+                for row in rows {
+                    let (change, txid) = row.into_change()?;
+                    if txid.is_some_and(|t| t >= xmin) {
+                        next.returned.insert(change.seq);
+                    }
+                    if cursor.returned.contains(&change.seq) {
+                        continue;
+                    }
+                    next.last_seq = next.last_seq.max(change.seq);
+                    changes.push(change);
+                }
+                (changes, next)
+            }
+        };
         tx.commit().await?;
-        let mut next = cursor.clone();
-        let mut changes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (change, _) = row.into_change()?;
-            next.last_seq = next.last_seq.max(change.seq);
-            changes.push(change);
-        }
-        // One writer at a time: everything through the head has committed and is read.
-        next.position = next.position.max(head);
-        Ok(FeedRead::Changes { changes, next })
-    }
-
-    /// [`Store::read_feed`] on PostgreSQL, in one statement and so one round trip: a statement
-    /// outside a transaction runs in one snapshot, which is all the module's argument needs.
-    /// The snapshot is taken before the statement runs, so the transaction id it takes (`bound`)
-    /// is handed out after the snapshot, as "taken last" requires. The pruning mark is read in
-    /// the same snapshot; when it says the cursor was pruned past, the rows are ignored.
-    async fn read_feed_postgres(&self, cursor: &Cursor) -> Result<FeedRead, StoreError> {
-        let mut held = self.pool().acquire().await?;
-        let from = cursor.watermark.unwrap_or(0).to_string();
-        let rows: Vec<FeedRow> = held
-            .conn()
-            .fetch_all(
-                "SELECT m.xmin, m.head, m.pruned_seq, m.pruned_txid, m.bound, \
-                        c.seq, c.tenant, c.rule_id, c.op, c.old_entry_point, c.new_entry_point, \
-                        c.old_tags, c.new_tags, c.changed_at, c.txid \
-                 FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, \
-                              (SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM (\
-                                   SELECT MAX(seq) AS seq FROM change_log \
-                                   UNION ALL SELECT max_seq AS seq FROM change_log_pruned\
-                               ) AS heads) AS head, \
-                              (SELECT max_seq FROM change_log_pruned WHERE id = 1) AS pruned_seq, \
-                              (SELECT max_txid::text FROM change_log_pruned WHERE id = 1) \
-                                  AS pruned_txid, \
-                              pg_current_xact_id()::text AS bound) AS m \
-                 LEFT JOIN LATERAL (\
-                     SELECT seq, tenant, rule_id, op, old_entry_point, new_entry_point, \
-                            old_tags, new_tags, changed_at, txid::text AS txid \
-                     FROM change_log WHERE txid >= $1::xid8) AS c ON TRUE \
-                 ORDER BY c.seq",
-                args![from],
-            )
-            .await
-            .map_err(|e| db_error("reading the change log", e))?;
-        let number = |text: &str, what: &str| {
-            text.parse::<u64>()
-                .map_err(|_| StoreError::Internal(format!("reading {what}")))
-        };
-        let Some(first) = rows.first() else {
-            return Err(StoreError::Internal("reading the change log".into()));
-        };
-        if first.pruned_seq.is_some() {
-            let pruned_txid = match &first.pruned_txid {
-                Some(t) => number(t, "the change log's pruning mark")?,
-                None => 0,
-            };
-            // Every row below the watermark was read; a pruned row at or above it may not have
-            // been (counting it as missed costs at most one needless flush).
-            if pruned_txid >= cursor.watermark.unwrap_or(0) {
-                return Ok(FeedRead::Pruned);
-            }
-        }
-        let xmin = number(&first.xmin, "the transaction horizon")?;
-        let bound = number(&first.bound, "a transaction id")?;
-        let mut next = Cursor {
-            last_seq: cursor.last_seq,
-            watermark: Some(xmin),
-            returned: BTreeSet::new(),
-            position: cursor.position,
-            unsettled: cursor.unsettled.clone(),
-        };
-        next.settle(xmin, first.head, bound);
-        let mut changes = Vec::new();
-        for row in rows {
-            let Some(row) = row.change() else { continue };
-            let (change, txid) = row.into_change()?;
-            if txid.is_some_and(|t| t >= xmin) {
-                next.returned.insert(change.seq);
-            }
-            if cursor.returned.contains(&change.seq) {
-                continue;
-            }
-            next.last_seq = next.last_seq.max(change.seq);
-            changes.push(change);
-        }
+        let (changes, next) = result;
         Ok(FeedRead::Changes { changes, next })
     }
 
