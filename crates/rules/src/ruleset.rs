@@ -55,9 +55,15 @@ pub(crate) struct Body {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledAction {
+    /// The action as written, except that each computed field holds `null`: a firing copies it
+    /// whole (its key table is copied, not rebuilt, so no key is hashed) and writes the computed
+    /// values into their places. The fields a reserved action reads ([`Action::reserved`]: a
+    /// score's `factor`, a route's `level` and `route`) are never computed, so they are here.
     pub(crate) template: Action,
     /// The fields computed when the action fires, by name, in the order written.
     pub(crate) computed: Vec<(String, Logic)>,
+    /// For each field of `template` in order, whether it is computed (the next of `computed`).
+    is_computed: Vec<bool>,
 }
 
 impl CompiledRule {
@@ -173,9 +179,20 @@ impl Body {
                     Logic::compile(expr).map_err(logic_error(format!("actions[{i}].{field}")))?;
                 computed.push((field.to_owned(), logic));
             }
+            let mut template = action.clone();
+            let mut is_computed = Vec::with_capacity(template.fields.len());
+            let mut next = computed.iter().map(|(name, _)| name).peekable();
+            for (name, value) in template.fields.iter_mut() {
+                let here = next.next_if(|computed| *computed == name).is_some();
+                if here {
+                    dispose(std::mem::take(value));
+                }
+                is_computed.push(here);
+            }
             actions.push(CompiledAction {
-                template: action.clone(),
+                template,
                 computed,
+                is_computed,
             });
         }
         let expressions = || {
@@ -221,10 +238,12 @@ impl CompiledAction {
         budget: &mut Budget,
     ) -> Result<Action, EvalError> {
         let mut action = self.template.clone();
-        for (field, logic) in &self.computed {
-            let value = logic.eval_in(scope, budget)?;
-            // Replacing an existing key keeps its place.
-            action.fields.insert(field.clone(), value);
+        let mut computed = self.computed.iter();
+        let places = action.fields.values_mut().zip(&self.is_computed);
+        for (place, _) in places.filter(|(_, is_computed)| **is_computed) {
+            if let Some((_, logic)) = computed.next() {
+                *place = logic.eval_in(scope, budget)?;
+            }
         }
         Ok(action)
     }
