@@ -51,8 +51,24 @@ impl Step<'_> {
 fn step<'a>(v: &'a Value, key: &str) -> Step<'a> {
     match v {
         // The usual step, kept small enough to inline into every lookup.
-        Value::Object(m) => m.get(key).map_or(Step::Nothing, Step::Found),
+        Value::Object(m) => field(m, key).map_or(Step::Nothing, Step::Found),
         other => element(other, key),
+    }
+}
+
+/// Up to this many fields, an object's field is found by comparing names in order rather than by
+/// hashing the name: SipHash costs more than a handful of short comparisons, and request objects
+/// are mostly this small.
+const SCANNED_FIELDS: usize = 8;
+
+/// `m[key]`: the same field `Map::get` finds (names are unique), without hashing `key` when `m`
+/// is small.
+#[inline]
+fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if m.len() <= SCANNED_FIELDS {
+        m.iter().find_map(|(name, v)| (name == key).then_some(v))
+    } else {
+        m.get(key)
     }
 }
 
