@@ -135,22 +135,29 @@ impl CompiledRule {
         }
     }
 
-    /// The actions of a rule whose condition held, computed with the rest of its budget.
+    /// Appends to `fired` the actions of a rule whose condition held, computed with the rest of
+    /// its budget; on failure `fired` is left as it was.
     fn fire(
         &self,
         body: &Body,
         scope: &Scope<'_>,
         mut budget: Budget,
-    ) -> Result<Vec<FiredAction>, EvalError> {
-        body.actions
-            .iter()
-            .map(|action| {
-                Ok(FiredAction {
+        fired: &mut Vec<FiredAction>,
+    ) -> Result<(), EvalError> {
+        let before = fired.len();
+        for action in &body.actions {
+            match action.evaluate(scope, &mut budget) {
+                Ok(action) => fired.push(FiredAction {
                     rule_id: self.id.clone(),
-                    action: action.evaluate(scope, &mut budget)?,
-                })
-            })
-            .collect()
+                    action,
+                }),
+                Err(e) => {
+                    fired.truncate(before);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -477,27 +484,25 @@ impl Ruleset {
                     continue;
                 }
             };
-            let actions = match rule.fire(body, &scope, budget) {
-                Ok(actions) => actions,
-                Err(e) => {
-                    witness.failed(rule, &e, true);
-                    evaluation
-                        .errors
-                        .push(RuleError::new(&rule.id, rule.version, &e));
-                    continue;
-                }
-            };
-            if evaluation.matched.is_empty() {
-                // One allocation each instead of a series of doublings; nothing when none match.
-                evaluation.matched.reserve_exact(self.rules.len());
+            if evaluation.actions.capacity() == 0 {
+                // One allocation instead of a series of doublings; nothing when none match.
                 evaluation.actions.reserve_exact(self.actions);
+            }
+            if let Err(e) = rule.fire(body, &scope, budget, &mut evaluation.actions) {
+                witness.failed(rule, &e, true);
+                evaluation
+                    .errors
+                    .push(RuleError::new(&rule.id, rule.version, &e));
+                continue;
+            }
+            if evaluation.matched.is_empty() {
+                evaluation.matched.reserve_exact(self.rules.len());
             }
             evaluation.matched.push(MatchedRule {
                 id: rule.id.clone(),
                 version: rule.version,
                 priority: rule.priority,
             });
-            evaluation.actions.extend(actions);
             witness.matched(rule);
             if rule.stop_processing {
                 evaluation.stopped_by = Some(rule.id.clone());
