@@ -446,6 +446,35 @@ fn explain_tells_a_condition_error_from_an_action_error() {
     assert_eq!(out.errors.len(), 2);
 }
 
+/// A rule whose second action fails adds neither action to the answer (its first one is taken
+/// back) and is not matched; the rules around it keep theirs.
+#[test]
+fn a_rule_whose_later_action_fails_adds_none_of_its_actions() {
+    let limits = Limits {
+        max_ops: 50,
+        ..Limits::default()
+    };
+    let mut broken = rule("broken", 2);
+    broken
+        .actions
+        .push(Action::new("set_value").with("field", "n").with(
+            "value",
+            json!({"map": [{"var": "xs"}, {"+": [{"var": ""}, 1]}]}),
+        ));
+    let set = Ruleset::compile(
+        ep("checkout"),
+        vec![rule("before", 1), broken, rule("after", 3)],
+    )
+    .unwrap();
+    let xs: Vec<u32> = (0..100).collect();
+    let out = set.evaluate(&json!({ "xs": xs }), now(), &limits);
+    assert_eq!(out.matched_ids(), ["before", "after"]);
+    let fired: Vec<&str> = out.actions.iter().map(|a| a.rule_id.as_str()).collect();
+    assert_eq!(fired, ["before", "after"]);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].rule_id, "broken");
+}
+
 /// Drafts take the place of the rules with their ids and join beside the rest; the base ruleset
 /// is unchanged, and a draft of another entry point is refused.
 #[test]
