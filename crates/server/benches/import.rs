@@ -17,18 +17,6 @@ use serde_json::{json, Value};
 
 const FILES: usize = 20;
 
-fn rule(i: usize) -> Value {
-    json!({
-        "id": format!("BULK-{i:06}"),
-        "entry_point": format!("bulk_{}", i % 50),
-        "name": format!("bulk rule {i}"),
-        "priority": (i % 100) as i64,
-        "tags": [format!("batch:b{}", i % 7)],
-        "condition": {"==": [{"var": "country"}, "FR"]},
-        "actions": [{"type": "display_message", "message": format!("bulk rule {i} says hello to its readers")}]
-    })
-}
-
 /// Runs `rulebook rules import DIR --json [more]` and returns its seconds and answer.
 fn import(server: &Running, dir: &str, more: &[&str]) -> (f64, Value) {
     let start = Instant::now();
@@ -73,17 +61,7 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(if benching { 100_000 } else { 1_000 });
     let dir = tempfile::tempdir().unwrap();
-    let per_file = rules.div_ceil(FILES);
-    for f in 0..FILES {
-        let part: Vec<Value> = (f * per_file..((f + 1) * per_file).min(rules))
-            .map(rule)
-            .collect();
-        std::fs::write(
-            dir.path().join(format!("part-{f:02}.json")),
-            Value::Array(part).to_string(),
-        )
-        .unwrap();
-    }
+    common::write_bulk(dir.path(), rules, FILES, |_, _| {});
     let folder = dir.path().to_str().unwrap();
     run("sqlite", &TestDb::sqlite(), folder, rules).await;
     match TestDb::postgres().await {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{binary, Running, TestDb};
+use common::{binary, bulk_rule, Running, TestDb};
 use rulebook_store::Backend;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
@@ -21,36 +21,9 @@ use sqlx::Connection as _;
 const RULES: usize = 20_000;
 const FILES: usize = 20;
 
-/// Rule `i` of a bulk import: about 250 bytes, spread over 50 entry points.
-fn bulk_rule(i: usize) -> Value {
-    json!({
-        "id": format!("BULK-{i:06}"),
-        "entry_point": format!("bulk_{}", i % 50),
-        "name": format!("bulk rule {i}"),
-        "priority": (i % 100) as i64,
-        "tags": [format!("batch:b{}", i % 7)],
-        "condition": {"==": [{"var": "country"}, "FR"]},
-        "actions": [{"type": "display_message", "message": format!("bulk rule {i} says hello to its readers")}]
-    })
-}
-
 /// Writes the rules `0..RULES` as `FILES` JSON files under `dir`, `edit` changing any of them.
 fn write_bulk(dir: &Path, edit: impl Fn(usize, &mut Value)) {
-    let per_file = RULES / FILES;
-    for f in 0..FILES {
-        let rules: Vec<Value> = (f * per_file..(f + 1) * per_file)
-            .map(|i| {
-                let mut rule = bulk_rule(i);
-                edit(i, &mut rule);
-                rule
-            })
-            .collect();
-        std::fs::write(
-            dir.join(format!("part-{f:02}.json")),
-            Value::Array(rules).to_string(),
-        )
-        .unwrap();
-    }
+    common::write_bulk(dir, RULES, FILES, edit);
 }
 
 /// Runs the CLI against `server`: exit code, standard output, standard error.

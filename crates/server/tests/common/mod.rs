@@ -266,6 +266,44 @@ pub fn banner(id: &str, entry_point: &str, message: &str) -> Value {
     })
 }
 
+/// Rule `i` of a bulk import: about 250 bytes, spread over 50 entry points.
+pub fn bulk_rule(i: usize) -> Value {
+    serde_json::json!({
+        "id": format!("BULK-{i:06}"),
+        "entry_point": format!("bulk_{}", i % 50),
+        "name": format!("bulk rule {i}"),
+        "priority": (i % 100) as i64,
+        "tags": [format!("batch:b{}", i % 7)],
+        "condition": {"==": [{"var": "country"}, "FR"]},
+        "actions": [{"type": "display_message", "message": format!("bulk rule {i} says hello to its readers")}]
+    })
+}
+
+/// Writes the bulk rules `0..rules` as `files` JSON files (`part-NN.json`) under `dir`, `edit`
+/// changing any of them.
+pub fn write_bulk(
+    dir: &std::path::Path,
+    rules: usize,
+    files: usize,
+    edit: impl Fn(usize, &mut Value),
+) {
+    let per_file = rules.div_ceil(files);
+    for f in 0..files {
+        let part: Vec<Value> = (f * per_file..((f + 1) * per_file).min(rules))
+            .map(|i| {
+                let mut rule = bulk_rule(i);
+                edit(i, &mut rule);
+                rule
+            })
+            .collect();
+        std::fs::write(
+            dir.join(format!("part-{f:02}.json")),
+            Value::Array(part).to_string(),
+        )
+        .unwrap();
+    }
+}
+
 // --- the real binary -------------------------------------------------------------------------
 
 /// The `rulebook` binary serving on port 0, stopped (SIGTERM) when dropped.
