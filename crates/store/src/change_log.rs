@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{args, Backend, Conn};
 use crate::error::{db_error, StoreError};
+use crate::notifications::{NOTIFY_CHANNEL, PAYLOAD_MAX_BYTES, PAYLOAD_MAX_CHANGES};
 use crate::Store;
 
 /// What happened to a row of `rules`.
@@ -179,8 +180,10 @@ impl Cursor {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct ChangeRow {
+/// A row of the change log, as read from the table or from a notification's payload (where it
+/// has no `txid`).
+#[derive(sqlx::FromRow, Deserialize)]
+pub(crate) struct ChangeRow {
     seq: i64,
     tenant: String,
     rule_id: String,
@@ -190,6 +193,7 @@ struct ChangeRow {
     old_tags: Option<String>,
     new_tags: Option<String>,
     changed_at: DateTime<Utc>,
+    #[serde(default)]
     txid: Option<String>,
 }
 
@@ -197,7 +201,7 @@ const CHANGE_COLUMNS: &str = "seq, tenant, rule_id, op, old_entry_point, new_ent
      old_tags, new_tags, changed_at";
 
 impl ChangeRow {
-    fn into_change(self) -> Result<(Change, Option<u64>), StoreError> {
+    pub(crate) fn into_change(self) -> Result<(Change, Option<u64>), StoreError> {
         let corrupt = |reason: String| {
             tracing::error!(seq = self.seq, %reason, "unreadable change log row");
             StoreError::Internal(format!("reading change log row {}", self.seq))
@@ -232,11 +236,14 @@ impl ChangeRow {
 
 /// Reads the change rows written by the current write transaction, in `seq` order. On SQLite
 /// `after_seq` is the log's highest `seq` when the transaction took the write lock; on
-/// PostgreSQL the transaction's own id finds them.
+/// PostgreSQL the transaction's own id finds them, and the same statement also queues the
+/// notification that carries them (see `notifications`), signed with `from`, the
+/// writing store's id; it is delivered with the commit, or never.
 pub(crate) async fn own_changes(
     conn: &mut Conn<'_>,
     backend: Backend,
     after_seq: i64,
+    from: &str,
 ) -> Result<Vec<Change>, StoreError> {
     let rows: Vec<ChangeRow> = match backend {
         Backend::Sqlite => {
@@ -249,12 +256,31 @@ pub(crate) async fn own_changes(
             .await
         }
         Backend::Postgres => {
+            // One statement, so the notification costs the writer no round trip. The payload is
+            // built only for a few rows (the rest of a large batch is never turned into JSON)
+            // and sent only when it fits NOTIFY's limit; otherwise the trigger's empty wake-up
+            // alone tells the listeners to read the log.
             conn.fetch_all(
                 &format!(
-                    "SELECT {CHANGE_COLUMNS}, txid::text AS txid FROM change_log \
-                     WHERE txid = pg_current_xact_id() ORDER BY seq"
+                    "WITH mine AS (\
+                         SELECT {CHANGE_COLUMNS}, txid::text AS txid FROM change_log \
+                         WHERE txid = pg_current_xact_id()), \
+                     notice AS (\
+                         SELECT json_build_object('from', $1::text, 'changes', \
+                             json_agg(few ORDER BY seq))::text AS payload \
+                         FROM (SELECT {CHANGE_COLUMNS} FROM mine ORDER BY seq LIMIT $2) few \
+                         HAVING count(*) > 0 AND count(*) < $2), \
+                     sent AS (\
+                         SELECT pg_notify('{NOTIFY_CHANNEL}', payload) FROM notice \
+                         WHERE octet_length(payload) < $3) \
+                     SELECT mine.*, n.notified FROM mine \
+                     CROSS JOIN (SELECT count(*) AS notified FROM sent) n ORDER BY seq"
                 ),
-                args![],
+                args![
+                    from.to_owned(),
+                    PAYLOAD_MAX_CHANGES + 1,
+                    PAYLOAD_MAX_BYTES
+                ],
             )
             .await
         }

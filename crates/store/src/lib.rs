@@ -53,7 +53,9 @@ pub use files::{FileProblem, FilesStatus, RuleFiles, ScanReport};
 #[cfg(feature = "test-hooks")]
 pub use hooks::WritePause;
 pub use model::{Author, ChangeKind, HistoryEntry};
-pub use notifications::{ChangeNotifications, NOTIFY_CHANNEL};
+pub use notifications::{
+    ChangeNotifications, Notice, NOTIFY_CHANNEL, PAYLOAD_MAX_BYTES, PAYLOAD_MAX_CHANGES,
+};
 pub use registry::{
     FeedApplied, LoadCount, Registry, RegistryConfig, RegistryItem, MAX_LISTED_LOADS,
     UNLISTED_LOADS,

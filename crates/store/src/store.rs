@@ -27,6 +27,9 @@ struct StoreInner {
     pool: Pool,
     /// The URL with any password hidden, for status pages.
     url: String,
+    /// A random id for this store, so that its own messages to other instances (notification
+    /// payloads, Redis messages) can be told apart when they come back.
+    instance_id: String,
     /// Told of each commit. Weak, so that a registry dropped by its owner stops being told
     /// (and the store does not keep it alive). A read-write lock because commits only read it.
     listeners: RwLock<Vec<Weak<dyn ChangeListener>>>,
@@ -59,6 +62,7 @@ impl Store {
             inner: Arc::new(StoreInner {
                 pool,
                 url: redact_url(url),
+                instance_id: format!("{:016x}", rand::random::<u64>()),
                 listeners: RwLock::new(Vec::new()),
                 #[cfg(feature = "test-hooks")]
                 hooks: crate::hooks::WriteHooks::default(),
@@ -78,6 +82,12 @@ impl Store {
     /// The database URL with any password hidden.
     pub fn url(&self) -> &str {
         &self.inner.url
+    }
+
+    /// This store's random id, which signs the changes it sends to other instances (see
+    /// [`crate::ChangeNotifications`]), so that it can skip its own when they come back.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
     }
 
     pub(crate) fn pool(&self) -> &Pool {

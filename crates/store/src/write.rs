@@ -72,7 +72,13 @@ impl Store {
         &self,
         mut write: WriteTx,
     ) -> Result<Vec<Change>, StoreError> {
-        let changes = own_changes(&mut write.tx.conn(), self.backend(), write.before_seq).await?;
+        let changes = own_changes(
+            &mut write.tx.conn(),
+            self.backend(),
+            write.before_seq,
+            self.instance_id(),
+        )
+        .await?;
         #[cfg(feature = "test-hooks")]
         if self.hooks().before_commit().await {
             // Dropping the transaction rolls it back: rule row, history row and change row.

@@ -521,12 +521,14 @@ async fn plain_sql_update_on_another_connection_reaches_the_cache(db: &TestDb) {
     )
     .await;
 
-    // On PostgreSQL the trigger's NOTIFY wakes a listener; the wake-up carries nothing.
+    // On PostgreSQL the trigger's NOTIFY wakes a listener; a write not made through a store
+    // sends no payload, so the wake-up carries nothing.
     if let Some(wake_ups) = wake_ups.as_mut() {
-        tokio::time::timeout(Duration::from_secs(10), wake_ups.next())
+        let notice = tokio::time::timeout(Duration::from_secs(10), wake_ups.next())
             .await
             .expect("the trigger's NOTIFY arrives")
             .unwrap();
+        assert_eq!(notice, rulebook_store::Notice::Wake);
     }
     // The store did not write it, so the cache still has the old version until the feed says.
     assert_eq!(

@@ -6,6 +6,14 @@
 //! instance's own (`OwnCommits`), or [`Feed::read_now`].
 //! Wake-ups go through one [`Notify`], so a burst of them costs one read.
 //!
+//! **Pushed changes.** A write through another instance also arrives with its changes: in its
+//! NOTIFY's payload (see `listen`) and, with Redis, in a message. Those are invalidated at once
+//! by the task that received them (`Shared::apply_pushed`), without waiting for the reader's
+//! round trips to the log: safe, because invalidating is conservative and both transports send
+//! only what has committed. Nothing else moves: the reader still reads those rows, skips them
+//! (their `seq`s are remembered in `by_message`), and only its reads move the cursor and the
+//! applied position, so a position still means every change through it was applied.
+//!
 //! **The applied position.** After applying a read, the reader moves the registry's applied
 //! position to the cursor's ([`rulebook_store::Cursor::position`]): every change through it has
 //! been applied. A caller that needs a position this instance has not reached yet (a read with
@@ -22,7 +30,7 @@
 //! committed. So the reader holds the changes it read above the position and releases, after
 //! each read that moves the position, every held change at or below it, in `seq` order, with the
 //! position ([`Released`], from [`Feed::subscribe`]). Every change the log holds is released
-//! exactly once (own writes and those applied from Redis too), in increasing `seq` across
+//! exactly once (own writes and pushed ones too), in increasing `seq` across
 //! messages. When the reader cannot tell what changed (it started afresh after the log was
 //! pruned past its cursor, or it held more than [`HELD_MAX`] changes), it sends
 //! [`Released::Reset`] instead, and subscribers start again from a snapshot.
@@ -42,9 +50,9 @@ use crate::config::FeedConfig;
 use crate::status::{FeedMetrics, FeedStatus, LagRecorder, ListenStatus, PruneStatus, RedisStatus};
 use rulebook_store::redact_url;
 
-/// How many sequence numbers of changes applied from Redis messages are remembered so that the
-/// log read does not apply them twice. Beyond it the oldest are forgotten, which costs one more
-/// invalidation, nothing worse. (Own writes are remembered by the registry, see
+/// How many sequence numbers of pushed changes (notification payloads, Redis messages) are
+/// remembered so that the log read does not apply them twice. Beyond it the oldest are
+/// forgotten, which costs one more invalidation, nothing worse. (Own writes are remembered by the registry, see
 /// [`Registry::apply_feed`].)
 const SEQS_KEPT: usize = 10_000;
 
@@ -98,7 +106,7 @@ impl std::fmt::Debug for Feed {
 pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) config: FeedConfig,
-    /// This instance's id on Redis, so that it ignores its own messages.
+    /// This instance's id on Redis (its store's), so that it ignores its own messages.
     pub(crate) instance: String,
     /// Wakes the reader.
     pub(crate) wake: Notify,
@@ -140,7 +148,8 @@ pub(crate) struct State {
     pub(crate) redis: Option<RedisStatus>,
     pub(crate) pruning: Option<PruneStatus>,
     pub(crate) lag: LagRecorder,
-    /// `seq`s applied straight from Redis messages, not yet seen in the log.
+    /// `seq`s of pushed changes applied straight from a payload or message, not yet seen in the
+    /// log.
     pub(crate) by_message: BTreeSet<i64>,
     /// Changes read above the applied position, not yet released, by `seq`.
     pub(crate) held: BTreeMap<i64, Change>,
@@ -167,6 +176,40 @@ impl Shared {
             .unwrap_or(Duration::ZERO);
         state.lag.record(lag);
         self.changes_applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Applies changes pushed to this instance ahead of the log (a notification's payload, a
+    /// Redis message): invalidates what they touch at once and remembers their `seq`s, so that
+    /// the log read that brings them skips them. Returns how many it applied. Safe because
+    /// invalidating is conservative and a pushed change has committed (each transport sends only
+    /// after the commit); the applied position does not move, only a log read moves it.
+    ///
+    /// Claimed under the state lock, so that a change the log read has already applied (held
+    /// above the position, or covered by it) is not applied again, nor one pushed twice (by both
+    /// transports, or sent twice) applied twice (see [`apply`]).
+    pub(crate) fn apply_pushed(&self, changes: Vec<Change>) -> u64 {
+        let fresh: Vec<Change> = {
+            let mut state = self.state.lock();
+            let position = self.registry.applied_seq();
+            let fresh: Vec<Change> = changes
+                .into_iter()
+                .filter(|c| {
+                    c.seq > position
+                        && !state.held.contains_key(&c.seq)
+                        && !state.by_message.contains(&c.seq)
+                })
+                .collect();
+            for change in &fresh {
+                state.remember_by_message(change.seq);
+            }
+            fresh
+        };
+        let applied = self.registry.apply_feed(&fresh);
+        let mut state = self.state.lock();
+        for change in &applied.from_elsewhere {
+            self.applied(&mut state, change);
+        }
+        applied.from_elsewhere.len() as u64
     }
 
     /// Asks for a read of the log now; `replay` when a transport reconnected and wake-ups may
@@ -226,8 +269,8 @@ impl Feed {
             ..State::default()
         };
         let shared = Arc::new(Shared {
+            instance: registry.store().instance_id().to_owned(),
             registry,
-            instance: format!("{:016x}", rand::random::<u64>()),
             wake: Notify::new(),
             replay_pending: AtomicBool::new(false),
             changes_applied: AtomicU64::new(0),
@@ -480,7 +523,7 @@ async fn start(shared: &Shared, registry: &Registry) -> Result<Cursor, StoreErro
     registry.advance_position(cursor.position());
     {
         let mut state = shared.state.lock();
-        // Whatever came by Redis before this point is covered by the flush.
+        // Whatever was pushed before this point is covered by the flush.
         state.by_message.clear();
         state.held.clear();
     }
@@ -491,13 +534,14 @@ async fn start(shared: &Shared, registry: &Registry) -> Result<Cursor, StoreErro
     Ok(cursor)
 }
 
-/// Applies changes read from the log: those already applied from a Redis message are skipped;
-/// own writes go to the registry too (it skips them and forgets them) but count for nothing.
+/// Applies changes read from the log: those already applied from a payload or message are
+/// skipped; own writes go to the registry too (it skips them and forgets them) but count for
+/// nothing.
 /// Then moves the applied position to `position` and releases what it covers.
 ///
-/// A change is applied once, by whichever of this and a Redis message claims it first: both
+/// A change is applied once, by whichever of this and a pushed change claims it first: both
 /// claim under the state lock, the log by holding the change (in `held`, until the position
-/// passes it), a message by remembering its `seq` (in `by_message`).
+/// passes it), a push by remembering its `seq` (in `by_message`).
 fn apply(shared: &Shared, registry: &Registry, changes: Vec<Change>, position: i64) {
     let before = registry.applied_seq();
     if !changes.is_empty() {

@@ -4,7 +4,7 @@
 //!
 //! - `feed`: [`Feed`], the reader that owns the commit-safe cursor and is the only task that
 //!   reads the change log, and the state every task shares.
-//! - `listen`: the PostgreSQL LISTEN wake-up.
+//! - `listen`: PostgreSQL LISTEN: wake-ups, and changes carried in notification payloads.
 //! - `redis`: Redis pub/sub, the publisher hooked onto the store's commits and the subscriber.
 //! - `prune`: scheduled pruning of the change log.
 //! - `config`: [`FeedConfig`] and its checks; `status`: [`FeedStatus`] and [`FeedMetrics`].
@@ -14,11 +14,13 @@
 //! Every wake-up (NOTIFY, pub/sub) is at-most-once and loses messages while disconnected, so
 //! none of them is trusted alone: the change log, written in the same transaction as the change,
 //! is the truth, and a poll of it every second bounds how long a lost wake-up can leave an
-//! instance stale. Redis messages carry what to invalidate (tags and keys, never values) so that
-//! an instance can invalidate without a round trip to the database; the log read that follows
-//! skips what a message already applied. Anything that breaks the chain (a reconnection, a
-//! cursor older than the pruned log) ends in a replay from the cursor or, when the log no longer
-//! reaches back, in invalidating everything: a doubt costs reloads, never a stale answer.
+//! instance stale. A write through an instance pushes what to invalidate (keys, entry points
+//! and labels, never values) in its NOTIFY's payload and, with Redis, in a message, so that the
+//! others invalidate without a round trip to the database; the log read that follows skips what
+//! a push already applied, and only log reads move the cursor and the applied position. Anything
+//! that breaks the chain (a reconnection, a cursor older than the pruned log) ends in a replay
+//! from the cursor or, when the log no longer reaches back, in invalidating everything: a doubt
+//! costs reloads, never a stale answer.
 #![deny(missing_docs)]
 
 mod config;

@@ -1,10 +1,15 @@
-//! The PostgreSQL LISTEN wake-up: a connection of its own that waits for the change log's
-//! NOTIFY and wakes the reader. Notifications carry nothing and are lost while the connection is
-//! down, so every (re)connection also wakes the reader, and a reconnection counts as a replay.
+//! PostgreSQL LISTEN: a connection of its own that waits for the change log's notifications
+//! (see [`rulebook_store::Notice`]). A wake-up wakes the reader; changes carried in a payload
+//! (a write through another Rulebook instance) are invalidated at once, here, without waiting
+//! for the reader's round trips to the log, which still follows (woken by the same write's
+//! wake-up) to move the cursor and the applied position and skips what the payload applied.
+//! Notifications are lost while the connection is down, so every (re)connection also wakes the
+//! reader, and a reconnection counts as a replay.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rulebook_store::Notice;
 use tokio::sync::watch;
 
 use crate::feed::Shared;
@@ -50,10 +55,17 @@ pub(crate) async fn listen_loop(shared: Arc<Shared>, mut stopped: watch::Receive
         loop {
             tokio::select! {
                 next = notifications.next() => match next {
-                    Ok(()) => {
+                    Ok(Notice::Wake) => {
                         shared.wake(false);
                         if let Some(listen) = shared.state.lock().listen.as_mut() {
                             listen.notifications += 1;
+                        }
+                    }
+                    Ok(Notice::Changes(changes)) => {
+                        let applied = shared.apply_pushed(changes);
+                        if let Some(listen) = shared.state.lock().listen.as_mut() {
+                            listen.notifications += 1;
+                            listen.changes_applied += applied;
                         }
                     }
                     Err(e) => {

@@ -303,34 +303,8 @@ fn receive(shared: &Shared, payload: &[u8]) {
         shared.wake(false);
         return;
     }
-    // Claimed under the state lock, so that a change the log read has already applied (held
-    // above the position, or covered by it) is not applied again, nor one applied twice by a
-    // message sent twice (see the feed's `apply`).
-    let fresh: Vec<Change> = {
-        let mut state = shared.state.lock();
-        let position = shared.registry.applied_seq();
-        let fresh: Vec<Change> = message
-            .changes
-            .into_iter()
-            .filter(|c| {
-                c.seq > position
-                    && !state.held.contains_key(&c.seq)
-                    && !state.by_message.contains(&c.seq)
-            })
-            .collect();
-        for change in &fresh {
-            state.remember_by_message(change.seq);
-        }
-        fresh
-    };
-    shared.registry.apply_feed(&fresh);
-    let mut state = shared.state.lock();
-    for change in &fresh {
-        shared.applied(&mut state, change);
-    }
-    if let Some(redis) = state.redis.as_mut() {
-        redis.changes_applied += fresh.len() as u64;
-    }
+    let applied = shared.apply_pushed(message.changes);
+    set_redis(shared, |r| r.changes_applied += applied);
 }
 
 #[cfg(test)]

@@ -68,6 +68,8 @@ pub struct ListenStatus {
     pub connected: bool,
     /// Notifications received since start.
     pub notifications: u64,
+    /// Changes applied straight from notifications' payloads (the log read then skips them).
+    pub changes_applied: u64,
     /// Times the connection was lost and opened again.
     pub reconnects: u64,
     /// Why the connection last failed.

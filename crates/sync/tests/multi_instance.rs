@@ -336,6 +336,133 @@ async fn a_move_between_entry_points_and_a_delete_reach_the_other_instances() {
     }
 }
 
+/// A write through A reaches B in its NOTIFY's payload: B invalidates the written tenant's entry,
+/// and only it, while B's reads of the change log are held up (a lock on the pruning mark, which
+/// every read takes first and no write touches), so nothing but the payload can have done it.
+/// Once the log can be read again, B reads the row and skips it: the change is applied once,
+/// and B reads the new version. If the payload invalidated another tenant's entry instead, that
+/// skip would leave B stale, which the last checks catch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_payload_invalidates_its_own_tenant_before_the_log_is_read() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let config = no_poll(listen_only());
+    let a = Instance::start("a", &db.url, config.clone()).await;
+    let b = Instance::start("b", &db.url, config).await;
+    a.wait_ready(true).await;
+    b.wait_ready(true).await;
+    let author = common::author();
+    a.store.create_tenant("other").await.unwrap();
+    for tenant in [TENANT, "other"] {
+        a.store
+            .create_rule(tenant, rule("P", "pay"), &author)
+            .await
+            .unwrap();
+    }
+    eventually("B to apply both creates", CONVERGE, || async {
+        b.feed.changes_applied() == 2
+    })
+    .await;
+    b.caught_up().await;
+    // Both tenants' `pay` cached on B.
+    assert_eq!(b.version("pay", "P").await, Some(1));
+    b.registry
+        .ruleset("other", &common::ep("pay"))
+        .await
+        .unwrap();
+    let other_loads = b.registry.ruleset_loads("other", &common::ep("pay"));
+    let before = b.feed.status();
+    let pushed = before.listen.clone().unwrap().changes_applied;
+    let cached = b.registry.len();
+
+    let mut lock = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE change_log_pruned IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let version = bump(&a.store, "P", false).await;
+    eventually("B to apply the payload", CONVERGE, || async {
+        b.feed.status().listen.unwrap().changes_applied == pushed + 1
+    })
+    .await;
+    let during = b.feed.status();
+    assert_eq!(
+        during.changes_read, before.changes_read,
+        "the log cannot be read while the mark is locked: {during:?}"
+    );
+    assert_eq!(during.changes_applied, before.changes_applied + 1);
+    assert_eq!(b.registry.len(), cached - 1, "one entry invalidated");
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    b.caught_up().await;
+    let after = b.feed.status();
+    assert_eq!(after.changes_read, before.changes_read + 1, "{after:?}");
+    assert_eq!(
+        after.changes_applied,
+        before.changes_applied + 1,
+        "the log read skips what the payload applied: {after:?}"
+    );
+    assert_eq!(b.version("pay", "P").await, Some(version));
+    b.registry
+        .ruleset("other", &common::ep("pay"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.registry.ruleset_loads("other", &common::ep("pay")),
+        other_loads,
+        "the other tenant's entry was left cached"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A write whose payload would not fit NOTIFY's 8000 bytes sends none (NOTIFY would refuse it and
+/// fail the write): it commits, and the other instance gets its changes from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_too_large_for_a_payload_commits_and_arrives_by_the_log() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let config = no_poll(listen_only());
+    let a = Instance::start("a", &db.url, config.clone()).await;
+    let b = Instance::start("b", &db.url, config).await;
+    a.wait_ready(true).await;
+    b.wait_ready(true).await;
+    // Fewer rules than a payload may carry, but over 8000 bytes of labels.
+    const RULES: usize = 12;
+    let labels: Vec<String> = (0..10)
+        .map(|i| format!("segment:{i}-{}", "x".repeat(60)))
+        .collect();
+    let rules: Vec<_> = (0..RULES)
+        .map(|i| {
+            let mut r = rule(&format!("BIG{i}"), "big");
+            r.tags = labels.clone();
+            r
+        })
+        .collect();
+    assert!(RULES as i64 <= rulebook_store::PAYLOAD_MAX_CHANGES);
+    let label_bytes: usize = labels.iter().map(String::len).sum();
+    assert!((RULES * label_bytes) as i64 > rulebook_store::PAYLOAD_MAX_BYTES);
+    a.store
+        .import_rules(TENANT, rules, &common::author())
+        .await
+        .unwrap();
+    converge(&[&b], "big", &format!("BIG{}", RULES - 1), 1).await;
+    b.caught_up().await;
+    let status = b.feed.status();
+    assert_eq!(status.changes_applied, RULES as u64, "{status:?}");
+    assert_eq!(status.changes_read, RULES as u64, "{status:?}");
+    assert_eq!(
+        status.listen.unwrap().changes_applied,
+        0,
+        "no payload was sent"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Writes through `writer` to `rules` (round robin) until `stop`; returns the final versions.
 fn keep_writing(
     writer: rulebook_store::Store,
