@@ -1,7 +1,14 @@
 //! Propagation lag between two in-process instances on loopback: instance A writes, instance B's
 //! feed applies; the lag is the feed's own measure, from the change's time in the change log
-//! (the database's clock, in A's transaction) to B applying it. Reported as p50/p99/max for
-//! NOTIFY, Redis and polling alone.
+//! (the database's clock, taken by the trigger in A's transaction, so A's history row, the read
+//! of its change rows and its commit count too) to B applying it: B's cache no longer holds
+//! anything older, which the bench checks after each sample by reading the rule on B and finding
+//! the version A wrote. Reported as p50/p99/max for NOTIFY, Redis and polling alone.
+//!
+//! Then, for the NOTIFY row, where the time goes: with a third LISTEN connection of the bench's
+//! own, each sample's lag is split at the moment that connection received the write's first
+//! notification (the commit and its delivery before, B's work after), and a read of the change
+//! log on B (pool acquire, the read's statements, commit) is timed alone.
 //!
 //! The floor is measured in the same run: a raw NOTIFY→LISTEN round trip on the same database
 //! (one connection sends `NOTIFY`, another that LISTENs receives it; timed from before the send
@@ -132,8 +139,14 @@ async fn measure(label: &str, config: FeedConfig, samples: usize) -> Option<Vec<
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // Keep B's cache warm, as a serving instance's would be.
-        b.version("bench", "BENCH").await;
+        // Keep B's cache warm, as a serving instance's would be; and check that "applied" means
+        // what it says: B's next read finds the version A wrote.
+        let version = a.version("bench", "BENCH").await;
+        assert_eq!(
+            b.version("bench", "BENCH").await,
+            version,
+            "{label}: B applied a change but still reads an older version"
+        );
     }
     let elapsed = started.elapsed();
     let mut lags: Vec<Duration> = b.feed.recent_lags().into_iter().skip(skip).collect();
@@ -142,6 +155,107 @@ async fn measure(label: &str, config: FeedConfig, samples: usize) -> Option<Vec<
     a.stop().await;
     b.stop().await;
     Some(lags)
+}
+
+/// Where the NOTIFY row's time goes: `samples` writes through A, each split at the moment a LISTEN
+/// connection of the bench's own received the write's first notification; then `samples` reads
+/// of the change log on B, timed alone.
+async fn breakdown(config: FeedConfig, samples: usize) {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let a = Instance::start("a", &db.url, config.clone()).await;
+    let b = Instance::start("b", &db.url, config).await;
+    a.wait_ready(true).await;
+    b.wait_ready(true).await;
+    a.store
+        .create_rule(
+            TENANT,
+            rule("BENCH", "bench"),
+            &rulebook_testkit::cluster::author(),
+        )
+        .await
+        .unwrap();
+    rulebook_testkit::cluster::converge(&[&a, &b], "bench", "BENCH", 1).await;
+    b.feed.read_now();
+    b.caught_up().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener
+        .listen(rulebook_store::NOTIFY_CHANNEL)
+        .await
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (mut commit, mut after, mut acked) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples {
+        let before = b.feed.changes_applied();
+        let written = a
+            .store
+            .set_enabled(
+                TENANT,
+                "BENCH",
+                i % 2 == 0,
+                None,
+                &rulebook_testkit::cluster::author(),
+            )
+            .await
+            .unwrap();
+        let acked_at = chrono::Utc::now();
+        // The write's notifications (one, or a wake-up and a payload) come together.
+        tokio::time::timeout(Duration::from_secs(30), listener.recv())
+            .await
+            .expect("no NOTIFY in 30 s")
+            .unwrap();
+        let notified_at = chrono::Utc::now();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.feed.changes_applied() == before {
+            assert!(
+                Instant::now() < deadline,
+                "B did not apply a change in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let lag = *b.feed.recent_lags().last().unwrap();
+        let (changed_at,): (chrono::DateTime<chrono::Utc>,) =
+            sqlx::query_as("SELECT changed_at FROM change_log WHERE seq = $1")
+                .bind(written.seq)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let applied_at = changed_at + chrono::Duration::from_std(lag).unwrap();
+        let span = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+            (to - from).to_std().unwrap_or(Duration::ZERO)
+        };
+        acked.push(span(changed_at, acked_at));
+        commit.push(span(changed_at, notified_at));
+        after.push(span(notified_at, applied_at));
+        b.version("bench", "BENCH").await;
+        // A write through Rulebook may bring a second notification (its payload): drain it.
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(2), listener.recv()).await
+        {
+        }
+    }
+    let mut reads = Vec::new();
+    let mut cursor = b.store.current_cursor().await.unwrap();
+    for _ in 0..samples {
+        let started = Instant::now();
+        if let rulebook_store::FeedRead::Changes { next, .. } =
+            b.store.read_feed(&cursor).await.unwrap()
+        {
+            cursor = next;
+        }
+        reads.push(started.elapsed());
+    }
+    for times in [&mut acked, &mut commit, &mut after, &mut reads] {
+        times.sort();
+    }
+    println!("where the NOTIFY row's time goes ({samples} writes, a listener of the bench's own):");
+    report("  change row → A's commit returned", &acked, Duration::ZERO);
+    report("  change row → NOTIFY received", &commit, Duration::ZERO);
+    report("  NOTIFY received → B applied", &after, Duration::ZERO);
+    report("  one read of the log on B, alone", &reads, Duration::ZERO);
+    listener.unlisten_all().await.ok();
+    a.stop().await;
+    b.stop().await;
 }
 
 fn main() {
@@ -190,6 +304,7 @@ fn main() {
                 ratio(0.99)
             );
         }
+        breakdown(base.clone(), (samples / 3).max(20)).await;
         if redis_answers(&redis).await {
             let config = FeedConfig {
                 listen: false,
