@@ -427,19 +427,33 @@ impl Replica {
     /// [`ReplicaView`] comes from the same state, whose [`ReplicaView::seq`] says how fresh it
     /// is.
     pub async fn view(&self) -> Result<ReplicaView, ClientError> {
+        match self.ready() {
+            Ok(view) => Ok(view),
+            Err(own) => {
+                self.wait_for(own, self.inner.read_wait).await?;
+                Ok(self.inner.view_of(self.inner.current()))
+            }
+        }
+    }
+
+    /// [`Replica::view`] when it has nothing to wait for: the current state if it reflects every
+    /// write made through this replica, else `None` (then `view` waits for it). The same
+    /// freshness as `view`, without a runtime: for a caller outside async code that reaches for
+    /// `block_on` only when a read must wait for its own write.
+    pub fn try_view(&self) -> Option<ReplicaView> {
+        self.ready().ok()
+    }
+
+    /// The current state if it reflects every write made through this replica, else the `seq`
+    /// to wait for.
+    fn ready(&self) -> Result<ReplicaView, i64> {
         let own = self.inner.own.load(Ordering::SeqCst);
         let current = self.inner.current();
-        let view = if current.seq >= own {
-            current
+        if current.seq >= own {
+            Ok(self.inner.view_of(current))
         } else {
-            self.wait_for(own, self.inner.read_wait).await?;
-            self.inner.current()
-        };
-        Ok(ReplicaView {
-            view,
-            limits: self.inner.limits,
-            tenant: self.inner.client.tenant().to_owned(),
-        })
+            Err(own)
+        }
     }
 
     /// Evaluates `entry_point` against `context` now, in-process, as the server would.
@@ -521,6 +535,14 @@ impl Replica {
 impl Inner {
     fn current(&self) -> Arc<View> {
         Arc::clone(&self.view.read())
+    }
+
+    fn view_of(&self, view: Arc<View>) -> ReplicaView {
+        ReplicaView {
+            view,
+            limits: self.limits,
+            tenant: self.client.tenant().to_owned(),
+        }
     }
 
     fn publish(&self, view: View) {
