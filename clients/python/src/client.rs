@@ -5,10 +5,12 @@
 //!
 //! The process has one tokio runtime, made on first use (see [`runtime`]); each client's replica
 //! follows the change stream on it. A Python call converts its arguments to JSON with the GIL
-//! held, then releases the GIL (`py.detach`) and blocks on the replica's answer (a local read
-//! that is already current finishes on the first poll; a read after the client's own write may
-//! wait for the change stream; a write waits for the server), then takes the GIL back to build
-//! the answer. Any number of Python threads may call one client at once.
+//! held, then releases the GIL (`py.detach`) for the work: a local read takes the replica's
+//! current view at once when it already reflects this client's writes ([`Replica::try_view`]),
+//! and otherwise blocks on the runtime until the change stream brings them
+//! ([`Replica::view`]); a write blocks on the runtime until the server answers. Then it takes the
+//! GIL back and builds the answer's Python objects. Any number of Python threads may call one
+//! client at once.
 //!
 //! # Fork
 //!
@@ -32,12 +34,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 use reqwest::Method;
 use rulebook_client::wire::Fresh;
-use rulebook_client::{segment, Client, ClientError, Replica, ReplicaStatus};
+use rulebook_client::{segment, Client, ClientError, Replica, ReplicaStatus, ReplicaView};
 use rulebook_rules::ScoreRequest;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
-use crate::json::{dumps, loads, to_json, to_python};
+use crate::json::{to_json, to_python};
 
 /// How long `wait_for` waits when not told.
 const WAIT: Duration = Duration::from_secs(10);
@@ -157,6 +159,26 @@ impl NativeClient {
         to_python(py, &answer)
     }
 
+    /// Runs `call` on this process's current view with the GIL released, and turns its error
+    /// into the Python exception. A view that already reflects this client's writes (the usual
+    /// case) is read at once; one that does not is waited for on the runtime, as
+    /// [`Replica::view`] waits.
+    fn read<T: Send>(
+        &self,
+        py: Python<'_>,
+        call: impl FnOnce(&ReplicaView) -> Result<T, ClientError> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let (runtime, replica) = self.live()?;
+            let view = match replica.try_view() {
+                Some(view) => view,
+                None => runtime.block_on(replica.view())?,
+            };
+            call(&view)
+        })
+        .map_err(|e| error(py, e))
+    }
+
     /// Runs `call` on this process's replica with the GIL released, and turns its error into
     /// the Python exception.
     fn run<T: Send>(
@@ -204,20 +226,19 @@ impl NativeClient {
     ) -> PyResult<Bound<'py, PyAny>> {
         let context = to_json(context)?;
         let at = time(at)?;
-        let answer = self.run(py, async |replica| {
+        let answer = self.read(py, |view| {
             // One view for the answer and its `seq`, as the server pairs them.
-            let view = replica.view().await?;
             let body = if explain {
                 view.explain_at(entry_point, &context, at)?
             } else {
                 view.evaluate_at(entry_point, &context, at)?
             };
-            text(&Fresh {
+            Ok(Fresh {
                 seq: view.seq(),
                 body,
             })
         })?;
-        loads(py, &answer)
+        to_python(py, &answer)
     }
 
     /// The rules of `entry_point` in force now (enabled, inside their window), by priority then
@@ -227,12 +248,15 @@ impl NativeClient {
         py: Python<'py>,
         entry_point: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let answer = self.run(py, async |replica| {
-            let view = replica.view().await?;
-            let rules = view.entry_point_rules(entry_point, Utc::now())?;
-            text(&serde_json::json!({"seq": view.seq(), "rules": rules}))
+        let answer = self.read(py, |view| {
+            Ok(Fresh {
+                seq: view.seq(),
+                body: EntryPointRules {
+                    rules: view.entry_point_rules(entry_point, Utc::now())?,
+                },
+            })
         })?;
-        loads(py, &answer)
+        to_python(py, &answer)
     }
 
     /// For `bench/client_bench.py`, which reports how much of `evaluate` is the evaluation and
@@ -249,8 +273,7 @@ impl NativeClient {
     ) -> PyResult<f64> {
         let context = to_json(context)?;
         let times = times.max(1);
-        self.run(py, async |replica| {
-            let view = replica.view().await?;
+        self.read(py, |view| {
             let start = std::time::Instant::now();
             for _ in 0..times {
                 std::hint::black_box(view.evaluate_at(entry_point, &context, Utc::now())?);
@@ -267,7 +290,7 @@ impl NativeClient {
         rule_id: &str,
         field: &str,
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
-        let value = self.run(py, async |replica| replica.param(rule_id, field).await)?;
+        let value = self.read(py, |view| Ok(view.param(rule_id, field)))?;
         match value {
             Some(value) => Ok((true, to_python(py, &value)?)),
             None => Ok((false, py.None().into_bound(py))),
@@ -276,7 +299,7 @@ impl NativeClient {
 
     /// Whether a rule is enabled, or `None` when it does not exist.
     fn is_enabled(&self, py: Python<'_>, rule_id: &str) -> PyResult<Option<bool>> {
-        self.run(py, async |replica| replica.is_enabled(rule_id).await)
+        self.read(py, |view| Ok(view.is_enabled(rule_id)))
     }
 
     /// The server's score answer shape, computed locally (see `rulebook.Client.score`).
@@ -304,14 +327,13 @@ impl NativeClient {
             ..Default::default()
         };
         let at = time(at)?;
-        let answer = self.run(py, async |replica| {
-            let view = replica.view().await?;
-            text(&Fresh {
+        let answer = self.read(py, |view| {
+            Ok(Fresh {
                 seq: view.seq(),
                 body: view.score_request(name, &request, at, explain)?,
             })
         })?;
-        loads(py, &answer)
+        to_python(py, &answer)
     }
 
     /// The replica's state: `seq`, `connected`, `last_change_at`, `last_heard_at` (RFC 3339
@@ -501,9 +523,10 @@ fn time(at: Option<&str>) -> PyResult<DateTime<Utc>> {
     }
 }
 
-/// `value` as JSON text, for [`loads`].
-fn text(value: &impl serde::Serialize) -> Result<Vec<u8>, ClientError> {
-    dumps(value).map_err(ClientError::Replica)
+/// The answer of `entry_point_rules` beside its `seq`.
+#[derive(serde::Serialize)]
+struct EntryPointRules {
+    rules: Vec<rulebook_rules::Rule>,
 }
 
 fn json(value: impl serde::Serialize) -> Result<Value, ClientError> {

@@ -1,17 +1,16 @@
 //! JSON between Python and Rust: plain Python values (`dict` with `str` keys, `list`, `tuple`,
-//! `str`, `int`, `float`, `bool`, `None`) to `serde_json::Value` and back, as `json.loads` and
-//! `json.dumps` would make them (a tuple becomes a list; an object keeps its key order).
+//! `str`, `int`, `float`, `bool`, `None`) to `serde_json::Value` ([`to_json`], which refuses what
+//! JSON cannot hold as `json.dumps` would), and Rust answers back to plain Python values as
+//! `json.loads` would make them from the server's answer ([`to_python`]: a struct or a map becomes
+//! a dict in the order it serialises, which is the HTTP answer's order).
 //!
-//! An answer built in Rust (an evaluation, a score) goes the other way as JSON text: serialised
-//! with the GIL released, then read by the standard library's `json.loads` ([`loads`]), which is
-//! C, reuses the key strings it has already made, and builds the dicts several times faster than
-//! inserting one item at a time from here. It is also exactly what an HTTP client reading the
-//! server's answer gets.
+//! An answer goes straight from its `Serialize` to Python objects, with no JSON text between: an
+//! evaluation's answer built this way costs a fraction of serialising it and reading the text
+//! back with `json.loads`.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
 /// How deep a Python value may nest (what `json.dumps` would refuse with a `RecursionError`).
@@ -92,47 +91,11 @@ fn to_json_at(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     )))
 }
 
-/// `value` as JSON text, for [`loads`]; called with the GIL released.
-pub(crate) fn dumps(value: &impl serde::Serialize) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(value).map_err(|e| e.to_string())
-}
-
-/// JSON text (from [`dumps`]) as plain Python values, by `json.loads`.
-pub(crate) fn loads<'py>(py: Python<'py>, text: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    LOADS
-        .import(py, "json", "loads")?
-        .call1((PyBytes::new(py, text),))
-}
-
-/// `value` as a plain Python value.
-pub(crate) fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match value {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(flag) => PyBool::new(py, *flag).to_owned().into_any(),
-        Value::Number(number) => {
-            if let Some(int) = number.as_i64() {
-                int.into_pyobject(py)?.into_any()
-            } else if let Some(int) = number.as_u64() {
-                int.into_pyobject(py)?.into_any()
-            } else {
-                PyFloat::new(py, number.as_f64().unwrap_or(f64::NAN)).into_any()
-            }
-        }
-        Value::String(text) => PyString::new(py, text).into_any(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(to_python(py, item)?)?;
-            }
-            list.into_any()
-        }
-        Value::Object(map) => {
-            let dict = PyDict::new(py);
-            for (key, item) in map {
-                dict.set_item(key, to_python(py, item)?)?;
-            }
-            dict.into_any()
-        }
-    })
+/// `value` (an answer, a `serde_json::Value`) as plain Python values, built straight from its
+/// `Serialize` by `pythonize`: structs and maps become dicts in field order, sequences lists.
+pub(crate) fn to_python<'py>(
+    py: Python<'py>,
+    value: &impl serde::Serialize,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(pythonize::pythonize(py, value)?)
 }
