@@ -172,6 +172,14 @@ async fn a_replica_answers_like_the_server_reads_its_writes_and_survives_the_ser
     let status = replica.status();
     assert!(status.last_error.is_some(), "{status:?}");
     assert!(status.last_heard_at.is_some());
+    // The view without waiting is the current one only while it reflects the replica's own
+    // writes: a write noted past what the frozen view reflects leaves nothing to take.
+    assert_eq!(replica.try_view().map(|v| v.seq()), Some(status.seq));
+    replica.note_write(status.seq + 1);
+    assert!(
+        replica.try_view().is_none(),
+        "a view behind the replica's own write"
+    );
 
     // Changed while it was away; back on the same address, the replica catches up from its
     // Last-Event-ID without a new snapshot.
@@ -188,6 +196,7 @@ async fn a_replica_answers_like_the_server_reads_its_writes_and_survives_the_ser
     );
     until("the replica to reconnect", || replica.status().connected).await;
     assert_eq!(replica.status().snapshots, 1, "caught up from the stream");
+    assert!(replica.try_view().is_some_and(|v| v.seq() > status.seq));
 
     // Away again, and the log pruned past the replica's position: a reset, then a snapshot.
     server.kill();
