@@ -29,6 +29,7 @@ mod documents;
 mod entry_point;
 mod error;
 mod explain;
+mod index;
 mod level;
 mod limits;
 pub mod logic;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::explain::{Explainer, RuleOutcome, Unwitnessed, Witness};
+use crate::index::{Index, Test};
 use crate::logic::{dispose, is_operation, Budget, Logic, Scope};
 use crate::params::Flag;
 use crate::rule::in_window;
@@ -24,6 +25,9 @@ pub struct Ruleset {
     rules: Vec<CompiledRule>,
     /// How many actions the rules have in all: room reserved once an evaluation matches.
     actions: usize,
+    /// The rules filed under their equality and `in` tests, so an evaluation runs only those
+    /// that can match (see `index.rs`).
+    index: Index,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +43,8 @@ pub(crate) struct CompiledRule {
     /// The compiled expressions, or why the rule cannot run (a stored rule that no longer
     /// validates): reported each time the rule would run, never failing its neighbours.
     pub(crate) body: Result<Body, EvalError>,
+    /// The equality or `in` test the index files the rule under, if it has one.
+    pub(crate) test: Option<Test>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,8 +55,8 @@ pub(crate) struct Body {
     pub(crate) actions: Vec<CompiledAction>,
     /// The deepest and the largest of the rule's expressions, so that the usual evaluation, well
     /// within its limits, checks them with two comparisons.
-    deepest: usize,
-    largest: usize,
+    pub(crate) deepest: usize,
+    pub(crate) largest: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +77,7 @@ impl CompiledRule {
     /// that reports why each time it would run.
     pub(crate) fn compile(mut rule: Rule) -> CompiledRule {
         let body = Body::compile(&rule);
+        let test = body.as_ref().ok().and_then(|_| Test::of(&rule.condition));
         // A condition built by a program may be nested thousands of levels deep (and refused by
         // the compiler); drop it without recursion.
         dispose(std::mem::take(&mut rule.condition));
@@ -84,6 +91,7 @@ impl CompiledRule {
             active_until: rule.active_until,
             params: Value::Object(rule.params),
             body,
+            test,
         }
     }
 
@@ -375,6 +383,7 @@ impl Ruleset {
             .sum();
         Ok(Ruleset {
             entry_point,
+            index: Index::build(&compiled),
             rules: compiled,
             actions,
         })
@@ -429,7 +438,10 @@ impl Ruleset {
     /// [`Evaluation::errors`] and counts as not matched; the other rules run as usual, each with
     /// its own budget of `limits.max_ops`. See [`Evaluation::into_result`] for all-or-nothing.
     pub fn evaluate(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
-        self.run(input, at, limits, &mut Unwitnessed)
+        match self.index.select(input, limits) {
+            Some(order) => self.run(order.iter().map(|&i| i as usize), input, at, limits),
+            None => self.run(0..self.rules.len(), input, at, limits),
+        }
     }
 
     /// Evaluates like [`Ruleset::evaluate`] (with the same answer) and adds
@@ -438,15 +450,29 @@ impl Ruleset {
     /// disabled, outside its window, failed, or was not reached after a `stop_processing` rule.
     pub fn explain(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
         let mut explainer = Explainer::default();
-        let mut evaluation = self.run(input, at, limits, &mut explainer);
+        let every = 0..self.rules.len();
+        let mut evaluation = self.witnessed_run(every, input, at, limits, &mut explainer);
         evaluation.explain = Some(explainer.outcomes);
         evaluation
     }
 
-    /// The one evaluation loop, telling `witness` how each rule was decided.
-    #[inline(always)]
-    fn run<W: Witness>(
+    /// Runs the rules at the positions `order` gives (in evaluation order).
+    fn run(
         &self,
+        order: impl ExactSizeIterator<Item = usize>,
+        input: &Value,
+        at: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Evaluation {
+        self.witnessed_run(order, input, at, limits, &mut Unwitnessed)
+    }
+
+    /// The one evaluation loop over the rules at the positions `order` gives, telling `witness`
+    /// how each was decided. A witness that records (`explain`) is given every rule.
+    #[inline(always)]
+    fn witnessed_run<W: Witness>(
+        &self,
+        order: impl ExactSizeIterator<Item = usize>,
         input: &Value,
         at: DateTime<Utc>,
         limits: &Limits,
@@ -461,7 +487,9 @@ impl Ruleset {
             errors: Vec::new(),
             explain: None,
         };
-        for (i, rule) in self.rules.iter().enumerate() {
+        let room = order.len();
+        for i in order {
+            let rule = &self.rules[i];
             if !rule.applies_at(at) {
                 witness.not_in_force(rule);
                 continue;
@@ -496,7 +524,7 @@ impl Ruleset {
                 continue;
             }
             if evaluation.matched.is_empty() {
-                evaluation.matched.reserve_exact(self.rules.len());
+                evaluation.matched.reserve_exact(room);
             }
             evaluation.matched.push(MatchedRule {
                 id: rule.id.clone(),

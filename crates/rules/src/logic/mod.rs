@@ -18,7 +18,7 @@
 mod arithmetic;
 mod array;
 mod compare;
-mod data;
+pub(crate) mod data;
 mod logical;
 mod string;
 pub(crate) mod value;
