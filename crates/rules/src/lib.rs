@@ -16,6 +16,8 @@
 //! - [`logic`]: JSONLogic conditions; `ruleset`, `params`, `scorecard`: what is compiled from
 //!   rules; `limits`: bounds on compiling and evaluating; `explain`: why each rule did or did not
 //!   match ([`Outcome`]).
+//! - `index`: which rules of a ruleset an evaluation runs, from their equality and `in` tests,
+//!   and why skipping the others gives the same answer.
 //! - `openapi` (feature `utoipa`, turned on by the service only): the OpenAPI schemas of the
 //!   types the HTTP API sends and takes. They are derived (`utoipa::ToSchema`) beside each type's
 //!   serde derives, so a schema is read from the same fields and attributes as the JSON and

@@ -437,10 +437,20 @@ impl Ruleset {
     /// A rule that fails (over a limit, out of its work budget, or stored invalid) is listed in
     /// [`Evaluation::errors`] and counts as not matched; the other rules run as usual, each with
     /// its own budget of `limits.max_ops`. See [`Evaluation::into_result`] for all-or-nothing.
+    ///
+    /// Only the rules that can match run: a rule whose equality or `in` test of a variable cannot
+    /// hold for the input's value is skipped, with the same answer as if it had run.
     pub fn evaluate(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
+        let witness = &mut Unwitnessed;
         match self.index.select(input, limits) {
-            Some(order) => self.run(order.iter().map(|&i| i as usize), input, at, limits),
-            None => self.run(0..self.rules.len(), input, at, limits),
+            Some(order) => self.run(
+                order.iter().map(|&i| i as usize),
+                input,
+                at,
+                limits,
+                witness,
+            ),
+            None => self.run(0..self.rules.len(), input, at, limits, witness),
         }
     }
 
@@ -451,26 +461,16 @@ impl Ruleset {
     pub fn explain(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
         let mut explainer = Explainer::default();
         let every = 0..self.rules.len();
-        let mut evaluation = self.witnessed_run(every, input, at, limits, &mut explainer);
+        let mut evaluation = self.run(every, input, at, limits, &mut explainer);
         evaluation.explain = Some(explainer.outcomes);
         evaluation
     }
 
-    /// Runs the rules at the positions `order` gives (in evaluation order).
-    fn run(
-        &self,
-        order: impl ExactSizeIterator<Item = usize>,
-        input: &Value,
-        at: DateTime<Utc>,
-        limits: &Limits,
-    ) -> Evaluation {
-        self.witnessed_run(order, input, at, limits, &mut Unwitnessed)
-    }
-
-    /// The one evaluation loop over the rules at the positions `order` gives, telling `witness`
-    /// how each was decided. A witness that records (`explain`) is given every rule.
+    /// The one evaluation loop over the rules at the positions `order` gives (in evaluation
+    /// order), telling `witness` how each was decided. A witness that records (`explain`) is
+    /// given every rule.
     #[inline(always)]
-    fn witnessed_run<W: Witness>(
+    fn run<W: Witness>(
         &self,
         order: impl ExactSizeIterator<Item = usize>,
         input: &Value,
