@@ -1,0 +1,158 @@
+//! The decision log's writer: CPU time per logged decision.
+//!
+//! Run it with `cargo bench -p rulebook-store --bench decision_log`. It makes
+//! `RULEBOOK_DECISIONS` (default 50,000) decisions like the load benchmark's (a 50-rule entry
+//! point, 25 rules matching, the answer as the service sends it), all before measuring, then
+//! records them into a [`DecisionLog`] on a temporary SQLite file and waits for the writer to
+//! finish, `RULEBOOK_DECISION_ROUNDS` (default 3) times on fresh files. What it reports is the
+//! process's CPU time (user and system, every thread: the tokio writer task and SQLite's
+//! connection thread) per decision written, which is what the log takes from evaluation on a
+//! busy machine; wall-clock time is printed beside it. With `RULEBOOK_TEST_DATABASE_URL` set to a
+//! PostgreSQL database it measures the same there (the server's CPU is not counted then).
+//!
+//! CPU time is read from `/proc/self/stat`, so the bench runs on Linux only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rulebook_rules::{Action, EntryPoint, Rule, Ruleset};
+use rulebook_store::{
+    DecisionKind, DecisionLog, DecisionLogConfig, NewDecision, Store, VersionsUsed,
+};
+use serde_json::json;
+
+const ENTRY_POINT: &str = "load_test";
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The load benchmark's 50 rules.
+fn ruleset() -> Ruleset {
+    let entry_point = EntryPoint::parse(ENTRY_POINT).unwrap();
+    let rules = (0..50)
+        .map(|i| {
+            let mut rule = Rule::new(format!("LOAD-{i:02}"));
+            rule.entry_point = Some(entry_point.clone());
+            rule.priority = i;
+            rule.version = 1;
+            rule.condition = json!({"and": [
+                {"==": [{"var": "country"}, if i % 2 == 0 { "FR" } else { "DE" }]},
+                {">": [{"var": "total"}, {"var": "params.threshold"}]}
+            ]});
+            rule.params = json!({"threshold": i * 10}).as_object().unwrap().clone();
+            rule.actions = vec![Action::new("set_value")
+                .with("field", format!("flag_{i}"))
+                .with("value", json!({"*": [{"var": "total"}, 0.2]}))];
+            rule
+        })
+        .collect();
+    Ruleset::compile(entry_point, rules).unwrap()
+}
+
+/// `n` decisions made from `ruleset`, answers and all.
+fn decisions(ruleset: &Arc<Ruleset>, n: usize) -> Vec<NewDecision> {
+    let context =
+        json!({"country": "FR", "total": 260, "customer": {"tier": "gold", "since": 2019}});
+    (0..n)
+        .map(|i| {
+            let id = uuid::Uuid::now_v7().to_string();
+            let at = Utc::now();
+            let evaluation = ruleset.evaluate(&context, at, &Default::default());
+            let mut answer = serde_json::to_value(&evaluation).unwrap();
+            answer["seq"] = json!(1000 + i);
+            answer["decision_id"] = json!(id);
+            NewDecision {
+                id,
+                tenant: "default".to_owned(),
+                kind: DecisionKind::Evaluate,
+                entry_point: ENTRY_POINT.to_owned(),
+                decided_at: at,
+                versions: VersionsUsed::Ruleset(Arc::clone(ruleset)),
+                context: context.clone(),
+                answer: serde_json::to_vec(&answer).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The CPU time this process has used (every thread, user and system).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux only)");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime, fields 14 and 15 of the whole line, in clock ticks of 1/100 s.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+async fn measure(store: &Store, decisions: Vec<NewDecision>) -> (Duration, Duration) {
+    let n = decisions.len();
+    let log = DecisionLog::start(
+        store.clone(),
+        DecisionLogConfig {
+            queue: n + 1,
+            ..DecisionLogConfig::default()
+        },
+    );
+    let cpu = cpu_time();
+    let wall = Instant::now();
+    for decision in decisions {
+        assert!(log.record(decision));
+    }
+    log.stop().await;
+    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
+    let stats = log.stats();
+    assert_eq!(
+        (stats.written, stats.dropped, stats.failed),
+        (n as u64, 0, 0)
+    );
+    (cpu, wall)
+}
+
+fn main() {
+    let n = env_number("RULEBOOK_DECISIONS", 50_000) as usize;
+    let rounds = env_number("RULEBOOK_DECISION_ROUNDS", 3).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ruleset = Arc::new(ruleset());
+    let sample = decisions(&ruleset, 1);
+    println!(
+        "{n} decisions per round, answers of {} bytes, from a {}-rule entry point",
+        sample[0].answer.len(),
+        ruleset.len()
+    );
+    let mut targets = vec![("sqlite", None)];
+    if let Ok(url) = std::env::var("RULEBOOK_TEST_DATABASE_URL") {
+        targets.push(("postgres", Some(url)));
+    }
+    for (name, url) in targets {
+        for round in 1..=rounds {
+            let dir = tempfile::tempdir().unwrap();
+            let url = url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("log.db").display()));
+            let batch = decisions(&ruleset, n);
+            let (cpu, wall) = runtime.block_on(async {
+                let store = Store::open(&url).await.unwrap();
+                let took = measure(&store, batch).await;
+                store.close().await;
+                took
+            });
+            println!(
+                "{name} round {round}/{rounds}: {:>6.1} us CPU per decision, {:>6.1} us wall ({:.0} decisions/s)",
+                cpu.as_secs_f64() * 1e6 / n as f64,
+                wall.as_secs_f64() * 1e6 / n as f64,
+                n as f64 / wall.as_secs_f64()
+            );
+        }
+    }
+}
