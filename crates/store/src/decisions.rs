@@ -10,6 +10,14 @@
 //!
 //! The same task prunes decisions older than the retention, once at start and then every
 //! [`DecisionLogConfig::prune_every`].
+//!
+//! The versions a decision was made with (every rule of its entry point, about 1 KB of JSON for
+//! 50 rules) are the same for every decision made from one cached ruleset, so they are stored
+//! once, in `decision_versions`, keyed by the SHA-256 of their JSON, and each decision names its
+//! set: writing the bytes of each row is most of what the log costs. A set records the latest
+//! decision time that used it (`last_used`), so pruning removes a set together with the last
+//! decisions that used it: every decision naming a set was made at or before the set's
+//! `last_used`, so a set older than the cut-off is named only by decisions older than it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -365,36 +373,54 @@ async fn write_loop(
 /// batch is a few statements.
 const ROWS_PER_INSERT: usize = 100;
 
-/// The versions JSON of the rulesets the writer has seen lately, so that a ruleset's versions
-/// are serialised once, not once per decision: every decision made from the same cached ruleset
-/// shares its `Arc`. An entry holds its `Arc`, so the pointer it is keyed by cannot be reused by
-/// another ruleset while the entry lives; the map is emptied when it grows past a few entries
-/// (an invalidation makes a new ruleset, and the old one should not be kept alive for long).
+/// A set of versions as stored: the SHA-256 of its JSON (in hex, the key in `decision_versions`)
+/// and the JSON.
+#[derive(Clone)]
+struct VersionSet {
+    id: Arc<str>,
+    json: Arc<str>,
+}
+
+impl VersionSet {
+    fn of<'a>(versions: impl Iterator<Item = (&'a str, i64)>) -> Result<VersionSet, StoreError> {
+        let json = versions_json(versions)?;
+        Ok(VersionSet {
+            id: Arc::from(hex(&Sha256::digest(json.as_bytes()))),
+            json: Arc::from(json),
+        })
+    }
+}
+
+/// The version sets of the rulesets the writer has seen lately, so that a ruleset's versions are
+/// serialised and hashed once, not once per decision: every decision made from the same cached
+/// ruleset shares its `Arc`. An entry holds its `Arc`, so the pointer it is keyed by cannot be
+/// reused by another ruleset while the entry lives; the map is emptied when it grows past a few
+/// entries (an invalidation makes a new ruleset, and the old one should not be kept alive for
+/// long).
 #[derive(Default)]
 struct VersionsCache {
-    seen: Vec<(Arc<Ruleset>, Arc<str>)>,
+    seen: Vec<(Arc<Ruleset>, VersionSet)>,
 }
 
 /// How many rulesets' versions the writer keeps (the entry points being evaluated right now).
 const VERSIONS_CACHED: usize = 32;
 
 impl VersionsCache {
-    fn json(&mut self, versions: &VersionsUsed) -> Result<String, StoreError> {
+    fn set(&mut self, versions: &VersionsUsed) -> Result<VersionSet, StoreError> {
         match versions {
             VersionsUsed::Ruleset(ruleset) => {
-                if let Some((_, json)) = self.seen.iter().find(|(r, _)| Arc::ptr_eq(r, ruleset)) {
-                    return Ok(json.to_string());
+                if let Some((_, set)) = self.seen.iter().find(|(r, _)| Arc::ptr_eq(r, ruleset)) {
+                    return Ok(set.clone());
                 }
-                let json = versions_json(ruleset.rules())?;
+                let set = VersionSet::of(ruleset.rules())?;
                 if self.seen.len() >= VERSIONS_CACHED {
                     self.seen.clear();
                 }
-                self.seen
-                    .push((Arc::clone(ruleset), Arc::from(json.as_str())));
-                Ok(json)
+                self.seen.push((Arc::clone(ruleset), set.clone()));
+                Ok(set)
             }
             VersionsUsed::Listed(list) => {
-                versions_json(list.iter().map(|(id, v)| (id.as_str(), *v)))
+                VersionSet::of(list.iter().map(|(id, v)| (id.as_str(), *v)))
             }
         }
     }
@@ -405,6 +431,21 @@ fn versions_json<'a>(versions: impl Iterator<Item = (&'a str, i64)>) -> Result<S
     let versions: BTreeMap<&str, i64> = versions.collect();
     serde_json::to_string(&versions)
         .map_err(|e| StoreError::Internal(format!("serialising versions: {e}")))
+}
+
+/// Stores `set` unless it is stored, and moves its `last_used` up to `at`.
+fn upsert_version_set_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "INSERT INTO decision_versions (id, versions, last_used) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET last_used = max(last_used, excluded.last_used)"
+        }
+        Backend::Postgres => {
+            "INSERT INTO decision_versions (id, versions, last_used) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET \
+             last_used = GREATEST(decision_versions.last_used, excluded.last_used)"
+        }
+    }
 }
 
 impl Store {
@@ -427,11 +468,27 @@ impl Store {
         // Everything is serialised before the transaction starts, so the write lock is held
         // only for the inserts.
         let mut rows = Vec::with_capacity(decisions.len());
+        // The batch's version sets (mostly one), each with its latest decision time.
+        let mut sets: Vec<(VersionSet, DateTime<Utc>)> = Vec::new();
         for decision in decisions {
-            rows.push(row_args(decision, policy, versions)?);
+            let set = versions.set(&decision.versions)?;
+            match sets.iter_mut().find(|(s, _)| s.id == set.id) {
+                Some((_, last)) => *last = (*last).max(decision.decided_at),
+                None => sets.push((set.clone(), decision.decided_at)),
+            }
+            rows.push(row_args(decision, policy, &set)?);
         }
         let backend = self.backend();
         let mut tx = self.pool().begin_write().await?;
+        for (set, last_used) in sets {
+            tx.conn()
+                .execute(
+                    upsert_version_set_sql(backend),
+                    args![set.id.to_string(), set.json.to_string(), last_used],
+                )
+                .await
+                .map_err(|e| db_error("writing the decision log", e))?;
+        }
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let chunk: Vec<Vec<Arg>> = rows.by_ref().take(ROWS_PER_INSERT).collect();
@@ -452,7 +509,9 @@ impl Store {
         let row: Option<DecisionRow> = held
             .conn()
             .fetch_optional(
-                &format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE tenant = $1 AND id = $2"),
+                &format!(
+                    "SELECT {DECISION_COLUMNS} FROM {DECISIONS} WHERE d.tenant = $1 AND d.id = $2"
+                ),
                 args![tenant, id],
             )
             .await
@@ -472,19 +531,19 @@ impl Store {
         tenant: &str,
         query: &DecisionQuery,
     ) -> Result<Vec<Decision>, StoreError> {
-        let mut sql = format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE tenant = $1");
+        let mut sql = format!("SELECT {DECISION_COLUMNS} FROM {DECISIONS} WHERE d.tenant = $1");
         let mut values = args![tenant];
         if let Some(ep) = &query.entry_point {
             values.push(Arg::from(ep.clone()));
-            sql.push_str(&format!(" AND entry_point = ${}", values.len()));
+            sql.push_str(&format!(" AND d.entry_point = ${}", values.len()));
         }
         if let Some(since) = query.since {
             values.push(Arg::from(since));
-            sql.push_str(&format!(" AND decided_at >= ${}", values.len()));
+            sql.push_str(&format!(" AND d.decided_at >= ${}", values.len()));
         }
         if let Some(until) = query.until {
             values.push(Arg::from(until));
-            sql.push_str(&format!(" AND decided_at < ${}", values.len()));
+            sql.push_str(&format!(" AND d.decided_at < ${}", values.len()));
         }
         if let Some((at, id)) = &query.after {
             values.push(Arg::from(*at));
@@ -492,11 +551,14 @@ impl Store {
             values.push(Arg::from(id.clone()));
             let id = values.len();
             sql.push_str(&format!(
-                " AND (decided_at > ${at} OR (decided_at = ${at} AND id > ${id}))"
+                " AND (d.decided_at > ${at} OR (d.decided_at = ${at} AND d.id > ${id}))"
             ));
         }
         values.push(Arg::from(i64::from(query.limit)));
-        sql.push_str(&format!(" ORDER BY decided_at, id LIMIT ${}", values.len()));
+        sql.push_str(&format!(
+            " ORDER BY d.decided_at, d.id LIMIT ${}",
+            values.len()
+        ));
         let mut held = self.pool().acquire().await?;
         let rows: Vec<DecisionRow> = held
             .conn()
@@ -506,18 +568,34 @@ impl Store {
         rows.into_iter().map(DecisionRow::into_decision).collect()
     }
 
-    /// Removes decisions made before `before`; returns how many.
+    /// Removes decisions made before `before`, and the version sets no later decision uses;
+    /// returns how many decisions.
     pub async fn prune_decisions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut held = self.pool().acquire().await?;
-        held.conn()
+        let failed = |e| db_error("pruning the decision log", e);
+        let mut tx = self.pool().begin_write().await?;
+        let removed = tx
+            .conn()
             .execute("DELETE FROM decisions WHERE decided_at < $1", args![before])
             .await
-            .map_err(|e| db_error("pruning the decision log", e))
+            .map_err(failed)?;
+        tx.conn()
+            .execute(
+                "DELETE FROM decision_versions WHERE last_used < $1",
+                args![before],
+            )
+            .await
+            .map_err(failed)?;
+        tx.commit().await?;
+        Ok(removed)
     }
 }
 
-const DECISION_COLUMNS: &str =
-    "id, tenant, kind, entry_point, decided_at, versions, context, context_sha256, answer";
+/// The decisions with their version sets (`d` and `v`). A left join, so that a decision whose set
+/// is missing reads as corrupt rather than as absent.
+const DECISIONS: &str = "decisions d LEFT JOIN decision_versions v ON v.id = d.versions_id";
+
+const DECISION_COLUMNS: &str = "d.id, d.tenant, d.kind, d.entry_point, d.decided_at, \
+     v.versions, d.context, d.context_sha256, d.answer";
 
 #[derive(sqlx::FromRow)]
 struct DecisionRow {
@@ -526,7 +604,7 @@ struct DecisionRow {
     kind: String,
     entry_point: String,
     decided_at: DateTime<Utc>,
-    versions: String,
+    versions: Option<String>,
     context: Option<String>,
     context_sha256: String,
     answer: String,
@@ -539,7 +617,11 @@ impl DecisionRow {
             StoreError::Internal(format!("logged decision `{}` has a bad {what}", self.id))
         };
         let kind = DecisionKind::parse(&self.kind).ok_or_else(|| corrupt("kind"))?;
-        let versions = serde_json::from_str(&self.versions).map_err(|_| corrupt("versions"))?;
+        let versions = self
+            .versions
+            .as_deref()
+            .and_then(|v| serde_json::from_str(v).ok())
+            .ok_or_else(|| corrupt("versions"))?;
         let context = match &self.context {
             Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("context"))?),
             None => None,
@@ -560,10 +642,11 @@ impl DecisionRow {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
 }
@@ -648,7 +731,7 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
         Backend::Postgres => "INSERT INTO decisions",
     });
     sql.push_str(
-        " (id, tenant, kind, entry_point, decided_at, versions, \
+        " (id, tenant, kind, entry_point, decided_at, versions_id, \
          context, context_sha256, answer) VALUES ",
     );
     for i in 0..rows {
@@ -677,7 +760,7 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
 fn row_args(
     decision: NewDecision,
     policy: ContextPolicy,
-    versions: &mut VersionsCache,
+    versions: &VersionSet,
 ) -> Result<Vec<Arg>, StoreError> {
     let sha = hex(&canonical_sha256(&decision.context));
     let context = match policy {
@@ -695,7 +778,7 @@ fn row_args(
         decision.kind.as_str(),
         decision.entry_point,
         decision.decided_at,
-        versions.json(&decision.versions)?,
+        versions.id.to_string(),
         context,
         sha,
         answer,

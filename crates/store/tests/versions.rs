@@ -24,6 +24,7 @@ on_both_backends!(
     a_deleted_rule_is_restored_from_its_history,
     rules_as_of_each_point_between_five_versions_are_those_versions,
     the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_restart,
+    a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_pruned_with_the_last,
 );
 
 async fn a_version_can_be_read_diffed_and_rolled_back_through_the_write_path(db: &TestDb) {
@@ -412,4 +413,75 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     short.stop().await;
+}
+
+async fn a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_pruned_with_the_last(
+    db: &TestDb,
+) {
+    let store = db.open().await;
+    let log = DecisionLog::start(
+        store.clone(),
+        DecisionLogConfig {
+            batch: 4,
+            ..DecisionLogConfig::default()
+        },
+    );
+    let promo = ep("promo");
+    let mut rules = vec![rule("R-1", "promo", "one"), rule("R-2", "promo", "two")];
+    rules[0].version = 3;
+    rules[1].version = 7;
+    let ruleset = std::sync::Arc::new(Ruleset::compile(promo, rules).unwrap());
+    let shared = BTreeMap::from([("R-1".to_owned(), 3), ("R-2".to_owned(), 7)]);
+    let t0 = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    // Ten decisions from one ruleset, three with listed versions between them, and one more from
+    // the ruleset much later: the shared set's last use is that last one.
+    for n in 0..10 {
+        let mut d = decision(&format!("s-{n:02}"), "promo", at(n), n);
+        d.versions = VersionsUsed::Ruleset(std::sync::Arc::clone(&ruleset));
+        assert!(log.record(d));
+        if n % 4 == 0 {
+            assert!(log.record(decision(&format!("l-{n:02}"), "promo", at(n), n)));
+        }
+    }
+    let mut late = decision("s-late", "promo", at(100), 0);
+    late.versions = VersionsUsed::Ruleset(std::sync::Arc::clone(&ruleset));
+    assert!(log.record(late));
+    log.flush().await;
+    assert_eq!(log.stats().written, 14);
+    for n in 0..10 {
+        let d = store.decision(T, &format!("s-{n:02}")).await.unwrap();
+        assert_eq!(d.versions, shared, "s-{n:02}");
+    }
+    for n in [0, 4, 8] {
+        let d = store.decision(T, &format!("l-{n:02}")).await.unwrap();
+        assert_eq!(
+            d.versions,
+            BTreeMap::from([("R-1".to_owned(), n)]),
+            "l-{n:02}"
+        );
+    }
+
+    // Pruning what is older than 50 s removes the first 13 and the listed sets, and keeps the set
+    // the late decision still uses.
+    assert_eq!(store.prune_decisions(at(50)).await.unwrap(), 13);
+    let err = store.decision(T, "s-03").await.unwrap_err();
+    assert!(matches!(err, StoreError::DecisionNotFound { .. }), "{err}");
+    assert_eq!(store.decision(T, "s-late").await.unwrap().versions, shared);
+    // A pruned set is stored again when a decision uses it again.
+    assert!(log.record(decision("l-again", "promo", at(200), 4)));
+    log.flush().await;
+    assert_eq!(
+        store.decision(T, "l-again").await.unwrap().versions,
+        BTreeMap::from([("R-1".to_owned(), 4)])
+    );
+    // Once its last decision is pruned, the shared set goes too, and a decision from the same
+    // cached ruleset stores it again.
+    assert_eq!(store.prune_decisions(at(150)).await.unwrap(), 1);
+    let mut again = decision("s-again", "promo", at(300), 0);
+    again.versions = VersionsUsed::Ruleset(ruleset);
+    assert!(log.record(again));
+    log.stop().await;
+    assert_eq!(store.decision(T, "s-again").await.unwrap().versions, shared);
+    assert_eq!(log.stats().failed, 0);
 }
