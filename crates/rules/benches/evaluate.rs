@@ -171,7 +171,7 @@ fn entry_point_from_bytes(c: &mut Criterion) {
     let our_values: Vec<&Value> = ours
         .actions
         .iter()
-        .flat_map(|a| [a.action.field("value"), a.action.field("message")])
+        .flat_map(|a| [a.field("value"), a.field("message")])
         .flatten()
         .collect();
     assert_eq!(our_values.len(), values.len());

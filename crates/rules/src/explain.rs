@@ -151,7 +151,7 @@ pub(crate) struct Explainer {
 impl Explainer {
     fn push(&mut self, rule: &CompiledRule, outcome: Outcome) {
         self.outcomes.push(RuleOutcome {
-            id: rule.id.clone(),
+            id: rule.id.to_string(),
             version: rule.version,
             priority: rule.priority,
             outcome,

@@ -1,4 +1,4 @@
-//! OpenAPI schemas for the two types whose JSON is written by hand rather than derived (behind
+//! OpenAPI schemas for the three types whose JSON is written by hand rather than derived (behind
 //! the `utoipa` feature, which only the service turns on).
 //!
 //! Every other type the service sends or takes derives `utoipa::ToSchema` next to its serde
@@ -6,13 +6,16 @@
 //! attributes that make the JSON, so the two cannot drift, and crates that use the rules engine
 //! as a library pay nothing for it. [`EntryPoint`] and [`Action`] implement serde by hand, so
 //! their schemas are written by hand here, next to nothing else, and say exactly what those
-//! implementations accept.
+//! implementations accept. [`FiredAction`] also does (it shares its parts with the compiled
+//! rule); its schema is derived from a struct with the fields it writes.
 
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::{Action, EntryPoint};
+use std::borrow::Cow;
+
+use crate::{Action, EntryPoint, FiredAction};
 
 impl PartialSchema for EntryPoint {
     fn schema() -> RefOr<Schema> {
@@ -57,3 +60,33 @@ impl PartialSchema for Action {
 }
 
 impl ToSchema for Action {}
+
+/// One action of a matched rule, with its expressions evaluated.
+#[derive(serde::Serialize, ToSchema)]
+// The JSON of a [`FiredAction`], for its schema only: never built, the derive reads its fields
+// and their docs.
+#[allow(dead_code)]
+struct FiredActionFields {
+    /// The rule the action belongs to.
+    rule_id: String,
+    /// The action with its computed fields (serialised inline:
+    /// `{"rule_id": ..., "type": ..., ...fields}`).
+    #[serde(flatten)]
+    action: Action,
+}
+
+impl PartialSchema for FiredAction {
+    fn schema() -> RefOr<Schema> {
+        FiredActionFields::schema()
+    }
+}
+
+impl ToSchema for FiredAction {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("FiredAction")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        FiredActionFields::schemas(schemas);
+    }
+}

@@ -1,8 +1,10 @@
 //! Rulesets: the compiled form of one entry point's rules, and their evaluation.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::explain::{Explainer, RuleOutcome, Unwitnessed, Witness};
 use crate::index::{Index, Test};
@@ -32,7 +34,8 @@ pub struct Ruleset {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
-    pub(crate) id: String,
+    /// Shared with every answer that names the rule, so that an evaluation copies no id.
+    pub(crate) id: Arc<str>,
     pub(crate) version: i64,
     pub(crate) priority: i32,
     pub(crate) enabled: bool,
@@ -61,11 +64,11 @@ pub(crate) struct Body {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledAction {
-    /// The action as written, except that each computed field holds `null`: a firing copies it
-    /// whole (its key table is copied, not rebuilt, so no key is hashed) and writes the computed
-    /// values into their places. The fields a reserved action reads ([`Action::reserved`]: a
-    /// score's `factor`, a route's `level` and `route`) are never computed, so they are here.
-    pub(crate) template: Action,
+    /// The action as written, except that each computed field holds `null`, with its rule's id
+    /// and its JSON: a firing shares it (nothing of it is copied) and adds the computed values
+    /// beside it (see [`FiredAction`]). The fields a reserved action reads ([`Action::reserved`]:
+    /// a score's `factor`, a route's `level` and `route`) are never computed, so they are here.
+    pub(crate) template: Arc<Template>,
     /// The fields computed when the action fires, by name, in the order written.
     pub(crate) computed: Vec<(String, Logic)>,
     /// For each field of `template` in order, whether it is computed (the next of `computed`).
@@ -76,13 +79,14 @@ impl CompiledRule {
     /// Validates and compiles one rule. A rule that does not validate still compiles, into one
     /// that reports why each time it would run.
     pub(crate) fn compile(mut rule: Rule) -> CompiledRule {
-        let body = Body::compile(&rule);
+        let id: Arc<str> = rule.id.as_str().into();
+        let body = Body::compile(&rule, &id);
         let test = body.as_ref().ok().and_then(|_| Test::of(&rule.condition));
         // A condition built by a program may be nested thousands of levels deep (and refused by
         // the compiler); drop it without recursion.
         dispose(std::mem::take(&mut rule.condition));
         CompiledRule {
-            id: rule.id,
+            id,
             version: rule.version,
             priority: rule.priority,
             enabled: rule.enabled,
@@ -155,9 +159,9 @@ impl CompiledRule {
         let before = fired.len();
         for action in &body.actions {
             match action.evaluate(scope, &mut budget) {
-                Ok(action) => fired.push(FiredAction {
-                    rule_id: self.id.clone(),
-                    action,
+                Ok(computed) => fired.push(FiredAction {
+                    template: action.template.clone(),
+                    computed,
                 }),
                 Err(e) => {
                     fired.truncate(before);
@@ -170,7 +174,7 @@ impl CompiledRule {
 }
 
 impl Body {
-    fn compile(rule: &Rule) -> Result<Body, EvalError> {
+    fn compile(rule: &Rule, id: &Arc<str>) -> Result<Body, EvalError> {
         let invalid = |errors| EvalError::Invalid {
             rule_id: rule.id.clone(),
             errors,
@@ -204,8 +208,9 @@ impl Body {
                 }
                 is_computed.push(here);
             }
+            let template = Template::new(id.clone(), template, &is_computed);
             actions.push(CompiledAction {
-                template,
+                template: Arc::new(template),
                 computed,
                 is_computed,
             });
@@ -247,20 +252,31 @@ impl Body {
 }
 
 impl CompiledAction {
+    /// The values of the computed fields, each with its place in the template.
     pub(crate) fn evaluate(
         &self,
         scope: &Scope<'_>,
         budget: &mut Budget,
-    ) -> Result<Action, EvalError> {
-        let mut action = self.template.clone();
-        let mut computed = self.computed.iter();
-        let places = action.fields.values_mut().zip(&self.is_computed);
-        for (place, _) in places.filter(|(_, is_computed)| **is_computed) {
-            if let Some((_, logic)) = computed.next() {
-                *place = logic.eval_in(scope, budget)?;
+    ) -> Result<Computed, EvalError> {
+        let mut places = self
+            .is_computed
+            .iter()
+            .enumerate()
+            .filter(|(_, is_computed)| **is_computed)
+            .map(|(place, _)| place);
+        Ok(match self.computed.as_slice() {
+            [] => Computed::None,
+            [(_, logic)] => {
+                let place = places.next().unwrap_or_default();
+                Computed::One(place, logic.eval_in(scope, budget)?)
             }
-        }
-        Ok(action)
+            many => Computed::Many(
+                many.iter()
+                    .zip(places)
+                    .map(|((_, logic), place)| Ok((place, logic.eval_in(scope, budget)?)))
+                    .collect::<Result<_, EvalError>>()?,
+            ),
+        })
     }
 }
 
@@ -294,36 +310,266 @@ pub struct Evaluation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct MatchedRule {
-    /// The rule's id.
-    pub id: String,
+    /// The rule's id (shared with the compiled rule: a match copies no id).
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
+    pub id: Arc<str>,
     /// The version that was evaluated.
     pub version: i64,
     /// Its priority.
     pub priority: i32,
 }
 
-/// One action of a matched rule, with its expressions evaluated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+/// One action of a matched rule, with its expressions evaluated: written
+/// `{"rule_id": ..., "type": ..., ...fields}`.
+///
+/// The rule's id and the action as written are shared with the compiled rule, and only the
+/// computed values belong to the evaluation, so that firing an action copies no id, type or
+/// field name. Read it with [`FiredAction::rule_id`], [`FiredAction::kind`],
+/// [`FiredAction::field`] and [`FiredAction::fields`], or make an [`Action`] of it with
+/// [`FiredAction::to_action`].
+#[derive(Debug, Clone)]
 pub struct FiredAction {
+    template: Arc<Template>,
+    computed: Computed,
+}
+
+/// What a fired action shares with its compiled rule: the rule's id, the action as written (a
+/// computed field holds `null`), and the action's JSON written once, with a gap for each
+/// computed value.
+#[derive(Debug)]
+pub(crate) struct Template {
+    rule_id: Arc<str>,
+    pub(crate) action: Action,
+    /// `{"rule_id":...,"type":...,...}` with every computed field's value left out.
+    json: Box<[u8]>,
+    /// Where each computed value goes: its offset in `json` and its place among the fields, in
+    /// order.
+    gaps: Box<[(usize, usize)]>,
+}
+
+impl Template {
+    /// The template of `action` fired by `rule_id`, whose fields marked in `is_computed` are
+    /// computed (the others are written as they are).
+    fn new(rule_id: Arc<str>, action: Action, is_computed: &[bool]) -> Template {
+        let mut json = Vec::with_capacity(64);
+        let mut gaps = Vec::new();
+        json.extend_from_slice(b"{\"rule_id\":");
+        write_json(&mut json, &*rule_id);
+        json.extend_from_slice(b",\"type\":");
+        write_json(&mut json, &action.kind);
+        for (place, (name, value)) in action.fields.iter().enumerate() {
+            json.push(b',');
+            write_json(&mut json, name);
+            json.push(b':');
+            if is_computed.get(place).copied().unwrap_or(false) {
+                gaps.push((json.len(), place));
+            } else {
+                write_json(&mut json, value);
+            }
+        }
+        json.push(b'}');
+        Template {
+            rule_id,
+            action,
+            json: json.into(),
+            gaps: gaps.into(),
+        }
+    }
+}
+
+/// Appends `value`'s JSON, as `serde_json` writes it.
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    // Writing into a Vec fails only for a map with keys that are not strings, which no value
+    // written here has.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// The computed fields of a fired action, each with its place among the action's fields, in
+/// order. Most actions compute one field or none: those need no allocation of their own.
+#[derive(Debug, Clone)]
+pub(crate) enum Computed {
+    None,
+    One(usize, Value),
+    Many(Box<[(usize, Value)]>),
+}
+
+impl Computed {
+    fn get(&self, place: usize) -> Option<&Value> {
+        match self {
+            Computed::None => None,
+            Computed::One(at, value) => (*at == place).then_some(value),
+            Computed::Many(values) => values
+                .binary_search_by_key(&place, |(at, _)| *at)
+                .ok()
+                .map(|i| &values[i].1),
+        }
+    }
+}
+
+impl FiredAction {
+    /// `action` fired by rule `rule_id`, its fields as given.
+    pub fn new(rule_id: impl Into<Arc<str>>, action: Action) -> FiredAction {
+        FiredAction {
+            template: Arc::new(Template::new(rule_id.into(), action, &[])),
+            computed: Computed::None,
+        }
+    }
+
     /// The rule the action belongs to.
-    pub rule_id: String,
-    /// The action with its computed fields (serialised inline:
-    /// `{"rule_id": ..., "type": ..., ...fields}`).
-    #[serde(flatten)]
-    pub action: Action,
+    pub fn rule_id(&self) -> &str {
+        &self.template.rule_id
+    }
+
+    /// The action's `type`.
+    pub fn kind(&self) -> &str {
+        &self.template.action.kind
+    }
+
+    /// A field's value, computed when it was an expression.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        // An action has a few fields: a look along them costs less than a hash.
+        self.fields()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value)
+    }
+
+    /// The fields other than `type`, in the order written, each computed when it was an
+    /// expression.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> + '_ {
+        self.template
+            .action
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(place, (name, value))| {
+                (name.as_str(), self.computed.get(place).unwrap_or(value))
+            })
+    }
+
+    /// The action with its computed values in place.
+    pub fn to_action(&self) -> Action {
+        Action {
+            kind: self.template.action.kind.clone(),
+            fields: self
+                .fields()
+                .map(|(name, value)| (name.to_owned(), value.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Equal when the rule, the type and every field are (in any order, as for [`Action`]).
+impl PartialEq for FiredAction {
+    fn eq(&self, other: &FiredAction) -> bool {
+        self.rule_id() == other.rule_id()
+            && self.kind() == other.kind()
+            && self.fields().len() == other.fields().len()
+            && self
+                .fields()
+                .all(|(name, value)| other.field(name) == Some(value))
+    }
+}
+
+impl FiredAction {
+    /// Appends the action's JSON, the same bytes as its [`Serialize`] with `serde_json`: the
+    /// fixed parts as written once at compile time, the computed values between them.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let json = &self.template.json;
+        let mut from = 0;
+        for &(at, place) in self.template.gaps.iter() {
+            out.extend_from_slice(&json[from..at]);
+            match self.computed.get(place) {
+                Some(value) => write_json(out, value),
+                None => out.extend_from_slice(b"null"),
+            }
+            from = at;
+        }
+        out.extend_from_slice(&json[from..]);
+    }
+}
+
+impl Serialize for FiredAction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.fields();
+        let mut map = serializer.serialize_map(Some(fields.len() + 2))?;
+        map.serialize_entry("rule_id", self.rule_id())?;
+        map.serialize_entry("type", self.kind())?;
+        for (name, value) in fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for FiredAction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut fields = Map::<String, Value>::deserialize(deserializer)?;
+        let rule_id = match fields.shift_remove("rule_id") {
+            Some(Value::String(id)) => id,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "`rule_id` must be a string, found `{other}`"
+                )))
+            }
+            None => return Err(D::Error::missing_field("rule_id")),
+        };
+        let action = Action::deserialize(Value::Object(fields)).map_err(D::Error::custom)?;
+        Ok(FiredAction::new(rule_id, action))
+    }
 }
 
 impl Evaluation {
+    /// Appends the evaluation's fields as JSON, without the braces around them: the same bytes
+    /// as its [`Serialize`] with `serde_json`, for an answer that writes fields of its own around
+    /// them (the service's adds `seq` and `decision_id`). Each action's fixed parts were written
+    /// when its rule was compiled, so only the computed values are serialised here.
+    pub fn write_json_fields(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\"entry_point\":");
+        write_json(out, &self.entry_point);
+        out.extend_from_slice(b",\"at\":");
+        write_json(out, &self.at);
+        out.extend_from_slice(b",\"matched\":[");
+        for (i, rule) in self.matched.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            write_json(out, &*rule.id);
+            out.extend_from_slice(b",\"version\":");
+            write_json(out, &rule.version);
+            out.extend_from_slice(b",\"priority\":");
+            write_json(out, &rule.priority);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"actions\":[");
+        for (i, action) in self.actions.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            action.write_json(out);
+        }
+        out.push(b']');
+        if let Some(stopper) = &self.stopped_by {
+            out.extend_from_slice(b",\"stopped_by\":");
+            write_json(out, stopper);
+        }
+        out.extend_from_slice(b",\"errors\":");
+        write_json(out, &self.errors);
+        if let Some(explain) = &self.explain {
+            out.extend_from_slice(b",\"explain\":");
+            write_json(out, explain);
+        }
+    }
+
     /// The last `value` set for `field` by an action `{"type": "set_value", "field": ...,
     /// "value": ...}` (a convention of the examples, not a reserved type).
     pub fn value(&self, field: &str) -> Option<&Value> {
         self.actions.iter().rev().find_map(|a| {
-            let action = &a.action;
-            (action.kind == "set_value"
-                && action.field("field").and_then(Value::as_str) == Some(field))
-            .then(|| action.field("value"))
-            .flatten()
+            (a.kind() == "set_value" && a.field("field").and_then(Value::as_str) == Some(field))
+                .then(|| a.field("value"))
+                .flatten()
         })
     }
 
@@ -339,7 +585,7 @@ impl Evaluation {
 
     /// The ids of the matched rules, in order.
     pub fn matched_ids(&self) -> Vec<&str> {
-        self.matched.iter().map(|m| m.id.as_str()).collect()
+        self.matched.iter().map(|m| &*m.id).collect()
     }
 }
 
@@ -369,7 +615,7 @@ impl Ruleset {
         mut compiled: Vec<CompiledRule>,
     ) -> Result<Ruleset, CompileError> {
         compiled.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.id.cmp(&b.id)));
-        let mut ids: Vec<&str> = compiled.iter().map(|r| r.id.as_str()).collect();
+        let mut ids: Vec<&str> = compiled.iter().map(|r| &*r.id).collect();
         ids.sort_unstable();
         if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
             return Err(CompileError::DuplicateRule {
@@ -423,7 +669,7 @@ impl Ruleset {
 
     /// The rule ids in evaluation order, with their versions.
     pub fn rules(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
-        self.rules.iter().map(|r| (r.id.as_str(), r.version))
+        self.rules.iter().map(|r| (&*r.id, r.version))
     }
 
     /// Evaluates the entry point for `input` at time `at`.
@@ -533,7 +779,7 @@ impl Ruleset {
             });
             witness.matched(rule);
             if rule.stop_processing {
-                evaluation.stopped_by = Some(rule.id.clone());
+                evaluation.stopped_by = Some(rule.id.to_string());
                 witness.not_reached(&self.rules[i + 1..], &rule.id);
                 break;
             }

@@ -138,9 +138,9 @@ impl Scorecard {
             let params = rule.params.clone();
             let compiled = CompiledRule::compile(rule);
             let Ok(body) = &compiled.body else {
-                card.broken.push(compiled.id.clone());
+                card.broken.push(compiled.id.to_string());
                 card.members.insert(
-                    compiled.id.clone(),
+                    compiled.id.to_string(),
                     Member {
                         schema,
                         params,
@@ -150,12 +150,12 @@ impl Scorecard {
                 continue;
             };
             for action in &body.actions {
-                match action.template.reserved() {
+                match action.template.action.reserved() {
                     Some(Reserved::Score { factor, .. }) => {
                         // A score action computes exactly one field: its level.
                         if let Some((_, level)) = action.computed.first() {
                             card.factors.push(Factor {
-                                rule_id: compiled.id.clone(),
+                                rule_id: compiled.id.to_string(),
                                 factor: factor.to_owned(),
                                 level: level.clone(),
                             });
@@ -163,14 +163,14 @@ impl Scorecard {
                     }
                     Some(Reserved::Route { level, route }) => {
                         match &card.routing_rule {
-                            Some(first) if *first != compiled.id => {
+                            Some(first) if **first != *compiled.id => {
                                 return Err(CompileError::DuplicateRoutes {
                                     scorecard: card.name.clone(),
                                     first: first.clone(),
-                                    second: compiled.id.clone(),
+                                    second: compiled.id.to_string(),
                                 })
                             }
-                            _ => card.routing_rule = Some(compiled.id.clone()),
+                            _ => card.routing_rule = Some(compiled.id.to_string()),
                         }
                         card.routes.insert(level, route.to_owned());
                     }
@@ -178,7 +178,7 @@ impl Scorecard {
                 }
             }
             card.members.insert(
-                compiled.id.clone(),
+                compiled.id.to_string(),
                 Member {
                     schema,
                     params,
@@ -255,7 +255,7 @@ impl Scorecard {
                 if let Some(explained) = &mut explained {
                     explained.push(FactorOutcome {
                         factor: factor.map(str::to_owned),
-                        rule_id: rule.id.clone(),
+                        rule_id: rule.id.to_string(),
                         version: rule.version,
                         outcome: outcome(),
                     });
@@ -302,7 +302,7 @@ impl Scorecard {
                 input: &request.input,
                 params,
             };
-            let state = match rules.entry(rule.id.as_str()) {
+            let state = match rules.entry(&*rule.id) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     let decided = rule.body(limits).and_then(|body| {
@@ -334,7 +334,7 @@ impl Scorecard {
                         .and_then(Level::from_name)
                         .ok_or_else(|| EvalError::BadLevel {
                             factor: factor.factor.clone(),
-                            rule_id: rule.id.clone(),
+                            rule_id: rule.id.to_string(),
                             value: value.to_string(),
                         })
                 });
@@ -357,7 +357,7 @@ impl Scorecard {
             };
             factors.push(FactorScore {
                 factor: factor.factor.clone(),
-                rule_id: rule.id.clone(),
+                rule_id: rule.id.to_string(),
                 version: rule.version,
                 level,
             });

@@ -145,7 +145,9 @@ prop_compose! {
         }
         rule.actions = vec![Action::new("set_value")
 .with("field", "out")
-.with("value", json!({"+": [{"var": "x"}, {"var": "params.limit"}]}))];
+.with("value", json!({"+": [{"var": "x"}, {"var": "params.limit"}]}))
+.with("note", "say \"hi\"\n to r\u{e9}sum\u{e9}s </script>")
+.with("twice", json!({"cat": [{"var": "x"}, " and ", {"var": "x"}]}))];
         rule
     }
 }
@@ -207,8 +209,34 @@ proptest! {
         let got = set.evaluate(&input, at, &Limits::default());
         let (matched, outs) = naive(&rules, &input, at);
         prop_assert_eq!(got.matched_ids(), matched.iter().map(String::as_str).collect::<Vec<_>>());
-        let got_outs: Vec<Value> = got.actions.iter().filter_map(|a| a.action.field("value").cloned()).collect();
+        let got_outs: Vec<Value> = got.actions.iter().filter_map(|a| a.field("value").cloned()).collect();
         prop_assert_eq!(got_outs, outs);
+    }
+
+    /// The answer the service writes from the parts serialised at compile time is the one serde
+    /// writes, and reads back as the same evaluation.
+    #[test]
+    fn written_answer_equals_the_serialised_one(
+        rules in proptest::collection::vec(arb_rule(), 0..10),
+        input in input(), hour in -4i64..4, explain in any::<bool>(),
+    ) {
+        let mut rules = rules;
+        rules.sort_by(|a, b| a.id.cmp(&b.id));
+        rules.dedup_by(|a, b| a.id == b.id);
+        let at = base() + Duration::hours(hour);
+        let set = Ruleset::compile(EntryPoint::parse("checkout").unwrap(), rules).unwrap();
+        let got = if explain {
+            set.explain(&input, at, &Limits::default())
+        } else {
+            set.evaluate(&input, at, &Limits::default())
+        };
+        let mut written = b"{".to_vec();
+        got.write_json_fields(&mut written);
+        written.push(b'}');
+        let serialised = serde_json::to_vec(&got).unwrap();
+        prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(serialised.clone()).unwrap());
+        let back: rulebook_rules::Evaluation = serde_json::from_slice(&serialised).unwrap();
+        prop_assert_eq!(back, got);
     }
 }
 

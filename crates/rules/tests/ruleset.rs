@@ -30,7 +30,7 @@ fn rule(id: &str, priority: i32) -> Rule {
 fn ids(rules: Vec<Rule>, input: Value, at: DateTime<Utc>) -> Vec<String> {
     let set = Ruleset::compile(ep("checkout"), rules).unwrap();
     let out = set.evaluate(&input, at, &Limits::default());
-    out.matched.iter().map(|m| m.id.clone()).collect()
+    out.matched.iter().map(|m| m.id.to_string()).collect()
 }
 
 #[test]
@@ -469,7 +469,7 @@ fn a_rule_whose_later_action_fails_adds_none_of_its_actions() {
     let xs: Vec<u32> = (0..100).collect();
     let out = set.evaluate(&json!({ "xs": xs }), now(), &limits);
     assert_eq!(out.matched_ids(), ["before", "after"]);
-    let fired: Vec<&str> = out.actions.iter().map(|a| a.rule_id.as_str()).collect();
+    let fired: Vec<&str> = out.actions.iter().map(|a| a.rule_id()).collect();
     assert_eq!(fired, ["before", "after"]);
     assert_eq!(out.errors.len(), 1);
     assert_eq!(out.errors[0].rule_id, "broken");
