@@ -134,17 +134,49 @@ pub(crate) struct ToLog<'a, F> {
     pub(crate) context: &'a Value,
 }
 
-/// Serialises `answer` once, into a buffer sized for it, and hands a copy to the decision log
-/// when it runs.
-pub(crate) fn encode<T: Serialize>(
+/// An answer's JSON, written into a buffer.
+pub(crate) trait WriteJson {
+    /// Appends the answer's JSON: the bytes `serde_json` writes for it.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError>;
+}
+
+impl WriteJson for DecisionAnswer<'_, rulebook_rules::ScoreResult> {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        serde_json::to_writer(out, self).map_err(ApiError::internal)
+    }
+}
+
+/// Written by hand in the order serde writes the fields, so that each rule's fixed parts, written
+/// once when its rule was compiled, are copied rather than serialised again
+/// ([`rulebook_rules::Evaluation::write_json_fields`]).
+impl WriteJson for DecisionAnswer<'_, rulebook_rules::Evaluation> {
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), ApiError> {
+        out.extend_from_slice(b"{\"seq\":");
+        serde_json::to_writer(&mut *out, &self.seq).map_err(ApiError::internal)?;
+        out.extend_from_slice(b",\"decision_id\":");
+        serde_json::to_writer(&mut *out, self.decision_id).map_err(ApiError::internal)?;
+        out.push(b',');
+        self.outcome.write_json_fields(out);
+        if let Some(as_of) = self.as_of {
+            out.extend_from_slice(b",\"as_of\":");
+            serde_json::to_writer(&mut *out, as_of).map_err(ApiError::internal)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Writes `answer` once, into a buffer sized for it, and hands a copy to the decision log when it
+/// runs.
+pub(crate) fn encode(
     state: &AppState,
     decision: &Decision,
-    answer: &DecisionAnswer<'_, T>,
+    answer: &impl WriteJson,
     size_hint: usize,
     log: ToLog<'_, impl FnOnce() -> VersionsUsed>,
 ) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::with_capacity(size_hint);
-    serde_json::to_writer(&mut body, answer).map_err(ApiError::internal)?;
+    answer.write_json(&mut body)?;
     if let Some(decisions) = state.decision_log() {
         decisions.record(NewDecision {
             id: decision.id.clone(),
@@ -173,4 +205,50 @@ pub(crate) fn json_response(seq: i64, body: Vec<u8>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rulebook_rules::{EntryPoint, Limits, Ruleset};
+
+    /// The answer written by hand is the one serde writes, with and without `as_of`, `explain`
+    /// and `stopped_by`.
+    #[test]
+    fn written_evaluation_answer_equals_the_serialised_one() {
+        let entry_point = EntryPoint::parse("checkout").unwrap();
+        let mut rules = rulebook_rules::examples::benchmark_rules();
+        rules[3].stop_processing = true;
+        let set = Ruleset::compile(entry_point, rules).unwrap();
+        let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
+        let input = serde_json::json!({"country": "GB \"quoted\"", "cart": {"total": 245.5}});
+        let as_of = AsOf {
+            time: at,
+            versions: set.rules().map(|(id, v)| (id.to_owned(), v)).collect(),
+        };
+        for explain in [false, true] {
+            let evaluation = if explain {
+                set.explain(&input, at, &Limits::default())
+            } else {
+                set.evaluate(&input, at, &Limits::default())
+            };
+            assert!(evaluation.stopped_by.is_some());
+            for as_of in [None, Some(&as_of)] {
+                let answer = DecisionAnswer {
+                    seq: 42,
+                    decision_id: "019ad3c2-8f3e-7b61-9a57-0c1f4e2b7d90",
+                    outcome: &evaluation,
+                    as_of,
+                };
+                let mut written = Vec::new();
+                answer.write_json(&mut written).unwrap();
+                let serialised = serde_json::to_vec(&answer).unwrap();
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    String::from_utf8(serialised).unwrap()
+                );
+            }
+        }
+    }
 }
