@@ -209,6 +209,7 @@ pub(crate) fn json_response(seq: i64, body: Vec<u8>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use chrono::TimeZone;
     use rulebook_rules::{EntryPoint, Limits, Ruleset};
