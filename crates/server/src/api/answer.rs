@@ -220,6 +220,9 @@ mod tests {
     fn written_evaluation_answer_equals_the_serialised_one() {
         let entry_point = EntryPoint::parse("checkout").unwrap();
         let mut rules = rulebook_rules::examples::benchmark_rules();
+        // Rule 3 matches any country (the others list theirs), writes the country in its
+        // message (a string that needs escaping) and stops the rest.
+        rules[3].condition = serde_json::json!({"!!": [{"var": "country"}]});
         rules[3].stop_processing = true;
         let set = Ruleset::compile(entry_point, rules).unwrap();
         let at = Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap();
