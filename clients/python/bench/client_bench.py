@@ -20,8 +20,8 @@ directory, on a free port, with the admin token below; it is stopped at the end.
 The split of ``evaluate``: ``time_evaluation`` times the evaluation alone inside Rust (the
 context converted once, the answers kept as the rules crate returns them); the rest of a call is
 the context's conversion, the GIL released and taken back, and the answer's Python objects. The
-last run's figures are in clients/python/README.md ("Figures"): ``evaluate`` 32.9x the
-seed-style evaluation, the call's part 0.17x the evaluation, param and flag reads over 1,000x
+last run's figures are in clients/python/README.md ("Figures"): ``evaluate`` 26.7x the
+seed-style evaluation, the call's part 2.38x the evaluation, param and flag reads over 850x
 the HTTP call.
 """
 
