@@ -28,7 +28,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::post;
 use axum::{Json, Router};
@@ -36,6 +36,8 @@ use rulebook::{AppState, Config, Server};
 use rulebook_rules::{Action, EntryPoint, Rule};
 use rulebook_store::Author;
 use serde_json::{json, Value};
+
+mod driver;
 
 const ADMIN: &str = "load-admin";
 const ENTRY_POINT: &str = "load_test";
@@ -83,72 +85,15 @@ fn rules() -> Vec<Rule> {
 }
 
 async fn drive(name: &'static str, url: String, connections: usize, seconds: u64) -> Phase {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .unwrap();
     let body = serde_json::to_vec(&json!({"context": {"country": "FR", "total": 260, "customer": {"tier": "gold", "since": 2019}}})).unwrap();
-    let warmup_until = Instant::now() + Duration::from_secs(1);
-    let start = warmup_until;
-    let end = start + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let client = client.clone();
-            let url = url.clone();
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(100_000);
-                let mut errors = 0usize;
-                loop {
-                    let sent = Instant::now();
-                    if sent >= end {
-                        break;
-                    }
-                    let ok = match client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
-                        Ok(response) => {
-                            let status = response.status();
-                            response.bytes().await.is_ok() && status.is_success()
-                        }
-                        Err(_) => false,
-                    };
-                    if sent >= start {
-                        if ok {
-                            latencies.push(sent.elapsed());
-                        } else {
-                            errors += 1;
-                        }
-                    }
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (latencies, e) = task.await.unwrap();
-        all.extend(latencies);
-        errors += e;
-    }
-    all.sort_unstable();
-    let at = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let load = driver::drive(url, body, connections, seconds, None).await;
     Phase {
         name,
-        requests: all.len(),
-        errors,
+        requests: load.requests,
+        errors: load.errors,
         elapsed: Duration::from_secs(seconds),
-        p50: at(0.50),
-        p99: at(0.99),
+        p50: load.p50,
+        p99: load.p99,
     }
 }
 

@@ -34,6 +34,10 @@ use rulebook_rules::{Action, EntryPoint, Rule};
 use rulebook_store::Author;
 use serde_json::{json, Value};
 
+#[path = "../benches/driver/mod.rs"]
+mod driver;
+use driver::PickTenant;
+
 const ADMIN: &str = "growth-admin";
 const TENANT_CACHE: u64 = 100;
 const RULES_PER_TENANT: usize = 10;
@@ -104,80 +108,20 @@ async fn drive(
     body: Value,
     connections: usize,
     seconds: u64,
-    tenant: Arc<dyn Fn() -> String + Send + Sync>,
+    tenant: PickTenant,
 ) -> Phase {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .unwrap();
     let body = serde_json::to_vec(&body).unwrap();
-    let start = Instant::now() + Duration::from_secs(1);
-    let end = start + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let (client, url, body, tenant) = (
-                client.clone(),
-                url.clone(),
-                body.clone(),
-                Arc::clone(&tenant),
-            );
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut errors = 0usize;
-                loop {
-                    let sent = Instant::now();
-                    if sent >= end {
-                        break;
-                    }
-                    let response = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .header("x-tenant-id", tenant())
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    let ok = match response {
-                        Ok(r) => {
-                            let status = r.status();
-                            r.bytes().await.is_ok() && status.is_success()
-                        }
-                        Err(_) => false,
-                    };
-                    if sent >= start {
-                        if ok {
-                            latencies.push(sent.elapsed());
-                        } else {
-                            errors += 1;
-                        }
-                    }
-                }
-                (latencies, errors)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (latencies, e) = task.await.unwrap();
-        all.extend(latencies);
-        errors += e;
-    }
-    all.sort_unstable();
-    let at = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let load = driver::drive(url, body, connections, seconds, Some(tenant)).await;
     Phase {
-        requests: all.len(),
-        errors,
+        requests: load.requests,
+        errors: load.errors,
         seconds: seconds as f64,
-        p50: at(0.50),
-        p99: at(0.99),
+        p50: load.p50,
+        p99: load.p99,
     }
 }
 
-fn default_tenant() -> Arc<dyn Fn() -> String + Send + Sync> {
+fn default_tenant() -> PickTenant {
     Arc::new(|| "default".to_owned())
 }
 
@@ -372,7 +316,7 @@ fn main() {
         });
         created = created.max(count);
         let before = state.registry().cache_stats();
-        let pick: Arc<dyn Fn() -> String + Send + Sync> =
+        let pick: PickTenant =
             Arc::new(move || format!("t{:05}", rand::random::<u32>() as usize % count));
         let phase = load.block_on(drive(
             format!("{base}/v1/evaluate/shop"),

@@ -1,0 +1,93 @@
+//! The HTTP load driver shared by the load benchmark (`benches/load.rs`) and the growth example
+//! (`examples/growth_http.rs`): `connections` loops, each posting one body over its own
+//! keep-alive connection as fast as answers come back, with a one-second warm-up whose requests
+//! are not counted, and every loop stopping at its deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Picks the tenant of each request (sent as `x-tenant-id`), a fresh pick per request.
+pub type PickTenant = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What the counted requests of one phase gave.
+pub struct Latencies {
+    /// Requests answered with a success status, their body read.
+    pub requests: usize,
+    /// Requests that failed or were answered with an error status.
+    pub errors: usize,
+    /// The median latency of the successful requests.
+    pub p50: Duration,
+    /// Their 99th percentile.
+    pub p99: Duration,
+}
+
+/// Posts `body` (JSON) to `url` from `connections` loops for `seconds` after a one-second
+/// warm-up; with `tenant`, each request names the tenant it picks, without it none.
+pub async fn drive(
+    url: String,
+    body: Vec<u8>,
+    connections: usize,
+    seconds: u64,
+    tenant: Option<PickTenant>,
+) -> Latencies {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+    let start = Instant::now() + Duration::from_secs(1);
+    let end = start + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, url, body, tenant) =
+                (client.clone(), url.clone(), body.clone(), tenant.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(100_000);
+                let mut errors = 0usize;
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        break;
+                    }
+                    let mut request = client.post(&url).header("content-type", "application/json");
+                    if let Some(tenant) = &tenant {
+                        request = request.header("x-tenant-id", tenant());
+                    }
+                    let ok = match request.body(body.clone()).send().await {
+                        Ok(response) => {
+                            let status = response.status();
+                            response.bytes().await.is_ok() && status.is_success()
+                        }
+                        Err(_) => false,
+                    };
+                    if sent >= start {
+                        if ok {
+                            latencies.push(sent.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.unwrap();
+        all.extend(latencies);
+        errors += e;
+    }
+    all.sort_unstable();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Latencies {
+        requests: all.len(),
+        errors,
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
