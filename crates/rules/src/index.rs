@@ -35,6 +35,17 @@
 //!   it can skip, and is used only when the caller's limits allow all three; otherwise every rule
 //!   runs, as without an index. A rule that does not compile is never indexed.
 //!
+//! ## Why a test the index found true need not run
+//!
+//! A rule filed under the value the input has (an exact match: `===`, `in`, or `==` of a
+//! constant of the value's own kind) has a test that holds: the index compared the value as the
+//! test would. The evaluation then runs only the rest of its condition ([`Test::then`]: the
+//! `and`'s other conjuncts in order, or nothing when there are none) and spends the test's
+//! budget ([`Test::cost`]) first, so the rule's budget is what it would have been after the
+//! whole condition; spending it first cannot fail, since the limits allow the whole prefix
+//! ([`Index::select`] checks them). The conjuncts before the test are fixed comparisons, which
+//! cannot fail, so running them after where the test stood changes nothing.
+//!
 //! A rule that is disabled or outside its window is skipped by the evaluation anyway. `explain`
 //! does not use the index: it reports every rule. `tests/index.rs` checks, on generated rule sets
 //! and inputs, that the indexed evaluation and the plain one give the same answer.
@@ -46,7 +57,7 @@ use serde_json::{Map, Value};
 
 use crate::logic::data::{lookup, split_path, Step};
 use crate::logic::value::to_number;
-use crate::logic::Scope;
+use crate::logic::{Logic, Scope};
 use crate::ruleset::CompiledRule;
 use crate::Limits;
 
@@ -106,6 +117,13 @@ pub(crate) struct Test {
     keys: Vec<Key>,
     /// The budget the condition spends up to and including the test, at most.
     ops: u64,
+    /// The budget an evaluation spends for the test when the index found it true: the test's
+    /// own, plus the `and`'s unit when nothing else is left of it (which [`Test::then`] would
+    /// otherwise spend).
+    pub(crate) cost: u64,
+    /// What is left of the condition once the test is known to hold: `{"and": [...]}` of the
+    /// other conjuncts in order, or none when there are none (the condition then holds).
+    pub(crate) then: Option<Logic>,
 }
 
 /// Budget units of one comparison of two operands that are each a `var` or a constant: the
@@ -121,13 +139,28 @@ impl Test {
         }
         // `and` spends one unit, then each conjunct in turn until one is false.
         let mut ops = 1;
-        for conjunct in args {
-            let (op, args) = operation(conjunct)?;
-            if let Some(mut test) = Test::single(op, args) {
+        for (at, conjunct) in args.iter().enumerate() {
+            let (op, operands) = operation(conjunct)?;
+            if let Some(mut test) = Test::single(op, operands) {
                 test.ops += ops;
+                let others: Vec<Value> = args
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != at)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                if others.is_empty() {
+                    test.cost = test.ops;
+                } else {
+                    // A part of a condition that compiled compiles; if it did not, the rule is
+                    // simply not indexed.
+                    let rest =
+                        Value::Object(Map::from_iter([("and".to_owned(), Value::Array(others))]));
+                    test.then = Some(Logic::compile(&rest).ok()?);
+                }
                 return Some(test);
             }
-            if !is_fixed_comparison(op, args) {
+            if !is_fixed_comparison(op, operands) {
                 return None;
             }
             ops += COMPARISON_OPS;
@@ -150,6 +183,8 @@ impl Test {
                     loose: op == "==",
                     keys: vec![Key::of(constant)?],
                     ops: COMPARISON_OPS,
+                    cost: COMPARISON_OPS,
+                    then: None,
                 })
             }
             "in" => {
@@ -162,12 +197,15 @@ impl Test {
                         keys.push(key);
                     }
                 }
+                // `in` also spends one unit per element of the list it searches.
+                let ops = COMPARISON_OPS + items.len() as u64;
                 Some(Test {
                     path,
                     loose: false,
                     keys,
-                    // `in` also spends one unit per element of the list it searches.
-                    ops: COMPARISON_OPS + items.len() as u64,
+                    ops,
+                    cost: ops,
+                    then: None,
                 })
             }
             _ => None,
@@ -243,12 +281,29 @@ fn is_fixed_comparison(op: &str, args: &[Value]) -> bool {
         && args.iter().all(simple)
 }
 
+/// A rule an evaluation must run: its position among the ruleset's rules, and whether the index
+/// found its test true (so that only [`Test::then`] is left to run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Selected {
+    pub(crate) position: u32,
+    pub(crate) test_holds: bool,
+}
+
+impl Selected {
+    fn untested(position: u32) -> Selected {
+        Selected {
+            position,
+            test_holds: false,
+        }
+    }
+}
+
 /// The rules of one ruleset filed under their tests. Positions are indices into the ruleset's
 /// rules (in evaluation order), each list sorted.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
     /// Rules no test indexes: they run on every evaluation.
-    always: Vec<u32>,
+    always: Vec<Selected>,
     variables: Vec<Variable>,
     /// The most any indexed rule needs of the limits for its skip to be exact.
     needs: Limits,
@@ -267,25 +322,36 @@ struct Variable {
 }
 
 impl Variable {
-    /// Appends to `out` the rules that may match when the variable has `value`.
-    fn candidates(&self, value: &Value, out: &mut Vec<u32>) {
+    /// Appends to `out` the rules that may match when the variable has `value`: those filed
+    /// under the value itself, whose test holds, and the loose tests of other kinds, whose test
+    /// must run.
+    fn candidates(&self, value: &Value, out: &mut Vec<Selected>) {
         let (exact, kind) = match value {
             Value::Null => return,
             Value::String(s) => (self.strings.get(s.as_str()), Kind::Str),
             Value::Number(_) => (self.numbers.get(&number_key(value)), Kind::Num),
             Value::Bool(b) => (Some(&self.bools[usize::from(*b)]), Kind::Bool),
             Value::Array(_) | Value::Object(_) => {
-                self.loose.iter().for_each(|rules| out.extend(rules));
+                for rules in &self.loose {
+                    out.extend(untested(rules));
+                }
                 return;
             }
         };
-        out.extend(exact.into_iter().flatten());
+        out.extend(exact.into_iter().flatten().map(|&position| Selected {
+            position,
+            test_holds: true,
+        }));
         for (other, rules) in self.loose.iter().enumerate() {
             if other != kind as usize {
-                out.extend(rules);
+                out.extend(untested(rules));
             }
         }
     }
+}
+
+fn untested(rules: &[u32]) -> impl Iterator<Item = Selected> + '_ {
+    rules.iter().copied().map(Selected::untested)
 }
 
 impl Index {
@@ -302,7 +368,7 @@ impl Index {
         for (position, rule) in rules.iter().enumerate() {
             let position = position as u32;
             let (Some(test), Ok(body)) = (&rule.test, &rule.body) else {
-                index.always.push(position);
+                index.always.push(Selected::untested(position));
                 continue;
             };
             index.needs.max_depth = index.needs.max_depth.max(body.deepest);
@@ -336,10 +402,10 @@ impl Index {
         index
     }
 
-    /// The positions of the rules an evaluation of `input` within `limits` must run, in order;
-    /// none when every rule must (nothing is indexed, or the limits are too tight for a skip to
-    /// be exact).
-    pub(crate) fn select(&self, input: &Value, limits: &Limits) -> Option<Cow<'_, [u32]>> {
+    /// The rules an evaluation of `input` within `limits` must run, in order; none when every
+    /// rule must, each with its whole condition (nothing is indexed, or the limits are too
+    /// tight for a skip to be exact).
+    pub(crate) fn select(&self, input: &Value, limits: &Limits) -> Option<Cow<'_, [Selected]>> {
         if self.variables.is_empty()
             || limits.max_depth < self.needs.max_depth
             || limits.max_nodes < self.needs.max_nodes
@@ -363,14 +429,17 @@ impl Index {
         if candidates.is_empty() {
             return Some(Cow::Borrowed(&self.always));
         }
+        // A rule is filed under one variable, and a value matches it either exactly or as a
+        // loose test of another kind, so a position comes up once; were it twice, the first
+        // (the test not known to hold) is kept, which is always exact.
         candidates.sort_unstable();
-        candidates.dedup();
+        candidates.dedup_by_key(|selected| selected.position);
         Some(Cow::Owned(merge(&self.always, &candidates)))
     }
 }
 
-/// The union of two sorted lists with no common element, sorted.
-fn merge(a: &[u32], b: &[u32]) -> Vec<u32> {
+/// The union of two sorted lists with no common position, sorted.
+fn merge(a: &[Selected], b: &[Selected]) -> Vec<Selected> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
@@ -406,6 +475,13 @@ mod tests {
         assert_eq!(test.path, ["a", "b"]);
         assert_eq!(test.keys.len(), 3);
         assert_eq!(test.ops, 1 + 3 + 3 + 4);
+        // Found true, the test spends its own budget and the comparison before it still runs.
+        assert_eq!(test.cost, 3 + 4);
+        assert!(test.then.is_some());
+        // An `and` of the test alone: nothing is left, and its unit is spent with the test.
+        let test = Test::of(&json!({"and": [{"==": [{"var": "c"}, 1]}]})).unwrap();
+        assert_eq!((test.ops, test.cost), (1 + 3, 1 + 3));
+        assert!(test.then.is_none());
     }
 
     #[test]
@@ -426,8 +502,23 @@ mod tests {
             })
             .collect();
         let index = Index::build(&rules);
-        let select = |input: Value| index.select(&input, &Limits::default()).unwrap().to_vec();
+        let select = |input: Value| -> Vec<u32> {
+            let selected = index.select(&input, &Limits::default()).unwrap();
+            selected.iter().map(|s| s.position).collect()
+        };
         assert_eq!(select(json!({"c": "a"})), [0, 1, 2, 4]);
+        // Only the tests matched by the value itself are known to hold.
+        let held = |input: Value| -> Vec<u32> {
+            let selected = index.select(&input, &Limits::default()).unwrap();
+            selected
+                .iter()
+                .filter(|s| s.test_holds)
+                .map(|s| s.position)
+                .collect()
+        };
+        assert_eq!(held(json!({"c": "a"})), [0, 2]);
+        assert_eq!(held(json!({"c": 1})), [4]);
+        assert_eq!(held(json!({"c": ["a"]})), [0u32; 0]);
         assert_eq!(select(json!({"c": "b"})), [1, 2, 3, 4]);
         assert_eq!(select(json!({"c": "z"})), [1, 4]);
         // `1 == "1"` and `true == 1`: the loose tests of other kinds run.

@@ -111,18 +111,27 @@ impl CompiledRule {
     }
 
     /// Whether the condition holds for `scope`: the body and what is left of the rule's budget
-    /// when it does.
+    /// when it does. With `test_holds` (the index found the rule's test true), only the rest of
+    /// the condition runs, after the test's budget is spent (see `index.rs`).
     fn decide(
         &self,
         scope: &Scope<'_>,
         limits: &Limits,
+        test_holds: bool,
     ) -> Result<Option<(&Body, Budget)>, EvalError> {
         let body = self.body(limits)?;
         let mut budget = Budget::new(limits.max_ops);
-        if !(body.condition.is_always_true() || body.condition.holds_in(scope, &mut budget)?) {
-            return Ok(None);
-        }
-        Ok(Some((body, budget)))
+        let holds = match &self.test {
+            Some(test) if test_holds => {
+                budget.spend(test.cost)?;
+                match &test.then {
+                    Some(rest) => rest.holds_in(scope, &mut budget)?,
+                    None => true,
+                }
+            }
+            _ => body.condition.is_always_true() || body.condition.holds_in(scope, &mut budget)?,
+        };
+        Ok(holds.then_some((body, budget)))
     }
 
     /// The rule as a boolean flag for `input` at `at` (see [`crate::Params::flag`]): decided by
@@ -139,7 +148,7 @@ impl CompiledRule {
             input,
             params: &self.params,
         };
-        match self.decide(&scope, limits) {
+        match self.decide(&scope, limits, false) {
             Ok(Some((body, _))) if body.condition.is_always_true() => Flag::Always,
             Ok(Some(_)) => Flag::Matched,
             Ok(None) => Flag::ConditionFalse,
@@ -690,13 +699,15 @@ impl Ruleset {
         let witness = &mut Unwitnessed;
         match self.index.select(input, limits) {
             Some(order) => self.run(
-                order.iter().map(|&i| i as usize),
+                order
+                    .iter()
+                    .map(|selected| (selected.position as usize, selected.test_holds)),
                 input,
                 at,
                 limits,
                 witness,
             ),
-            None => self.run(0..self.rules.len(), input, at, limits, witness),
+            None => self.run(every(self.rules.len()), input, at, limits, witness),
         }
     }
 
@@ -706,19 +717,18 @@ impl Ruleset {
     /// disabled, outside its window, failed, or was not reached after a `stop_processing` rule.
     pub fn explain(&self, input: &Value, at: DateTime<Utc>, limits: &Limits) -> Evaluation {
         let mut explainer = Explainer::default();
-        let every = 0..self.rules.len();
-        let mut evaluation = self.run(every, input, at, limits, &mut explainer);
+        let mut evaluation = self.run(every(self.rules.len()), input, at, limits, &mut explainer);
         evaluation.explain = Some(explainer.outcomes);
         evaluation
     }
 
     /// The one evaluation loop over the rules at the positions `order` gives (in evaluation
-    /// order), telling `witness` how each was decided. A witness that records (`explain`) is
-    /// given every rule.
+    /// order, each with whether the index found its test true), telling `witness` how each was
+    /// decided. A witness that records (`explain`) is given every rule.
     #[inline(always)]
     fn run<W: Witness>(
         &self,
-        order: impl ExactSizeIterator<Item = usize>,
+        order: impl ExactSizeIterator<Item = (usize, bool)>,
         input: &Value,
         at: DateTime<Utc>,
         limits: &Limits,
@@ -734,7 +744,7 @@ impl Ruleset {
             explain: None,
         };
         let room = order.len();
-        for i in order {
+        for (i, test_holds) in order {
             let rule = &self.rules[i];
             if !rule.applies_at(at) {
                 witness.not_in_force(rule);
@@ -744,7 +754,7 @@ impl Ruleset {
                 input,
                 params: &rule.params,
             };
-            let (body, budget) = match rule.decide(&scope, limits) {
+            let (body, budget) = match rule.decide(&scope, limits, test_holds) {
                 Ok(Some(decided)) => decided,
                 Ok(None) => {
                     witness.condition_false(rule, &scope, limits);
@@ -786,4 +796,9 @@ impl Ruleset {
         }
         evaluation
     }
+}
+
+/// Every one of `count` rules in order, each with its whole condition to run.
+fn every(count: usize) -> impl ExactSizeIterator<Item = (usize, bool)> {
+    (0..count).map(|i| (i, false))
 }

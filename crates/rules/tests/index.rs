@@ -242,3 +242,56 @@ proptest! {
         }
     }
 }
+
+/// The evaluation's answer (through the index) and `explain`'s (every rule run in full), as JSON.
+fn both_answers(condition: Value, input: &Value, limits: &Limits) -> (String, String) {
+    let mut rule = Rule::new("r");
+    rule.entry_point = Some(EntryPoint::parse("indexed").unwrap());
+    rule.condition = condition;
+    rule.actions = vec![Action::new("set_value")
+        .with("field", "f")
+        .with("value", json!({"var": "c"}))];
+    let ruleset = Ruleset::compile(EntryPoint::parse("indexed").unwrap(), vec![rule]).unwrap();
+    let indexed = ruleset.evaluate(input, at(), limits);
+    let mut every = ruleset.explain(input, at(), limits);
+    every.explain = None;
+    (
+        serde_json::to_string(&indexed).unwrap(),
+        serde_json::to_string(&every).unwrap(),
+    )
+}
+
+/// When the index finds a rule's test true it runs only the rest of the condition, and spends
+/// the test's budget: the `and`'s unit too when the test is all it holds. With `max_ops` 4 the
+/// condition (`and` 1, `==` 3) uses the whole budget and the action's `var` runs out of it, with
+/// or without the index.
+#[test]
+fn a_test_found_true_spends_its_budget_and_runs_the_rest() {
+    let tight = Limits {
+        max_ops: 4,
+        ..Limits::default()
+    };
+    let (indexed, every) = both_answers(
+        json!({"and": [{"==": [{"var": "c"}, "a"]}]}),
+        &json!({"c": "a"}),
+        &tight,
+    );
+    assert_eq!(indexed, every);
+    assert!(indexed.contains("\"matched\":[]"), "{indexed}");
+    assert!(
+        indexed.contains("budget"),
+        "the action should run out of budget: {indexed}"
+    );
+
+    let rest = json!({"and": [{"==": [{"var": "c"}, "a"]}, {"==": [{"var": "n"}, 1]}]});
+    for (n, matched) in [(1, true), (2, false)] {
+        let input = json!({"c": "a", "n": n});
+        let (indexed, every) = both_answers(rest.clone(), &input, &Limits::default());
+        assert_eq!(indexed, every);
+        assert_eq!(
+            indexed.contains("\"id\":\"r\""),
+            matched,
+            "{input}: {indexed}"
+        );
+    }
+}

@@ -189,17 +189,15 @@ pub(crate) fn push_js_string(out: &mut String, v: &Value) {
 }
 
 fn push_number(out: &mut String, n: &Number) {
-    use std::fmt::Write as _;
-    // Writing to a String cannot fail. Integers are written exactly, as Rulebook keeps them
-    // (JavaScript would round one above 2^53 first; the README lists this difference).
-    let _ = if let Some(i) = n.as_i64() {
-        write!(out, "{i}")
+    // Integers are written exactly, as Rulebook keeps them (JavaScript would round one above
+    // 2^53 first; the README lists this difference).
+    if let Some(i) = n.as_i64() {
+        out.push_str(itoa::Buffer::new().format(i));
     } else if let Some(u) = n.as_u64() {
-        write!(out, "{u}")
+        out.push_str(itoa::Buffer::new().format(u));
     } else {
         push_js_number(out, n.as_f64().unwrap_or(f64::NAN));
-        Ok(())
-    };
+    }
 }
 
 /// JavaScript's `String(f)` (Number::toString): the shortest digits that read back as `f`,
