@@ -13,7 +13,10 @@
 //! The floor is measured in the same run: a raw NOTIFY→LISTEN round trip on the same database
 //! (one connection sends `NOTIFY`, another that LISTENs receives it; timed from before the send
 //! to the receipt), before and after the NOTIFY row, and the NOTIFY row's p50 and p99 are printed
-//! as ratios of the raw round trip's.
+//! as ratios of the raw round trip's. A raw `NOTIFY` writes nothing, so its commit waits for no
+//! disk; a change does, so a second floor is measured too: a durable write, one row inserted with
+//! its `NOTIFY` in one statement and committed (timed from before that statement, as the NOTIFY
+//! row is timed from its change row, to the receipt), with the NOTIFY row's ratios to it.
 //!
 //! `cargo bench -p rulebook-sync --bench propagation` (PostgreSQL from
 //! `RULEBOOK_TEST_DATABASE_URL`, Redis from `RULEBOOK_TEST_REDIS_URL`, loopback defaults).
@@ -87,6 +90,45 @@ async fn raw_notify(url: &str, samples: usize) -> Vec<Duration> {
             .expect("a NOTIFY was not received in 30 s")
             .unwrap();
         // The first tenth warms the connections up.
+        if i >= samples / 10 {
+            times.push(started.elapsed());
+        }
+    }
+    sender.close().await.ok();
+    times.sort();
+    times
+}
+
+/// The durable floor: `samples` transactions on the database at `url`, each inserting one row
+/// and sending a `NOTIFY` in one statement, then committing (which waits for the write-ahead log
+/// to reach the disk), each sent after the previous notification was received; returns their
+/// durations from before the statement to the receipt, sorted.
+async fn durable_notify(url: &str, samples: usize) -> Vec<Duration> {
+    let channel = rulebook_testkit::unique_channel();
+    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
+    listener.listen(&channel).await.unwrap();
+    let mut sender = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS durable_floor (id BIGSERIAL PRIMARY KEY)")
+        .execute(&mut sender)
+        .await
+        .unwrap();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let mut tx = sender.begin().await.unwrap();
+        let started = Instant::now();
+        sqlx::query(
+            "WITH written AS (INSERT INTO durable_floor DEFAULT VALUES RETURNING id) \
+             SELECT pg_notify($1, id::text) FROM written",
+        )
+        .bind(&channel)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), listener.recv())
+            .await
+            .expect("a NOTIFY was not received in 30 s")
+            .unwrap();
         if i >= samples / 10 {
             times.push(started.elapsed());
         }
@@ -296,13 +338,22 @@ fn main() {
         raw.extend(raw_notify(&pg, samples / 2).await);
         raw.sort();
         report("raw NOTIFY→LISTEN round trip", &raw, started.elapsed());
-        if !notify.is_empty() && !raw.is_empty() {
-            let ratio = |p| percentile(&notify, p).as_secs_f64() / percentile(&raw, p).as_secs_f64();
-            println!(
-                "NOTIFY row / raw round trip: p50 {:.2}x, p99 {:.2}x",
-                ratio(0.50),
-                ratio(0.99)
-            );
+        let started = Instant::now();
+        let durable = match TestDb::postgres().await {
+            Some(db) => durable_notify(&db.url, samples).await,
+            None => Vec::new(),
+        };
+        report("durable write + NOTIFY, committed", &durable, started.elapsed());
+        for (floor, name) in [(&raw, "raw round trip"), (&durable, "durable write")] {
+            if !notify.is_empty() && !floor.is_empty() {
+                let ratio =
+                    |p| percentile(&notify, p).as_secs_f64() / percentile(floor, p).as_secs_f64();
+                println!(
+                    "NOTIFY row / {name}: p50 {:.2}x, p99 {:.2}x",
+                    ratio(0.50),
+                    ratio(0.99)
+                );
+            }
         }
         breakdown(base.clone(), (samples / 3).max(20)).await;
         if redis_answers(&redis).await {
