@@ -455,6 +455,29 @@ impl FiredAction {
             })
     }
 
+    /// The computed fields only (those written as expressions), each as its place among
+    /// [`FiredAction::fields`] and its value, in order. Every action fired from one compiled
+    /// action computes the same places (the action as written holds `null` there).
+    pub fn computed(&self) -> impl Iterator<Item = (usize, &Value)> + '_ {
+        let (one, many) = match &self.computed {
+            Computed::None => (None, &[][..]),
+            Computed::One(place, value) => (Some((*place, value)), &[][..]),
+            Computed::Many(values) => (None, &values[..]),
+        };
+        one.into_iter()
+            .chain(many.iter().map(|(place, value)| (*place, value)))
+    }
+
+    /// The identity of the compiled action this was fired from (the address of what every
+    /// action fired from it shares): equal for two fired actions of one compiled action, and
+    /// unique among compiled actions for as long as an action fired from it lives. For a caller
+    /// that builds something once per compiled action (the Python client builds each action's
+    /// fixed part of its answer once) and keeps it beside a clone of this action, which keeps
+    /// the identity from being reused.
+    pub fn template_id(&self) -> usize {
+        Arc::as_ptr(&self.template) as usize
+    }
+
     /// The action with its computed values in place.
     pub fn to_action(&self) -> Action {
         Action {

@@ -54,6 +54,37 @@ fn fields_keep_the_order_written_and_operations_are_computed() {
 }
 
 #[test]
+fn a_fired_action_names_its_computed_places_and_its_compiled_action() {
+    let text = r##"{"id": "n", "entry_point": "ep", "actions": [
+        {"type": "notify", "zeta": 1, "channel": {"cat": ["#", {"var": "team"}]},
+         "plain": [1, 2], "kept": {"preserve": {"var": "team"}}},
+        {"type": "log", "line": "fixed"}]}"##;
+    let rule = Rule::from_json_str(text).unwrap();
+    let set = Ruleset::compile(rule.entry_point.clone().unwrap(), vec![rule]).unwrap();
+    let first = set.evaluate(&json!({"team": "risk"}), Utc::now(), &Limits::default());
+    let second = set.evaluate(&json!({"team": "ops"}), Utc::now(), &Limits::default());
+    let computed: Vec<_> = first.actions[0].computed().collect();
+    assert_eq!(
+        computed,
+        [(1, &json!("#risk")), (3, &json!({"var": "team"}))]
+    );
+    assert_eq!(first.actions[1].computed().count(), 0);
+    // One compiled action, one identity, whatever was computed; another action, another one.
+    assert_eq!(
+        first.actions[0].template_id(),
+        second.actions[0].template_id()
+    );
+    assert_eq!(
+        first.actions[1].template_id(),
+        second.actions[1].template_id()
+    );
+    assert_ne!(
+        first.actions[0].template_id(),
+        first.actions[1].template_id()
+    );
+}
+
+#[test]
 fn the_seeded_examples_still_evaluate() {
     let rules = rulebook_rules::examples::seed_rules("default");
     let vat = EntryPoint::parse("vat_calculation").unwrap();
