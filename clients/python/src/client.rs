@@ -19,16 +19,21 @@
 //! call compares the process id with the one the client started in; in a child it leaves the
 //! parent's runtime and replica untouched (leaked, never dropped: dropping them would wait for
 //! threads that do not exist) and starts a new runtime and a new replica, which loads a fresh
-//! snapshot. The state lock is held only to swap or clone the replica (and across the restart in
+//! snapshot. The process id a call compares is kept in [`PROCESS`] rather than asked of the
+//! system (`getpid` is a system call, a noticeable part of a short read): it is noted again in
+//! every forked child that goes on running Python, by the `os.register_at_fork` hook that
+//! [`register_fork_hook`] installs when the module is imported. The state lock is held only to
+//! swap or clone the replica (and across the restart in
 //! a child), so a fork cannot copy it held except mid-restart.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use parking_lot::Mutex;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
@@ -39,10 +44,47 @@ use rulebook_rules::ScoreRequest;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
-use crate::json::{to_json, to_python};
+use crate::answer::Prototypes;
+use crate::json::{to_json, to_python, value_to_python};
 
 /// How long `wait_for` waits when not told.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// This process's id, noted on first use and again in a forked child by [`forked`]; 0 before.
+static PROCESS: AtomicU32 = AtomicU32::new(0);
+
+/// This process's id, without a system call once it is known.
+fn process_id() -> u32 {
+    match PROCESS.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PROCESS.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
+/// Run by Python in a forked child, before any other Python code: notes the child's id.
+#[pyfunction]
+fn forked() {
+    PROCESS.store(std::process::id(), Ordering::Relaxed);
+}
+
+/// Has Python call [`forked`] in every forked child (`os.register_at_fork`, which `os.fork`
+/// and `PyOS_AfterFork_Child` run: every fork that goes on running Python). Where there is no
+/// `fork` (Windows), there is nothing to register.
+pub(crate) fn register_fork_hook(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let os = module.py().import("os")?;
+    if !os.hasattr("register_at_fork")? {
+        return Ok(());
+    }
+    let hook = wrap_pyfunction!(forked, module)?;
+    let kwargs = PyDict::new(module.py());
+    kwargs.set_item("after_in_child", hook)?;
+    os.call_method("register_at_fork", (), Some(&kwargs))?;
+    Ok(())
+}
 
 /// The process's runtime and the process it was made in.
 struct ProcessRuntime {
@@ -56,7 +98,7 @@ struct ProcessRuntime {
 static RUNTIME: Mutex<Option<ProcessRuntime>> = Mutex::new(None);
 
 fn runtime() -> Result<&'static Runtime, ClientError> {
-    let pid = std::process::id();
+    let pid = process_id();
     let mut slot = RUNTIME.lock();
     if let Some(current) = slot.as_ref() {
         if current.pid == pid {
@@ -90,12 +132,14 @@ pub(crate) struct NativeClient {
     // The running replica. Held to clone or swap it, and across a restart after a fork so that
     // two threads of the child do not start two replicas.
     live: Mutex<Option<Live>>,
+    /// What `evaluate` answers are made of (see `answer.rs`).
+    prototypes: Prototypes,
 }
 
 impl Drop for NativeClient {
     fn drop(&mut self) {
         if let Some(live) = self.live.get_mut().take() {
-            if live.pid != std::process::id() {
+            if live.pid != process_id() {
                 // Made in the parent: its follower lives on the parent's runtime (see the
                 // module docs).
                 std::mem::forget(live);
@@ -116,7 +160,7 @@ impl NativeClient {
     /// The replica of this process, started (or restarted after a fork) if need be. Called with
     /// the GIL released.
     fn live(&self) -> Result<(&'static Runtime, Arc<Replica>), ClientError> {
-        let pid = std::process::id();
+        let pid = process_id();
         let mut live = self.live.lock();
         if let Some(current) = live.as_ref() {
             if current.pid == pid {
@@ -207,14 +251,16 @@ impl NativeClient {
             token,
             tenant,
             live: Mutex::new(None),
+            prototypes: Prototypes::default(),
         };
         py.detach(|| client.live().map(drop))
             .map_err(|e| error(py, e))?;
         Ok(client)
     }
 
-    /// The server's answer shape, computed locally (see `rulebook.Client.evaluate`). `at`: an
-    /// RFC 3339 time, or `None` for now; `explain`: add how every rule was decided.
+    /// The server's answer shape, computed locally (see `rulebook.Client.evaluate`). `context`:
+    /// a dict (else `TypeError`); `at`: an RFC 3339 time, or `None` for now; `explain`: add how
+    /// every rule was decided.
     #[pyo3(signature = (entry_point, context, at=None, explain=false))]
     fn evaluate<'py>(
         &self,
@@ -224,21 +270,24 @@ impl NativeClient {
         at: Option<&str>,
         explain: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if !context.is_instance_of::<PyDict>() {
+            return Err(PyTypeError::new_err(format!(
+                "`context` must be a dict such as {{'country': 'FR'}}, not {}",
+                context.get_type().name()?
+            )));
+        }
         let context = to_json(context)?;
         let at = time(at)?;
-        let answer = self.read(py, |view| {
+        let (seq, evaluation) = self.read(py, |view| {
             // One view for the answer and its `seq`, as the server pairs them.
-            let body = if explain {
+            let evaluation = if explain {
                 view.explain_at(entry_point, &context, at)?
             } else {
                 view.evaluate_at(entry_point, &context, at)?
             };
-            Ok(Fresh {
-                seq: view.seq(),
-                body,
-            })
+            Ok((view.seq(), evaluation))
         })?;
-        to_python(py, &answer)
+        Ok(self.prototypes.answer(py, seq, &evaluation)?.into_any())
     }
 
     /// The rules of `entry_point` in force now (enabled, inside their window), by priority then
@@ -292,7 +341,7 @@ impl NativeClient {
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
         let value = self.read(py, |view| Ok(view.param(rule_id, field)))?;
         match value {
-            Some(value) => Ok((true, to_python(py, &value)?)),
+            Some(value) => Ok((true, value_to_python(py, &value)?)),
             None => Ok((false, py.None().into_bound(py))),
         }
     }
@@ -490,7 +539,7 @@ impl NativeClient {
             let mut live = self.live.lock();
             // A fork between `live()` and here leaves the child's own replica alone.
             if let Some(current) = live.as_mut() {
-                if current.pid == std::process::id() {
+                if current.pid == process_id() {
                     current.replica = new;
                 }
             }

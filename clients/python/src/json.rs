@@ -10,7 +10,7 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyNone, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
 /// How deep a Python value may nest (what `json.dumps` would refuse with a `RecursionError`).
@@ -30,6 +30,14 @@ fn to_json_at(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Err(PyValueError::new_err(format!(
             "the value nests deeper than {MAX_DEPTH} levels"
         )));
+    }
+    // The exact types first: a pointer comparison each, where the checks below that take
+    // subclasses call into Python (a context is mostly plain strs, dicts and numbers).
+    if let Ok(text) = value.cast_exact::<PyString>() {
+        return string(text);
+    }
+    if let Ok(dict) = value.cast_exact::<PyDict>() {
+        return object(dict, depth);
     }
     if value.is_none() {
         return Ok(Value::Null);
@@ -56,20 +64,10 @@ fn to_json_at(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         });
     }
     if let Ok(text) = value.cast::<PyString>() {
-        return Ok(Value::String(text.to_str()?.to_owned()));
+        return string(text);
     }
     if let Ok(dict) = value.cast::<PyDict>() {
-        let mut map = Map::with_capacity(dict.len());
-        for (key, item) in dict.iter() {
-            let Ok(key) = key.cast::<PyString>() else {
-                return Err(PyTypeError::new_err(format!(
-                    "JSON object keys are strings, not `{}`",
-                    key.get_type().name()?
-                )));
-            };
-            map.insert(key.to_str()?.to_owned(), to_json_at(&item, depth + 1)?);
-        }
-        return Ok(Value::Object(map));
+        return object(dict, depth);
     }
     if let Ok(list) = value.cast::<PyList>() {
         return list
@@ -91,6 +89,26 @@ fn to_json_at(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     )))
 }
 
+/// A `str` (or a subclass) as JSON.
+fn string(text: &Bound<'_, PyString>) -> PyResult<Value> {
+    Ok(Value::String(text.to_str()?.to_owned()))
+}
+
+/// A `dict` (or a subclass) at `depth` as a JSON object.
+fn object(dict: &Bound<'_, PyDict>, depth: usize) -> PyResult<Value> {
+    let mut map = Map::with_capacity(dict.len());
+    for (key, item) in dict.iter() {
+        let Ok(key) = key.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(format!(
+                "JSON object keys are strings, not `{}`",
+                key.get_type().name()?
+            )));
+        };
+        map.insert(key.to_str()?.to_owned(), to_json_at(&item, depth + 1)?);
+    }
+    Ok(Value::Object(map))
+}
+
 /// `value` (an answer, a `serde_json::Value`) as plain Python values, built straight from its
 /// `Serialize` by `pythonize`: structs and maps become dicts in field order, sequences lists.
 pub(crate) fn to_python<'py>(
@@ -98,4 +116,38 @@ pub(crate) fn to_python<'py>(
     value: &impl serde::Serialize,
 ) -> PyResult<Bound<'py, PyAny>> {
     Ok(pythonize::pythonize(py, value)?)
+}
+
+/// `value` as plain Python values, as `json.loads` makes them: what [`to_python`] makes of it,
+/// without going through `Serialize` (for the values an answer computes, one at a time).
+pub(crate) fn value_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => PyNone::get(py).to_owned().into_any(),
+        Value::Bool(flag) => PyBool::new(py, *flag).to_owned().into_any(),
+        // As `Number` serialises: an integer as one (u64 past i64), else a float.
+        Value::Number(number) => match (number.as_i64(), number.as_u64()) {
+            (Some(int), _) => int.into_pyobject(py)?.into_any(),
+            (None, Some(int)) => int.into_pyobject(py)?.into_any(),
+            _ => number
+                .as_f64()
+                .unwrap_or(f64::NAN)
+                .into_pyobject(py)?
+                .into_any(),
+        },
+        Value::String(text) => PyString::new(py, text).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(value_to_python(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (key, item) in map {
+                dict.set_item(key, value_to_python(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
 }

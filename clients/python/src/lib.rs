@@ -36,6 +36,7 @@
 //! plain Python values to JSON and back.
 #![deny(missing_docs)]
 
+mod answer;
 mod client;
 mod drive;
 mod json;
@@ -499,6 +500,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<LoadOp>()?;
     module.add_class::<CachedFunction>()?;
     module.add_class::<client::NativeClient>()?;
+    client::register_fork_hook(module)?;
     module.add("DONE", DONE)?;
     module.add("RUN", RUN)?;
     module.add("WAIT", WAIT)?;

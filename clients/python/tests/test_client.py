@@ -7,6 +7,7 @@ Without the binary the tests skip, saying why; under ``CI=true`` they fail."""
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import select
@@ -71,6 +72,10 @@ def test_local_evaluation_equals_the_servers_answer(server: Server, client: rule
                 assert local[key] == remote[key], (entry_point, context, key)
             assert local.get("stopped_by") == remote.get("stopped_by")
             assert local["seq"] == remote["seq"]
+            # The same key order as the server's JSON, at every level.
+            assert list(local) == [key for key in remote if key != "decision_id"]
+            for key in ("matched", "actions", "errors"):
+                assert [list(item) for item in local[key]] == [list(item) for item in remote[key]]
             compared += 1
     assert compared == 4 * 26
     # The seeded rules do match something: the comparison is not of empty answers.
@@ -366,3 +371,87 @@ def test_explain_says_how_every_rule_was_decided(client: rulebook.Client):
     assert outcomes["vat_gb_standard"] == "condition_false"
     assert len(answer["explain"]) >= len(client.entry_point_rules("vat_calculation")) > 1
     assert "explain" not in client.evaluate("vat_calculation", {"country": "FR"})
+
+
+NOTIFY = {
+    "id": "notify_team",
+    "entry_point": "notify",
+    "priority": 5,
+    "reason": "answers test",
+    "params": {"team": "risk"},
+    "actions": [
+        {
+            "type": "notify",
+            "channel": {"cat": ["#", {"var": "params.team"}, "-", {"var": "country"}]},
+            "targets": ["ops", {"var": "country"}],
+            "meta": {"level": 1, "tags": ["a"]},
+            "plain": "fixed",
+        },
+        {"type": "log", "line": "notified"},
+    ],
+}
+
+
+def test_answers_follow_rule_changes_and_are_the_callers_own(client: rulebook.Client):
+    """Each answer is built from dicts the client keeps per matched rule and per action: a
+    changed rule must never be answered from the old ones, and a caller mutating an answer
+    must not change the next."""
+    client.rules.create(NOTIFY)
+    at = "2026-03-03T10:00:00Z"
+    first = client.evaluate("notify", {"country": "FR"}, at=at)
+    assert first["matched"] == [{"id": "notify_team", "version": 1, "priority": 5}]
+    assert first["actions"] == [
+        {
+            "rule_id": "notify_team",
+            "type": "notify",
+            "channel": "#risk-FR",
+            "targets": ["ops", "FR"],
+            "meta": {"level": 1, "tags": ["a"]},
+            "plain": "fixed",
+        },
+        {"rule_id": "notify_team", "type": "log", "line": "notified"},
+    ]
+    kept = copy.deepcopy(first)
+
+    # Mutate everything the answer holds, nested lists and dicts included.
+    first["matched"][0]["id"] = "changed"
+    first["matched"].append({"id": "extra"})
+    action = first["actions"][0]
+    action["channel"] = "#changed"
+    action["plain"] = "changed"
+    action["targets"].append("changed")
+    action["meta"]["tags"].append("changed")
+    action["meta"]["level"] = 2
+    action["added"] = True
+    first["actions"][1].clear()
+    again = client.evaluate("notify", {"country": "FR"}, at=at)
+    assert again == kept
+    assert [list(a) for a in again["actions"]] == [list(a) for a in kept["actions"]]
+    assert client.evaluate("notify", {"country": "DE"})["actions"][0]["channel"] == "#risk-DE"
+
+    # A new version with other actions, fields and priority: the answer shows only the new ones.
+    rule = client.rules.get("notify_team")
+    rule["priority"] = 7
+    rule["actions"] = [
+        {"type": "alert", "plain": "other", "channel": {"cat": [{"var": "params.team"}, "!"]}}
+    ]
+    updated = client.rules.update(rule, reason="other action")
+    answer = client.evaluate("notify", {"country": "FR"})
+    assert answer["matched"] == [
+        {"id": "notify_team", "version": updated["version"], "priority": 7}
+    ]
+    assert answer["actions"] == [
+        {"rule_id": "notify_team", "type": "alert", "plain": "other", "channel": "risk!"}
+    ]
+    assert list(answer["actions"][0]) == ["rule_id", "type", "plain", "channel"]
+
+    # A param change reaches the computed values; a renamed rule answers with its new id.
+    client.rules.update_params("notify_team", {"team": "ops"})
+    assert client.evaluate("notify", {"country": "FR"})["actions"][0]["channel"] == "ops!"
+    renamed = {**NOTIFY, "id": "notify_desk"}
+    client.rules.delete("notify_team")
+    client.rules.create(renamed)
+    answer = client.evaluate("notify", {"country": "GB"})
+    assert [m["id"] for m in answer["matched"]] == ["notify_desk"]
+    assert [a["rule_id"] for a in answer["actions"]] == ["notify_desk", "notify_desk"]
+    assert answer["actions"][0]["channel"] == "#risk-GB"

@@ -85,10 +85,10 @@ class Client:
         ``RulebookError`` (``stored_rules_unusable``) for stored rules that cannot be compiled;
         ``ReplicaError`` when the replica does not reflect this client's own write in time.
         """
-        if not isinstance(context, dict):
-            kind = type(context).__name__
-            raise TypeError(f"`context` must be a dict such as {{'country': 'FR'}}, not {kind}")
-        return self._native.evaluate(entry_point, context, _rfc3339(at), explain)
+        # The native call checks that `context` is a dict; `at` is most often left out.
+        if at is not None:
+            at = _rfc3339(at)
+        return self._native.evaluate(entry_point, context, at, explain)
 
     def entry_point_rules(self, entry_point: str) -> list[dict[str, Any]]:
         """The rules of ``entry_point`` in force now (enabled and inside their schedule window),
