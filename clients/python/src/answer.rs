@@ -132,21 +132,47 @@ impl Prototypes {
             places.push(place);
         }
         dict.set_item(intern!(py, "matched"), PyList::new(py, matched)?)?;
-        // The actions come rule by rule, in the order the rules matched: each is found by
-        // walking the matched rules along with them, and is its rule's `nth`.
+        // The actions come rule by rule, in the order the rules matched: each is its rule's
+        // `nth`. An action is first looked for where the last one was found (the same rule's
+        // next action, or the next rule's first), by its compiled action's identity alone;
+        // only when that fails is its rule looked for by id, which reads the compiled action
+        // (memory the evaluation may not have touched).
         let mut actions = Vec::with_capacity(evaluation.actions.len());
         let (mut next, mut nth) = (0, 0);
         for fired in &evaluation.actions {
-            let address = fired.rule_id().as_ptr() as usize;
-            while next < places.len() && state.rules[places[next]].address != address {
-                next += 1;
-                nth = 0;
-            }
-            actions.push(match places.get(next) {
-                Some(&place) => state.rules[place].action(py, nth, fired)?,
-                // Not an action of a matched rule, which the rules crate does not make: built
-                // without keeping anything.
-                None => ActionPrototype::new(py, fired)?.fill(py, fired)?,
+            let id = fired.template_id();
+            let kept = |rule: usize, nth: usize| {
+                places
+                    .get(rule)
+                    .and_then(|&place| state.rules[place].actions.get(nth))
+            };
+            let found = match kept(next, nth) {
+                Some(prototype) if prototype.fired.template_id() == id => Some(prototype),
+                _ => match kept(next + 1, 0) {
+                    Some(prototype) if prototype.fired.template_id() == id => {
+                        (next, nth) = (next + 1, 0);
+                        Some(prototype)
+                    }
+                    _ => None,
+                },
+            };
+            actions.push(match found {
+                Some(prototype) => prototype.fill(py, fired)?,
+                None => {
+                    let address = fired.rule_id().as_ptr() as usize;
+                    if places.get(next).map(|&place| state.rules[place].address) != Some(address) {
+                        nth = 0;
+                        next = (next..places.len())
+                            .find(|&rule| state.rules[places[rule]].address == address)
+                            .unwrap_or(places.len());
+                    }
+                    match places.get(next) {
+                        Some(&place) => state.rules[place].action(py, nth, fired)?,
+                        // Not an action of a matched rule, which the rules crate does not
+                        // make: built without keeping anything.
+                        None => ActionPrototype::new(py, fired)?.fill(py, fired)?,
+                    }
+                }
             });
             nth += 1;
         }

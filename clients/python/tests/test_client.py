@@ -99,7 +99,7 @@ def test_local_score_equals_the_servers_answer(server: Server, client: rulebook.
             assert local[key] == remote[key], (input, key)
 
 
-def test_evaluate_at_a_time(client: rulebook.Client):
+def test_evaluate_at_a_time(server: Server, client: rulebook.Client):
     from datetime import UTC, datetime
 
     at = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
@@ -107,6 +107,12 @@ def test_evaluate_at_a_time(client: rulebook.Client):
     assert client.evaluate("checkout_terms", {}, at="2026-03-03T10:00:00Z")["at"] == (
         "2026-03-03T10:00:00Z"
     )
+    # Written as the server writes it, whatever the fraction of a second (and in one second).
+    for fraction in ["", ".5", ".25", ".123456", ".1234567", ".000000001", ".999999999"]:
+        for at in [f"2026-03-03T10:00:00{fraction}Z", f"2026-03-03T12:00:01{fraction}+02:00"]:
+            local = client.evaluate("checkout_terms", {}, at=at)["at"]
+            remote = server.http("POST", "/v1/evaluate/checkout_terms", {"context": {}, "at": at})
+            assert local == remote["at"], at
     with pytest.raises(ValueError, match="aware"):
         client.evaluate("checkout_terms", {}, at=datetime(2026, 3, 3))
     with pytest.raises(ValueError, match="RFC 3339"):
