@@ -13,7 +13,6 @@
 //! every answer, so mutating an answer never reaches the next one.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -55,6 +54,8 @@ struct State {
     seq_int: Option<Py<PyAny>>,
     /// The entry points answered, as Python strings.
     entry_points: Vec<(String, Py<PyString>)>,
+    /// Room for an answer's places of its matched rules in `rules`.
+    matched_places: Vec<usize>,
 }
 
 /// A matched rule's `{"id", "version", "priority"}` and the prototypes of its actions.
@@ -125,7 +126,10 @@ impl Prototypes {
         )?;
         dict.set_item(intern!(py, "at"), state.rfc3339(evaluation.at))?;
         let mut matched = Vec::with_capacity(evaluation.matched.len());
-        let mut places = Vec::with_capacity(evaluation.matched.len());
+        // Where each matched rule's prototypes are in `state.rules`, in a vector kept between
+        // answers (put back below).
+        let mut places = std::mem::take(&mut state.matched_places);
+        places.clear();
         for rule in &evaluation.matched {
             let place = state.rule(py, rule)?;
             matched.push(state.rules[place].dict.bind(py).copy()?);
@@ -177,6 +181,7 @@ impl Prototypes {
             nth += 1;
         }
         dict.set_item(intern!(py, "actions"), PyList::new(py, actions)?)?;
+        state.matched_places = places;
         if let Some(stopper) = &evaluation.stopped_by {
             dict.set_item(intern!(py, "stopped_by"), stopper)?;
         }
@@ -269,8 +274,11 @@ impl State {
             _ => (9, nanos),
         };
         if digits > 0 {
-            // Writing to a String does not fail.
-            let _ = write!(text, ".{fraction:0digits$}");
+            text.push('.');
+            for exponent in (0..digits).rev() {
+                let digit = fraction / 10u32.pow(exponent) % 10;
+                text.push(char::from_digit(digit, 10).unwrap_or('0'));
+            }
         }
         text.push('Z');
         text

@@ -4,9 +4,10 @@
 //! `json.loads` would make them from the server's answer ([`to_python`]: a struct or a map becomes
 //! a dict in the order it serialises, which is the HTTP answer's order).
 //!
-//! An answer goes straight from its `Serialize` to Python objects, with no JSON text between: an
-//! evaluation's answer built this way costs a fraction of serialising it and reading the text
-//! back with `json.loads`.
+//! An answer goes straight from its `Serialize` to Python objects, with no JSON text between,
+//! which costs a fraction of serialising it and reading the text back with `json.loads`. The
+//! answer of an evaluation, the call made most, is built by hand from kept dicts instead (see
+//! `answer.rs`), with [`value_to_python`] for the values it computes.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
