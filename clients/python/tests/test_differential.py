@@ -175,6 +175,8 @@ def test_local_evaluation_and_explain_equal_the_server_on_generated_rules(
                 )
                 remote.pop("decision_id", None)
                 assert local == remote, (entry_point, context)
+                # The same key order at every level, as the server writes its JSON.
+                assert json.dumps(local) == json.dumps(remote), (entry_point, context)
                 compared += 1
                 matched += len(local["matched"])
                 failed += len(local["errors"])
