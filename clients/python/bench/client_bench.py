@@ -20,10 +20,9 @@ directory, on a free port, with the admin token below; it is stopped at the end.
 The split of ``evaluate``: ``time_evaluation`` times the evaluation alone inside Rust (the
 context converted once, the answers kept as the rules crate returns them); the rest of a call is
 the context's conversion, the GIL released and taken back, and the answer's Python objects. The
-last run's figures are in clients/python/README.md ("Figures"), at load 5: ``evaluate`` 49.1x
-the seed-style evaluation, the call's part 1.01x the evaluation (0.80x to 1.25x over twelve
-runs at load 4 to 8; 2.5x to 2.75x before the answers were built from kept dicts), param and
-flag reads over 1,800x the HTTP call.
+last run's figures are in clients/python/README.md ("Figures"), at load 2.5: ``evaluate`` 54.5x
+the seed-style evaluation, the call's part 1.09x and 1.16x the evaluation in two runs (2.38x
+before the answers were built from kept dicts), param and flag reads over 1,600x the HTTP call.
 """
 
 from __future__ import annotations
