@@ -70,65 +70,51 @@ async fn redis_answers(url: &str) -> bool {
     )
 }
 
-/// The raw floor: `samples` NOTIFY→LISTEN round trips on the database at `url`, each sent after
-/// the previous one was received; returns their durations, sorted.
-async fn raw_notify(url: &str, samples: usize) -> Vec<Duration> {
+/// A floor: `samples` notifications on the database at `url`, each sent after the previous one
+/// was received, timed from before the send to the receipt; returns the durations, sorted. Raw:
+/// `SELECT pg_notify(...)`, which writes nothing. Durable: one row inserted with its `NOTIFY` in
+/// one statement, then committed, which waits for the write-ahead log to reach the disk (the
+/// transaction is begun before the clock starts, as a change's is before its change row).
+async fn floor(url: &str, samples: usize, durable: bool) -> Vec<Duration> {
     let channel = rulebook_testkit::unique_channel();
     let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
     listener.listen(&channel).await.unwrap();
     let mut sender = sqlx::PgConnection::connect(url).await.unwrap();
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
-        let started = Instant::now();
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(&channel)
+    if durable {
+        sqlx::query("CREATE TABLE IF NOT EXISTS durable_floor (id BIGSERIAL PRIMARY KEY)")
             .execute(&mut sender)
             .await
             .unwrap();
+    }
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let started = if durable {
+            let mut tx = sender.begin().await.unwrap();
+            let started = Instant::now();
+            sqlx::query(
+                "WITH written AS (INSERT INTO durable_floor DEFAULT VALUES RETURNING id) \
+                 SELECT pg_notify($1, id::text) FROM written",
+            )
+            .bind(&channel)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            started
+        } else {
+            let started = Instant::now();
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&channel)
+                .execute(&mut sender)
+                .await
+                .unwrap();
+            started
+        };
         tokio::time::timeout(Duration::from_secs(30), listener.recv())
             .await
             .expect("a NOTIFY was not received in 30 s")
             .unwrap();
         // The first tenth warms the connections up.
-        if i >= samples / 10 {
-            times.push(started.elapsed());
-        }
-    }
-    sender.close().await.ok();
-    times.sort();
-    times
-}
-
-/// The durable floor: `samples` transactions on the database at `url`, each inserting one row
-/// and sending a `NOTIFY` in one statement, then committing (which waits for the write-ahead log
-/// to reach the disk), each sent after the previous notification was received; returns their
-/// durations from before the statement to the receipt, sorted.
-async fn durable_notify(url: &str, samples: usize) -> Vec<Duration> {
-    let channel = rulebook_testkit::unique_channel();
-    let mut listener = sqlx::postgres::PgListener::connect(url).await.unwrap();
-    listener.listen(&channel).await.unwrap();
-    let mut sender = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::query("CREATE TABLE IF NOT EXISTS durable_floor (id BIGSERIAL PRIMARY KEY)")
-        .execute(&mut sender)
-        .await
-        .unwrap();
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
-        let mut tx = sender.begin().await.unwrap();
-        let started = Instant::now();
-        sqlx::query(
-            "WITH written AS (INSERT INTO durable_floor DEFAULT VALUES RETURNING id) \
-             SELECT pg_notify($1, id::text) FROM written",
-        )
-        .bind(&channel)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        tokio::time::timeout(Duration::from_secs(30), listener.recv())
-            .await
-            .expect("a NOTIFY was not received in 30 s")
-            .unwrap();
         if i >= samples / 10 {
             times.push(started.elapsed());
         }
@@ -331,16 +317,16 @@ fn main() {
         };
         println!("propagation lag, commit (change-log time) to applied on another instance:");
         let started = Instant::now();
-        let mut raw = raw_notify(&pg, samples / 2).await;
+        let mut raw = floor(&pg, samples / 2, false).await;
         let notify = measure("NOTIFY (LISTEN, no poll)", base.clone(), samples)
             .await
             .unwrap_or_default();
-        raw.extend(raw_notify(&pg, samples / 2).await);
+        raw.extend(floor(&pg, samples / 2, false).await);
         raw.sort();
         report("raw NOTIFY→LISTEN round trip", &raw, started.elapsed());
         let started = Instant::now();
         let durable = match TestDb::postgres().await {
-            Some(db) => durable_notify(&db.url, samples).await,
+            Some(db) => floor(&db.url, samples, true).await,
             None => Vec::new(),
         };
         report("durable write + NOTIFY, committed", &durable, started.elapsed());
