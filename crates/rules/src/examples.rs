@@ -45,6 +45,30 @@ pub fn benchmark_rules() -> Vec<Rule> {
         .collect()
 }
 
+/// The load benchmark's entry point `load_test`: 50 rules `LOAD-00` to `LOAD-49` (priority `i`),
+/// each matching when `country` is `FR` (even `i`) or `DE` (odd `i`) and `total` is over its
+/// param `threshold` (`10 * i`), with one computed action (`flag_i` set to `total * 0.2`). The
+/// server's load benchmark and the decision log's benchmark share them (`scripts/bench-http`
+/// writes the same rules as JSON).
+pub fn load_rules() -> Vec<Rule> {
+    (0..50)
+        .map(|i| {
+            let mut rule = Rule::new(format!("LOAD-{i:02}"));
+            rule.entry_point = EntryPoint::parse("load_test").ok();
+            rule.priority = i;
+            rule.condition = json!({"and": [
+                {"==": [{"var": "country"}, if i % 2 == 0 { "FR" } else { "DE" }]},
+                {">": [{"var": "total"}, {"var": "params.threshold"}]}
+            ]});
+            rule.params.insert("threshold".into(), json!(i * 10));
+            rule.actions = vec![Action::new("set_value")
+                .with("field", format!("flag_{i}"))
+                .with("value", json!({"*": [{"var": "total"}, 0.2]}))];
+            rule
+        })
+        .collect()
+}
+
 /// Every example rule for `tenant`, each passing [`Rule::validate`].
 pub fn seed_rules(tenant: &str) -> Vec<Rule> {
     let mut rules = Vec::new();

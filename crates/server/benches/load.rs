@@ -33,7 +33,6 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::{Json, Router};
 use rulebook::{AppState, Config, Server};
-use rulebook_rules::{Action, EntryPoint, Rule};
 use rulebook_store::Author;
 use serde_json::{json, Value};
 
@@ -62,26 +61,6 @@ impl Phase {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
-}
-
-fn rules() -> Vec<Rule> {
-    let entry_point = EntryPoint::parse(ENTRY_POINT).unwrap();
-    (0..50)
-        .map(|i| {
-            let mut rule = Rule::new(format!("LOAD-{i:02}"));
-            rule.entry_point = Some(entry_point.clone());
-            rule.priority = i;
-            rule.condition = json!({"and": [
-                {"==": [{"var": "country"}, if i % 2 == 0 { "FR" } else { "DE" }]},
-                {">": [{"var": "total"}, {"var": "params.threshold"}]}
-            ]});
-            rule.params = json!({"threshold": i * 10}).as_object().unwrap().clone();
-            rule.actions = vec![Action::new("set_value")
-                .with("field", format!("flag_{i}"))
-                .with("value", json!({"*": [{"var": "total"}, 0.2]}))];
-            rule
-        })
-        .collect()
 }
 
 async fn drive(name: &'static str, url: String, connections: usize, seconds: u64) -> Phase {
@@ -133,7 +112,11 @@ async fn start_rulebook(path: &std::path::Path, decision_log: bool) -> (SocketAd
     let state = server.state().clone();
     state
         .store()
-        .import_rules("default", rules(), &Author::new("load"))
+        .import_rules(
+            "default",
+            rulebook_rules::examples::load_rules(),
+            &Author::new("load"),
+        )
         .await
         .unwrap();
     while !server.state().is_ready() {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rulebook_rules::{Action, EntryPoint, Rule, Ruleset};
+use rulebook_rules::{EntryPoint, Ruleset};
 use rulebook_store::{
     DecisionKind, DecisionLog, DecisionLogConfig, NewDecision, Store, VersionsUsed,
 };
@@ -35,20 +35,10 @@ fn env_number(name: &str, default: u64) -> u64 {
 /// The load benchmark's 50 rules.
 fn ruleset() -> Ruleset {
     let entry_point = EntryPoint::parse(ENTRY_POINT).unwrap();
-    let rules = (0..50)
-        .map(|i| {
-            let mut rule = Rule::new(format!("LOAD-{i:02}"));
-            rule.entry_point = Some(entry_point.clone());
-            rule.priority = i;
+    let rules = rulebook_rules::examples::load_rules()
+        .into_iter()
+        .map(|mut rule| {
             rule.version = 1;
-            rule.condition = json!({"and": [
-                {"==": [{"var": "country"}, if i % 2 == 0 { "FR" } else { "DE" }]},
-                {">": [{"var": "total"}, {"var": "params.threshold"}]}
-            ]});
-            rule.params = json!({"threshold": i * 10}).as_object().unwrap().clone();
-            rule.actions = vec![Action::new("set_value")
-                .with("field", format!("flag_{i}"))
-                .with("value", json!({"*": [{"var": "total"}, 0.2]}))];
             rule
         })
         .collect();
