@@ -134,16 +134,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     // The servers get a runtime of their own, and the load its own, as two processes would.
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (servers, load) = driver::runtimes();
 
     let (rulebook_addr, logged_addr, ceiling_addr, store, logged) = servers.block_on(async {
         let (rulebook_addr, state) = start_rulebook(&dir.path().join("load.db"), false).await;

@@ -201,16 +201,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     // The server gets a runtime of its own, and the load its own, as two processes would.
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (server, load) = driver::runtimes();
     let (addr, state) = server.block_on(start(&dir.path().join("growth.db")));
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();

@@ -6,6 +6,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Two runtimes of two workers each: one for the servers, one for the load, as two processes
+/// would have.
+pub fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    };
+    (runtime(), runtime())
+}
+
 /// Picks the tenant of each request (sent as `x-tenant-id`), a fresh pick per request.
 pub type PickTenant = Arc<dyn Fn() -> String + Send + Sync>;
 
