@@ -331,6 +331,33 @@ impl NativeClient {
         })
     }
 
+    /// For `bench/client_bench.py`, the other part of its split: evaluates `entry_point` once,
+    /// then `times` times converts `context` to JSON and the evaluation's answer to Python
+    /// objects, as `evaluate` does, and frees both (the answer's freeing is part of its cost:
+    /// a caller drops each answer), and returns the mean nanoseconds per conversion.
+    fn time_conversion(
+        &self,
+        py: Python<'_>,
+        entry_point: &str,
+        context: &Bound<'_, PyAny>,
+        times: u32,
+    ) -> PyResult<f64> {
+        let json = to_json(context)?;
+        let (seq, evaluation) = self.read(py, |view| {
+            Ok((view.seq(), view.evaluate_at(entry_point, &json, Utc::now())?))
+        })?;
+        drop(json);
+        let times = times.max(1);
+        let start = std::time::Instant::now();
+        for _ in 0..times {
+            drop(std::hint::black_box(to_json(context)?));
+            drop(std::hint::black_box(
+                self.prototypes.answer(py, seq, &evaluation)?,
+            ));
+        }
+        Ok(start.elapsed().as_nanos() as f64 / f64::from(times))
+    }
+
     /// A param's value, or `(False, None)` when the rule or the param does not exist: the
     /// answer is `(found, value)`.
     fn get_value<'py>(
