@@ -344,16 +344,21 @@ impl NativeClient {
     ) -> PyResult<f64> {
         let json = to_json(context)?;
         let (seq, evaluation) = self.read(py, |view| {
-            Ok((view.seq(), view.evaluate_at(entry_point, &json, Utc::now())?))
+            Ok((
+                view.seq(),
+                view.evaluate_at(entry_point, &json, Utc::now())?,
+            ))
         })?;
         drop(json);
         let times = times.max(1);
         let start = std::time::Instant::now();
         for _ in 0..times {
             drop(std::hint::black_box(to_json(context)?));
-            drop(std::hint::black_box(
-                self.prototypes.answer(py, seq, &evaluation)?,
-            ));
+            drop(std::hint::black_box(self.prototypes.answer(
+                py,
+                seq,
+                &evaluation,
+            )?));
         }
         Ok(start.elapsed().as_nanos() as f64 / f64::from(times))
     }
