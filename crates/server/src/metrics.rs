@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use parking_lot::RwLock;
 
@@ -248,24 +247,39 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// The middleware that records every request.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state
-        .metrics()
-        .record(method_label(&method), route, status, elapsed);
-    if status >= 500 {
-        tracing::warn!(%method, %route, status, ?elapsed, "request failed");
-    } else {
-        tracing::debug!(%method, %route, status, ?elapsed, "request");
+/// One request being served, for its metrics and its log line: started by
+/// [`crate::api`]'s middleware before the request runs and finished with its response.
+#[derive(Debug)]
+pub struct Tracked {
+    started: Instant,
+    method: &'static str,
+    route: Option<MatchedPath>,
+}
+
+impl Tracked {
+    /// Starts the clock on `request`, noting its method (as a bounded label) and its route.
+    pub fn start(request: &Request) -> Tracked {
+        Tracked {
+            started: Instant::now(),
+            method: method_label(request.method()),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+        }
     }
-    response
+
+    /// Records the request's status and duration, and logs it: at `warn` for a 5xx answer, at
+    /// `debug` otherwise.
+    pub fn finish(self, state: &AppState, response: &Response) {
+        let status = response.status().as_u16();
+        let elapsed = self.started.elapsed();
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let method = self.method;
+        state.metrics().record(method, route, status, elapsed);
+        if status >= 500 {
+            tracing::warn!(%method, %route, status, ?elapsed, "request failed");
+        } else {
+            tracing::debug!(%method, %route, status, ?elapsed, "request");
+        }
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
