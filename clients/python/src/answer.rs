@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -48,8 +48,6 @@ struct State {
     /// which its fired actions' `rule_id` shares).
     places: HashMap<usize, usize, foldhash::fast::RandomState>,
     rules: Vec<RulePrototype>,
-    /// The last second written by [`State::rfc3339`] and its text up to the seconds.
-    second: Option<(i64, String)>,
     /// `seq` as a Python int, made once.
     seq_int: Option<Py<PyAny>>,
     /// The entry points answered, as Python strings.
@@ -124,7 +122,7 @@ impl Prototypes {
             intern!(py, "entry_point"),
             state.entry_point(py, evaluation.entry_point.as_str()),
         )?;
-        dict.set_item(intern!(py, "at"), state.rfc3339(evaluation.at))?;
+        dict.set_item(intern!(py, "at"), rfc3339(evaluation.at))?;
         let mut matched = Vec::with_capacity(evaluation.matched.len());
         // Where each matched rule's prototypes are in `state.rules`, in a vector kept between
         // answers (put back below).
@@ -231,6 +229,14 @@ fn top(py: Python<'_>, stopped: bool) -> PyResult<&Bound<'_, PyDict>> {
     Ok(dict.bind(py))
 }
 
+/// `at` as the server's answer writes it ([`rulebook_rules::write_rfc3339`]).
+fn rfc3339(at: DateTime<Utc>) -> String {
+    let mut text = Vec::with_capacity(30);
+    rulebook_rules::write_rfc3339(&mut text, &at);
+    // The writer writes ASCII digits and separators only.
+    String::from_utf8(text).unwrap_or_default()
+}
+
 impl State {
     /// `name` as a Python string, kept for the next answers (strings cannot change).
     fn entry_point<'py>(&mut self, py: Python<'py>, name: &str) -> Bound<'py, PyString> {
@@ -243,44 +249,6 @@ impl State {
         let text = PyString::new(py, name);
         self.entry_points
             .push((name.to_owned(), text.clone().unbind()));
-        text
-    }
-
-    /// `at` as its `Serialize` writes it: chrono's RFC 3339 in UTC with as many decimals as the
-    /// nanoseconds need (none, 3, 6 or 9) and `Z`. Formatting the date and time costs more than
-    /// the rest of a small answer's strings, so the text up to the seconds is kept for the
-    /// next answer of the same second.
-    fn rfc3339(&mut self, at: DateTime<Utc>) -> String {
-        let nanos = at.timestamp_subsec_nanos();
-        if nanos >= 1_000_000_000 {
-            // A leap second, which chrono writes as `:60`.
-            return at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-        }
-        let second = at.timestamp();
-        let prefix = match &mut self.second {
-            Some((kept, prefix)) if *kept == second => prefix,
-            slot => {
-                let mut prefix = at.to_rfc3339_opts(SecondsFormat::Secs, true);
-                prefix.pop(); // the `Z`
-                &mut slot.insert((second, prefix)).1
-            }
-        };
-        let mut text = String::with_capacity(prefix.len() + 11);
-        text.push_str(prefix);
-        let (digits, fraction) = match nanos {
-            0 => (0, 0),
-            _ if nanos % 1_000_000 == 0 => (3, nanos / 1_000_000),
-            _ if nanos % 1_000 == 0 => (6, nanos / 1_000),
-            _ => (9, nanos),
-        };
-        if digits > 0 {
-            text.push('.');
-            for exponent in (0..digits).rev() {
-                let digit = fraction / 10u32.pow(exponent) % 10;
-                text.push(char::from_digit(digit, 10).unwrap_or('0'));
-            }
-        }
-        text.push('Z');
         text
     }
 

@@ -64,5 +64,5 @@ mod ruleset;
 mod scorecard;
 
 pub use params::{Flag, Params};
-pub use ruleset::{Evaluation, FiredAction, MatchedRule, Ruleset};
+pub use ruleset::{write_rfc3339, Evaluation, FiredAction, MatchedRule, Ruleset};
 pub use scorecard::{FactorScore, ScoreRequest, ScoreResult, Scorecard, ESCALATION_PARAM};
