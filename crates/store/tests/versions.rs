@@ -25,6 +25,7 @@ on_both_backends!(
     rules_as_of_each_point_between_five_versions_are_those_versions,
     the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_restart,
     a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_pruned_with_the_last,
+    decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_sql,
 );
 
 async fn a_version_can_be_read_diffed_and_rolled_back_through_the_write_path(db: &TestDb) {
@@ -484,4 +485,160 @@ async fn a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_prune
     log.stop().await;
     assert_eq!(store.decision(T, "s-again").await.unwrap().versions, shared);
     assert_eq!(log.stats().failed, 0);
+}
+
+/// Fails with the first place `listed` and `expected` differ (the lists are long).
+fn assert_same_ids(listed: &[String], expected: &[String]) {
+    let first = listed.iter().zip(expected).position(|(a, b)| a != b);
+    assert!(
+        first.is_none() && listed.len() == expected.len(),
+        "listed {} ids, expected {}; first difference at {first:?}",
+        listed.len(),
+        expected.len()
+    );
+}
+
+/// Runs `sql` (one `COUNT`-like integer column) on the test database directly.
+async fn sql_integer(db: &TestDb, sql: &str) -> i64 {
+    use sqlx::Connection;
+    match db.backend {
+        rulebook_store::Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+        _ => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+}
+
+async fn decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_sql(db: &TestDb) {
+    let store = db.open().await;
+    let t0 = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+    // 600 decisions 100 ms apart over a minute, spread over 40 entry points (one decision each
+    // every 4 s), with UUIDv7 ids made at their times, written as one batch: each entry point's
+    // decisions are stored 3 to a row (a row spans at most 10 s), so listings and lookups read
+    // many overlapping rows.
+    let mut expected = Vec::new();
+    let mut decisions = Vec::new();
+    for n in 0..600i64 {
+        let at = t0 + chrono::Duration::milliseconds(n * 100);
+        let stamp = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.timestamp() as u64,
+            at.timestamp_subsec_nanos(),
+        );
+        let id = uuid::Uuid::new_v7(stamp).to_string();
+        let entry_point = format!("ep-{:02}", n % 40);
+        let mut d = decision(&id, &entry_point, at, n);
+        d.answer = serde_json::to_vec(&json!({"decision_id": id, "n": n})).unwrap();
+        expected.push((at, id, entry_point));
+        decisions.push(d);
+    }
+    store
+        .append_decisions(decisions, ContextPolicy::Full)
+        .await
+        .unwrap();
+    assert_eq!(
+        sql_integer(db, "SELECT COUNT(*) FROM decision_batches").await,
+        200
+    );
+    assert_eq!(sql_integer(db, "SELECT COUNT(*) FROM decisions").await, 600);
+
+    for (n, (at, id, entry_point)) in expected.iter().enumerate().step_by(7) {
+        let found = store.decision(T, id).await.unwrap();
+        assert_eq!(
+            (&found.decided_at, &found.entry_point),
+            (at, entry_point),
+            "{id}"
+        );
+        assert_eq!(found.answer["n"], n, "{id}");
+        assert_eq!(found.context.as_ref().unwrap()["n"], n, "{id}");
+        assert_eq!(
+            found.versions,
+            BTreeMap::from([("R-1".to_owned(), n as i64)])
+        );
+    }
+    // A UUIDv7 of the same minute that was never logged is not found.
+    let stranger = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        t0.timestamp() as u64 + 30,
+        0,
+    ))
+    .to_string();
+    let err = store.decision(T, &stranger).await.unwrap_err();
+    assert!(matches!(err, StoreError::DecisionNotFound { .. }), "{err}");
+    let err = store.decision("nobody", &expected[0].1).await.unwrap_err();
+    assert!(matches!(err, StoreError::DecisionNotFound { .. }), "{err}");
+
+    // Page by page through everything, and through a window of one entry point, in (time, id)
+    // order.
+    let pages = |entry_point: Option<&str>, since, until| {
+        let store = store.clone();
+        let entry_point = entry_point.map(str::to_owned);
+        async move {
+            let mut listed = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_decisions(
+                        T,
+                        &DecisionQuery {
+                            entry_point: entry_point.clone(),
+                            since,
+                            until,
+                            after: after.clone(),
+                            limit: 25,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else {
+                    return listed;
+                };
+                after = Some((last.decided_at, last.decision_id.clone()));
+                listed.extend(page.into_iter().map(|d| d.decision_id));
+            }
+        }
+    };
+    let mut sorted = expected.clone();
+    sorted.sort();
+    let all: Vec<String> = sorted.iter().map(|(_, id, _)| id.clone()).collect();
+    assert_same_ids(&pages(None, None, None).await, &all);
+    let (since, until) = (
+        t0 + chrono::Duration::seconds(12),
+        t0 + chrono::Duration::seconds(41),
+    );
+    let window: Vec<String> = sorted
+        .iter()
+        .filter(|(at, _, ep)| ep == "ep-07" && *at >= since && *at < until)
+        .map(|(_, id, _)| id.clone())
+        .collect();
+    assert_eq!(window.len(), 8);
+    assert_same_ids(
+        &pages(Some("ep-07"), Some(since), Some(until)).await,
+        &window,
+    );
+
+    // Pruning at 30 s removes exactly the 300 decisions before it, rewriting the rows that
+    // straddle the cut-off; plain SQL sees the rest.
+    let cut = t0 + chrono::Duration::seconds(30);
+    assert_eq!(store.prune_decisions(cut).await.unwrap(), 300);
+    assert_eq!(sql_integer(db, "SELECT COUNT(*) FROM decisions").await, 300);
+    assert_eq!(
+        sql_integer(db, "SELECT COALESCE(SUM(count), 0) FROM decision_batches").await,
+        300
+    );
+    assert_same_ids(&pages(None, None, None).await, &all[300..]);
+    let err = store.decision(T, &expected[299].1).await.unwrap_err();
+    assert!(matches!(err, StoreError::DecisionNotFound { .. }), "{err}");
+    assert_eq!(
+        store
+            .decision(T, &expected[300].1)
+            .await
+            .unwrap()
+            .decided_at,
+        cut
+    );
 }
