@@ -65,7 +65,7 @@ fn decisions(ruleset: &Arc<Ruleset>, n: usize) -> Vec<NewDecision> {
                 decided_at: at,
                 versions: VersionsUsed::Ruleset(Arc::clone(ruleset)),
                 context: context.clone(),
-                answer: serde_json::to_vec(&answer).unwrap(),
+                answer: serde_json::to_vec(&answer).unwrap().into(),
             }
         })
         .collect()

@@ -267,6 +267,7 @@ pub(crate) enum Arg {
     I32(i32),
     Bool(bool),
     Time(DateTime<Utc>),
+    Bytes(Vec<u8>),
 }
 
 impl From<&str> for Arg {
@@ -282,6 +283,11 @@ impl From<String> for Arg {
 impl From<Option<String>> for Arg {
     fn from(v: Option<String>) -> Arg {
         Arg::OptText(v)
+    }
+}
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Arg {
+        Arg::Bytes(v)
     }
 }
 impl From<i64> for Arg {
@@ -329,6 +335,7 @@ macro_rules! bind_all {
                 Arg::I32(v) => q.bind(v),
                 Arg::Bool(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v),
+                Arg::Bytes(v) => q.bind(v),
             };
         }
         q

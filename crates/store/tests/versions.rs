@@ -25,7 +25,8 @@ on_both_backends!(
     rules_as_of_each_point_between_five_versions_are_those_versions,
     the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_restart,
     a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_pruned_with_the_last,
-    decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_sql,
+    decisions_are_stored_in_batches_compressed_and_found_by_uuid_v7_id_and_time,
+    a_decision_migrated_from_the_table_of_one_row_each_reads_back,
 );
 
 async fn a_version_can_be_read_diffed_and_rolled_back_through_the_write_path(db: &TestDb) {
@@ -302,7 +303,9 @@ fn decision(id: &str, entry_point: &str, at: DateTime<Utc>, n: i64) -> NewDecisi
         decided_at: at,
         versions: VersionsUsed::Listed(vec![("R-1".into(), n)]),
         context: json!({"n": n, "country": "FR"}),
-        answer: serde_json::to_vec(&json!({"decision_id": id, "matched": []})).unwrap(),
+        answer: serde_json::to_vec(&json!({"decision_id": id, "matched": []}))
+            .unwrap()
+            .into(),
     }
 }
 
@@ -513,7 +516,22 @@ async fn sql_integer(db: &TestDb, sql: &str) -> i64 {
     }
 }
 
-async fn decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_sql(db: &TestDb) {
+/// Runs the statement `sql` on the test database directly.
+async fn sql_execute(db: &TestDb, sql: &str) {
+    use sqlx::Connection;
+    match db.backend {
+        rulebook_store::Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        _ => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+async fn decisions_are_stored_in_batches_compressed_and_found_by_uuid_v7_id_and_time(db: &TestDb) {
     let store = db.open().await;
     let t0 = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
     // 600 decisions 100 ms apart over a minute, spread over 40 entry points (one decision each
@@ -532,7 +550,9 @@ async fn decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_
         let id = uuid::Uuid::new_v7(stamp).to_string();
         let entry_point = format!("ep-{:02}", n % 40);
         let mut d = decision(&id, &entry_point, at, n);
-        d.answer = serde_json::to_vec(&json!({"decision_id": id, "n": n})).unwrap();
+        d.answer = serde_json::to_vec(&json!({"decision_id": id, "n": n}))
+            .unwrap()
+            .into();
         expected.push((at, id, entry_point));
         decisions.push(d);
     }
@@ -544,7 +564,10 @@ async fn decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_
         sql_integer(db, "SELECT COUNT(*) FROM decision_batches").await,
         200
     );
-    assert_eq!(sql_integer(db, "SELECT COUNT(*) FROM decisions").await, 600);
+    assert_eq!(
+        sql_integer(db, "SELECT COALESCE(SUM(count), 0) FROM decision_batches").await,
+        600
+    );
 
     for (n, (at, id, entry_point)) in expected.iter().enumerate().step_by(7) {
         let found = store.decision(T, id).await.unwrap();
@@ -622,10 +645,9 @@ async fn decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_
     );
 
     // Pruning at 30 s removes exactly the 300 decisions before it, rewriting the rows that
-    // straddle the cut-off; plain SQL sees the rest.
+    // straddle the cut-off.
     let cut = t0 + chrono::Duration::seconds(30);
     assert_eq!(store.prune_decisions(cut).await.unwrap(), 300);
-    assert_eq!(sql_integer(db, "SELECT COUNT(*) FROM decisions").await, 300);
     assert_eq!(
         sql_integer(db, "SELECT COALESCE(SUM(count), 0) FROM decision_batches").await,
         300
@@ -641,4 +663,88 @@ async fn decisions_are_stored_in_batches_and_found_by_uuid_v7_id_time_and_plain_
             .decided_at,
         cut
     );
+
+    // Stored compressed: 100 answers of 40 matched rules each, alike as one entry point's are.
+    let mut big = Vec::new();
+    let mut raw = 0;
+    for n in 0..100i64 {
+        let at = t0 + chrono::Duration::milliseconds(50_000 + n);
+        let mut d = decision(&format!("big-{n:03}"), "big", at, n);
+        let matched: Vec<_> = (0..40)
+            .map(|r| json!({"id": format!("RULE-{r:02}"), "version": 3, "priority": r}))
+            .collect();
+        d.answer = serde_json::to_vec(&json!({"n": n, "matched": matched}))
+            .unwrap()
+            .into();
+        raw += d.answer.len();
+        big.push(d);
+    }
+    store
+        .append_decisions(big, ContextPolicy::Full)
+        .await
+        .unwrap();
+    let stored = sql_integer(
+        db,
+        "SELECT CAST(SUM(LENGTH(decisions)) AS BIGINT) FROM decision_batches \
+         WHERE entry_point = 'big'",
+    )
+    .await;
+    assert!(
+        stored * 5 < raw as i64,
+        "{stored} bytes stored for {raw} of answers"
+    );
+    assert_eq!(store.decision(T, "big-042").await.unwrap().answer["n"], 42);
+}
+
+async fn a_decision_migrated_from_the_table_of_one_row_each_reads_back(db: &TestDb) {
+    let store = db.open().await;
+    // What migration 0012 makes of a decision logged before it: a batch of one, as plain JSON.
+    let json = r#"[{"id": "old-1", "kind": "score", "decided_at": "2026-01-01T00:00:00.123456+00:00",
+        "versions_id": "decision:old-1", "context": null, "context_sha256": "abc",
+        "answer": {"score": 1}}]"#;
+    let (bytes, at) = match db.backend {
+        rulebook_store::Backend::Sqlite => (
+            format!("CAST('{json}' AS BLOB)"),
+            "'2026-01-01T00:00:00.123456+00:00'",
+        ),
+        _ => (
+            format!("convert_to('{json}', 'UTF8')"),
+            "'2026-01-01T00:00:00.123456+00:00'::timestamptz",
+        ),
+    };
+    sql_execute(
+        db,
+        &format!(
+            "INSERT INTO decision_versions (id, versions, last_used) \
+             VALUES ('decision:old-1', '{{\"R-1\": 3}}', {at})"
+        ),
+    )
+    .await;
+    sql_execute(
+        db,
+        &format!(
+            "INSERT INTO decision_batches (tenant, entry_point, first_id, last_id, first_at, \
+             last_at, count, decisions) VALUES ('{T}', 'card', 'old-1', 'old-1', {at}, {at}, 1, \
+             {bytes})"
+        ),
+    )
+    .await;
+    let old = store.decision(T, "old-1").await.unwrap();
+    assert_eq!(old.kind, DecisionKind::Score);
+    assert_eq!(old.entry_point, "card");
+    assert_eq!(old.versions, BTreeMap::from([("R-1".to_owned(), 3)]));
+    assert_eq!(old.context, None);
+    assert_eq!(old.answer, json!({"score": 1}));
+    assert_eq!(old.decided_at.timestamp_subsec_micros(), 123_456);
+    let listed = store
+        .list_decisions(
+            T,
+            &DecisionQuery {
+                limit: 10,
+                ..DecisionQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![old]);
 }

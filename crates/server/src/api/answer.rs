@@ -47,6 +47,7 @@
 //! **With several contexts** (`"contexts": [{...}, {...}]` instead of `"context"`) the answer is
 //! `{"seq": ..., "results": [...]}`, one answer as above per context, in the order sent.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 
 use axum::http::{header, HeaderValue};
@@ -166,7 +167,7 @@ impl WriteJson for DecisionAnswer<'_, rulebook_rules::Evaluation> {
     }
 }
 
-/// Writes `answer` once, into a buffer sized for it, and hands a copy to the decision log when it
+/// Writes `answer` once, into a buffer sized for it, and shares it with the decision log when it
 /// runs.
 pub(crate) fn encode(
     state: &AppState,
@@ -174,9 +175,10 @@ pub(crate) fn encode(
     answer: &impl WriteJson,
     size_hint: usize,
     log: ToLog<'_, impl FnOnce() -> VersionsUsed>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Bytes, ApiError> {
     let mut body = Vec::with_capacity(size_hint);
     answer.write_json(&mut body)?;
+    let body = Bytes::from(body);
     if let Some(decisions) = state.decision_log() {
         decisions.record(NewDecision {
             id: decision.id.clone(),
@@ -193,7 +195,7 @@ pub(crate) fn encode(
 }
 
 /// An encoded answer as a response, with its `seq` in `X-Rulebook-Seq`.
-pub(crate) fn json_response(seq: i64, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(seq: i64, body: impl Into<Bytes>) -> Response {
     (
         [
             (
@@ -202,7 +204,7 @@ pub(crate) fn json_response(seq: i64, body: Vec<u8>) -> Response {
             ),
             (SEQ_HEADER, HeaderValue::from(seq)),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }

@@ -115,6 +115,9 @@ pub async fn evaluate(
                 body.on_error,
                 body.explain,
             )?
+            .into_iter()
+            .map(bytes::Bytes::from)
+            .collect()
         }
         None => {
             let mut answers = Vec::with_capacity(contexts.len());
@@ -229,7 +232,7 @@ pub(crate) async fn evaluate_entry_point(
     as_of: Option<DateTime<Utc>>,
     on_error: OnError,
     explain: bool,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<bytes::Bytes, ApiError> {
     let decision = Decision::new();
     let (ruleset, as_of) = saved_ruleset(state, tenant, entry_point, as_of).await?;
     let at = at.or(as_of.as_ref().map(|a| a.time)).unwrap_or(decision.at);
