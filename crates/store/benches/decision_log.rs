@@ -64,7 +64,7 @@ fn decisions(ruleset: &Arc<Ruleset>, n: usize) -> Vec<NewDecision> {
                 entry_point: ENTRY_POINT.to_owned(),
                 decided_at: at,
                 versions: VersionsUsed::Ruleset(Arc::clone(ruleset)),
-                context: context.clone(),
+                context: context.clone().into(),
                 answer: serde_json::to_vec(&answer).unwrap().into(),
             }
         })

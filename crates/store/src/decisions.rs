@@ -97,8 +97,8 @@ pub struct NewDecision {
     pub decided_at: DateTime<Utc>,
     /// The rule versions it was made with.
     pub versions: VersionsUsed,
-    /// The input as sent.
-    pub context: Value,
+    /// The input as sent, shared with the request.
+    pub context: Arc<Value>,
     /// The answer's JSON, exactly as sent to the caller (stored as it is, so it must be JSON),
     /// shared with the response.
     pub answer: bytes::Bytes,
@@ -323,7 +323,7 @@ async fn write_loop(
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let batch = config.batch.max(1);
     let mut messages = Vec::with_capacity(batch);
-    let mut versions = VersionsCache::default();
+    let mut state = WriterState::default();
     loop {
         tokio::select! {
             received = receiver.recv_many(&mut messages, batch) => {
@@ -347,7 +347,7 @@ async fn write_loop(
                 let n = decisions.len() as u64;
                 if n > 0 {
                     match store
-                        .append_decisions_with(decisions, config.context, &mut versions)
+                        .append_decisions_with(decisions, config.context, &mut state)
                         .await
                     {
                         Ok(()) => counters.written.fetch_add(n, Ordering::Relaxed),
@@ -411,6 +411,30 @@ struct VersionsCache {
     seen: Vec<(Arc<Ruleset>, VersionSet)>,
 }
 
+/// What the writer keeps between transactions: the version sets it has seen, and its zstd
+/// context (made once: setting up a context's tables costs more than compressing a few
+/// decisions).
+#[derive(Default)]
+struct WriterState {
+    versions: VersionsCache,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl WriterState {
+    /// `json` as one zstd frame.
+    fn compress(&mut self, json: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let failed =
+            |e: std::io::Error| StoreError::Internal(format!("compressing decisions: {e}"));
+        let zstd = match &mut self.zstd {
+            Some(zstd) => zstd,
+            None => self
+                .zstd
+                .insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(failed)?),
+        };
+        zstd.compress(json).map_err(failed)
+    }
+}
+
 /// How many rulesets' versions the writer keeps (the entry points being evaluated right now).
 const VERSIONS_CACHED: usize = 32;
 
@@ -462,8 +486,9 @@ fn upsert_version_set_sql(backend: Backend) -> &'static str {
 /// before it, so reads by id and by time stay bounded however long the log grows.
 const BATCH_SPAN_MS: i64 = 10_000;
 
-/// Adds to `messages` what arrives within `wait`, until there are `batch` of them or one asks
-/// for a flush or a stop.
+/// Adds to `messages` what arrives within `wait`, up to `batch` of them, unless they are
+/// already that many or one asks for a flush or a stop. It sleeps through `wait` rather than
+/// waiting on the queue, so that the decisions arriving meanwhile do not wake it one by one.
 async fn gather(
     receiver: &mut mpsc::Receiver<Message>,
     messages: &mut Vec<Message>,
@@ -479,16 +504,18 @@ async fn gather(
     if wait.is_zero() || waited_for(messages) {
         return;
     }
-    let _ = tokio::time::timeout(wait, async {
-        while !waited_for(messages) {
-            let room = batch - messages.len();
-            if receiver.recv_many(messages, room).await == 0 {
-                return;
-            }
+    tokio::time::sleep(wait).await;
+    while messages.len() < batch {
+        match receiver.try_recv() {
+            Ok(message) => messages.push(message),
+            Err(_) => return,
         }
-    })
-    .await;
+    }
 }
+
+/// About how many bytes a decision's text takes besides its answer: the id, time, hashes and a
+/// small context.
+const DECISION_TEXT: usize = 512;
 
 /// zstd's level for the batches: its fastest standard level (higher levels compress the
 /// answers little better for several times the CPU).
@@ -515,6 +542,8 @@ struct Batch {
     first_at: DateTime<Utc>,
     last_at: DateTime<Utc>,
     count: i64,
+    /// About how many bytes its text takes.
+    size: usize,
     json: Vec<u8>,
 }
 
@@ -529,7 +558,8 @@ impl Batch {
             first_at: decision.decided_at,
             last_at: decision.decided_at,
             count: 0,
-            json: Vec::with_capacity(4096),
+            size: 0,
+            json: Vec::new(),
         }
     }
 
@@ -546,8 +576,7 @@ impl Batch {
         ids_fit && (last - first).num_milliseconds() <= BATCH_SPAN_MS
     }
 
-    /// Counts `decision` in, and opens its place in the array: its text is to be appended to
-    /// `json` next.
+    /// Counts `decision` in (its text is written into `json` afterwards).
     fn push(&mut self, decision: &NewDecision, v7: Option<u64>) {
         if let (Some((low, high)), Some(ms)) = (&mut self.v7_millis, v7) {
             (*low, *high) = ((*low).min(ms), (*high).max(ms));
@@ -560,15 +589,13 @@ impl Batch {
         }
         self.first_at = self.first_at.min(decision.decided_at);
         self.last_at = self.last_at.max(decision.decided_at);
-        self.json.push(if self.count == 0 { b'[' } else { b',' });
         self.count += 1;
     }
 
     /// The row's eight values, in the order of [`insert_sql`]'s columns.
-    fn into_args(mut self) -> Result<Vec<Arg>, StoreError> {
+    fn into_args(mut self, state: &mut WriterState) -> Result<Vec<Arg>, StoreError> {
         self.json.push(b']');
-        let compressed = zstd::bulk::compress(&self.json, ZSTD_LEVEL)
-            .map_err(|e| StoreError::Internal(format!("compressing decisions: {e}")))?;
+        let compressed = state.compress(&self.json)?;
         Ok(args![
             self.tenant,
             self.entry_point,
@@ -763,7 +790,7 @@ impl Store {
         decisions: Vec<NewDecision>,
         policy: ContextPolicy,
     ) -> Result<(), StoreError> {
-        self.append_decisions_with(decisions, policy, &mut VersionsCache::default())
+        self.append_decisions_with(decisions, policy, &mut WriterState::default())
             .await
     }
 
@@ -771,7 +798,7 @@ impl Store {
         &self,
         decisions: Vec<NewDecision>,
         policy: ContextPolicy,
-        versions: &mut VersionsCache,
+        state: &mut WriterState,
     ) -> Result<(), StoreError> {
         // Everything is written out before the transaction starts, so the write lock is held
         // only for the inserts.
@@ -780,8 +807,11 @@ impl Store {
         let mut open: HashMap<(&str, &str, bool), usize> = HashMap::new();
         // The version sets used (mostly one), each with its latest decision time.
         let mut sets: Vec<(VersionSet, DateTime<Utc>)> = Vec::new();
+        // Each decision's batch, found first so that each batch's text is written into a buffer
+        // sized for it (growing one from small copies it several times).
+        let mut places = Vec::with_capacity(decisions.len());
         for decision in &decisions {
-            let set = versions.set(&decision.versions)?;
+            let set = state.versions.set(&decision.versions)?;
             match sets.iter_mut().find(|(s, _)| s.id == set.id) {
                 Some((_, last)) => *last = (*last).max(decision.decided_at),
                 None => sets.push((set.clone(), decision.decided_at)),
@@ -801,12 +831,21 @@ impl Store {
                 }
             };
             batches[at].push(decision, v7);
-            write_decision(&mut batches[at].json, decision, policy, &set)?;
+            batches[at].size += decision.answer.len() + DECISION_TEXT;
+            places.push((at, set));
         }
         drop(open);
+        for batch in &mut batches {
+            batch.json.reserve(batch.size);
+        }
+        for (decision, (at, set)) in decisions.iter().zip(places) {
+            let json = &mut batches[at].json;
+            json.push(if json.is_empty() { b'[' } else { b',' });
+            write_decision(json, decision, policy, &set)?;
+        }
         let rows = batches
             .into_iter()
-            .map(Batch::into_args)
+            .map(|batch| batch.into_args(state))
             .collect::<Result<Vec<_>, _>>()?;
         let backend = self.backend();
         let failed = |e| db_error("writing the decision log", e);
@@ -1036,6 +1075,7 @@ impl Store {
             .await
             .map_err(failed)?;
         let mut removed = u64::try_from(whole.count).unwrap_or(0);
+        let mut state = WriterState::default();
         let mut kept_rows = Vec::new();
         for row in &straddling {
             let mut kept: Option<Batch> = None;
@@ -1052,12 +1092,14 @@ impl Store {
                     entry_point: row.entry_point.clone(),
                     decided_at: stored.decided_at,
                     versions: VersionsUsed::Listed(Vec::new()),
-                    context: Value::Null,
+                    context: Arc::new(Value::Null),
                     answer: bytes::Bytes::new(),
                 };
                 let v7 = v7_millis(&decision.id);
                 let kept = kept.get_or_insert_with(|| Batch::new(&decision, v7));
                 kept.push(&decision, v7);
+                kept.json
+                    .push(if kept.json.is_empty() { b'[' } else { b',' });
                 kept.json.extend_from_slice(text.get().as_bytes());
             }
             tx.conn()
@@ -1073,7 +1115,7 @@ impl Store {
                 .await
                 .map_err(failed)?;
             if let Some(kept) = kept {
-                kept_rows.push(kept.into_args()?);
+                kept_rows.push(kept.into_args(&mut state)?);
             }
         }
         insert_batches(&mut tx, backend, kept_rows).await?;

@@ -302,7 +302,7 @@ fn decision(id: &str, entry_point: &str, at: DateTime<Utc>, n: i64) -> NewDecisi
         entry_point: entry_point.to_owned(),
         decided_at: at,
         versions: VersionsUsed::Listed(vec![("R-1".into(), n)]),
-        context: json!({"n": n, "country": "FR"}),
+        context: json!({"n": n, "country": "FR"}).into(),
         answer: serde_json::to_vec(&json!({"decision_id": id, "matched": []}))
             .unwrap()
             .into(),
@@ -363,7 +363,7 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         },
     );
     let mut same = decision("h-1", "even", t0, 42);
-    same.context = json!({"country": "FR", "n": 42});
+    same.context = json!({"country": "FR", "n": 42}).into();
     assert!(hashed.record(same));
     hashed.stop().await;
     let h = store.decision(T, "h-1").await.unwrap();

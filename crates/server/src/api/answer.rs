@@ -49,6 +49,7 @@
 
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -126,13 +127,14 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 /// What is needed to log a decision besides its answer.
 #[derive(Debug)]
-pub(crate) struct ToLog<'a, F> {
+pub(crate) struct ToLog<'a, F, C> {
     pub(crate) tenant: &'a str,
     pub(crate) kind: DecisionKind,
     pub(crate) name: &'a str,
     /// Called only when the log is on.
     pub(crate) versions: F,
-    pub(crate) context: &'a Value,
+    /// The input, shared with the log; called only when the log is on.
+    pub(crate) context: C,
 }
 
 /// An answer's JSON, written into a buffer.
@@ -174,7 +176,7 @@ pub(crate) fn encode(
     decision: &Decision,
     answer: &impl WriteJson,
     size_hint: usize,
-    log: ToLog<'_, impl FnOnce() -> VersionsUsed>,
+    log: ToLog<'_, impl FnOnce() -> VersionsUsed, impl FnOnce() -> Arc<Value>>,
 ) -> Result<Bytes, ApiError> {
     let mut body = Vec::with_capacity(size_hint);
     answer.write_json(&mut body)?;
@@ -187,7 +189,7 @@ pub(crate) fn encode(
             entry_point: log.name.to_owned(),
             decided_at: decision.at,
             versions: (log.versions)(),
-            context: log.context.clone(),
+            context: (log.context)(),
             answer: body.clone(),
         });
     }

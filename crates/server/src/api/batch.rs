@@ -128,6 +128,7 @@ pub async fn evaluate_many(
     }
     // Each result is already encoded JSON; the answer is written around them without parsing
     // them again.
+    let context = std::sync::Arc::new(body.context);
     let mut out = Vec::with_capacity(1024 * body.entry_points.len());
     out.extend_from_slice(format!("{{\"seq\":{seq},\"results\":[").as_bytes());
     for (i, name) in body.entry_points.iter().enumerate() {
@@ -140,7 +141,7 @@ pub async fn evaluate_many(
                 seq,
                 &caller.tenant,
                 &entry_point,
-                &body.context,
+                &context,
                 body.at,
                 body.as_of,
                 body.on_error,

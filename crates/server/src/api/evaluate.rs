@@ -162,7 +162,10 @@ pub async fn evaluate(
 }
 
 /// The request's inputs: `context` (or `{}`), or each of `contexts`; every one must be an object.
-fn contexts(context: Option<Value>, contexts: Option<Vec<Value>>) -> Result<Vec<Value>, ApiError> {
+fn contexts(
+    context: Option<Value>,
+    contexts: Option<Vec<Value>>,
+) -> Result<Vec<Arc<Value>>, ApiError> {
     let contexts = match (context, contexts) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -185,7 +188,7 @@ fn contexts(context: Option<Value>, contexts: Option<Vec<Value>>) -> Result<Vec<
         }
     };
     contexts.iter().try_for_each(check_context)?;
-    Ok(contexts)
+    Ok(contexts.into_iter().map(Arc::new).collect())
 }
 
 /// Refuses a context that is not a JSON object.
@@ -227,7 +230,7 @@ pub(crate) async fn evaluate_entry_point(
     seq: i64,
     tenant: &str,
     entry_point: &EntryPoint,
-    context: &Value,
+    context: &Arc<Value>,
     at: Option<DateTime<Utc>>,
     as_of: Option<DateTime<Utc>>,
     on_error: OnError,
@@ -265,7 +268,7 @@ pub(crate) async fn evaluate_entry_point(
             kind: DecisionKind::Evaluate,
             name: entry_point.as_str(),
             versions: || VersionsUsed::Ruleset(ruleset.clone()),
-            context,
+            context: || Arc::clone(context),
         },
     )
 }
@@ -458,7 +461,7 @@ pub async fn score(
                         .collect(),
                 )
             },
-            context: &request.input,
+            context: || Arc::new(request.input.clone()),
         },
     )?;
     Ok(json_response(seq, answer))
