@@ -573,7 +573,10 @@ impl Batch {
             (None, None) => true,
             _ => false,
         };
-        ids_fit && (last - first).num_milliseconds() <= BATCH_SPAN_MS
+        ids_fit
+            && last - first <= chrono::Duration::milliseconds(BATCH_SPAN_MS)
+            && self.tenant == decision.tenant
+            && self.entry_point == decision.entry_point
     }
 
     /// Counts `decision` in (its text is written into `json` afterwards).
@@ -1264,6 +1267,7 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
 
@@ -1286,6 +1290,53 @@ mod tests {
             }
         }
         Sha256::digest(sorted(value).to_string().as_bytes()).into()
+    }
+
+    #[test]
+    fn a_batch_spans_at_most_its_span_to_the_microsecond() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |micros: i64| NewDecision {
+            id: format!("d-{micros}"),
+            tenant: "t".into(),
+            kind: DecisionKind::Evaluate,
+            entry_point: "e".into(),
+            decided_at: t0 + chrono::Duration::microseconds(micros),
+            versions: VersionsUsed::Listed(Vec::new()),
+            context: Arc::new(json!({})),
+            answer: bytes::Bytes::from_static(b"{}"),
+        };
+        let first = at(0);
+        let batch = Batch::new(&first, None);
+        let span = BATCH_SPAN_MS * 1000;
+        assert!(batch.takes(&at(span), None));
+        assert!(!batch.takes(&at(span + 1), None));
+        assert!(batch.takes(&at(-span), None));
+        assert!(!batch.takes(&at(-span - 1), None));
+        // Another kind of id, tenant or entry point never joins.
+        assert!(!batch.takes(&at(1), Some(1)));
+        let mut other = at(1);
+        other.entry_point = "f".into();
+        assert!(!batch.takes(&other, None));
+    }
+
+    #[test]
+    fn uuid_v7_ids_give_their_time_and_others_none() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let millis = v7_millis(&id).unwrap();
+        let now = Utc::now().timestamp_millis() as u64;
+        assert!(
+            now.abs_diff(millis) < 60_000,
+            "{id}: {millis} against {now}"
+        );
+        assert!(v7_floor(millis).as_str() <= id.as_str());
+        assert!(v7_floor(millis + 1).as_str() > id.as_str());
+        assert_eq!(v7_millis(&id.to_uppercase()), None);
+        assert_eq!(v7_millis("0192abcd-ef01-4abc-8def-0123456789ab"), None);
+        assert_eq!(
+            v7_millis("0192abcd-ef01-7abc-8def-0123456789ab"),
+            Some(0x0192_abcd_ef01)
+        );
+        assert_eq!(v7_millis("d-042"), None);
     }
 
     #[test]
