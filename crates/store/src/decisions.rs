@@ -548,15 +548,16 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(decision: &NewDecision, v7: Option<u64>) -> Batch {
+    /// An empty batch of `tenant` and `entry_point`, to begin with decision `id` made at `at`.
+    fn new(tenant: &str, entry_point: &str, id: &str, at: DateTime<Utc>, v7: Option<u64>) -> Batch {
         Batch {
-            tenant: decision.tenant.clone(),
-            entry_point: decision.entry_point.clone(),
+            tenant: tenant.to_owned(),
+            entry_point: entry_point.to_owned(),
             v7_millis: v7.map(|ms| (ms, ms)),
-            first_id: decision.id.clone(),
-            last_id: decision.id.clone(),
-            first_at: decision.decided_at,
-            last_at: decision.decided_at,
+            first_id: id.to_owned(),
+            last_id: id.to_owned(),
+            first_at: at,
+            last_at: at,
             count: 0,
             size: 0,
             json: Vec::new(),
@@ -579,19 +580,19 @@ impl Batch {
             && self.entry_point == decision.entry_point
     }
 
-    /// Counts `decision` in (its text is written into `json` afterwards).
-    fn push(&mut self, decision: &NewDecision, v7: Option<u64>) {
+    /// Counts decision `id`, made at `at`, in (its text is written into `json` afterwards).
+    fn push(&mut self, id: &str, at: DateTime<Utc>, v7: Option<u64>) {
         if let (Some((low, high)), Some(ms)) = (&mut self.v7_millis, v7) {
             (*low, *high) = ((*low).min(ms), (*high).max(ms));
         }
-        if decision.id < self.first_id {
-            self.first_id.clone_from(&decision.id);
+        if id < self.first_id.as_str() {
+            id.clone_into(&mut self.first_id);
         }
-        if decision.id > self.last_id {
-            self.last_id.clone_from(&decision.id);
+        if id > self.last_id.as_str() {
+            id.clone_into(&mut self.last_id);
         }
-        self.first_at = self.first_at.min(decision.decided_at);
-        self.last_at = self.last_at.max(decision.decided_at);
+        self.first_at = self.first_at.min(at);
+        self.last_at = self.last_at.max(at);
         self.count += 1;
     }
 
@@ -828,12 +829,18 @@ impl Store {
             let at = match open.get(&key) {
                 Some(&at) if batches[at].takes(decision, v7) => at,
                 _ => {
-                    batches.push(Batch::new(decision, v7));
+                    batches.push(Batch::new(
+                        &decision.tenant,
+                        &decision.entry_point,
+                        &decision.id,
+                        decision.decided_at,
+                        v7,
+                    ));
                     open.insert(key, batches.len() - 1);
                     batches.len() - 1
                 }
             };
-            batches[at].push(decision, v7);
+            batches[at].push(&decision.id, decision.decided_at, v7);
             batches[at].size += decision.answer.len() + DECISION_TEXT;
             places.push((at, set));
         }
@@ -1088,19 +1095,11 @@ impl Store {
                     removed += 1;
                     continue;
                 }
-                let decision = NewDecision {
-                    id: stored.id.to_string(),
-                    tenant: row.tenant.clone(),
-                    kind: stored.kind,
-                    entry_point: row.entry_point.clone(),
-                    decided_at: stored.decided_at,
-                    versions: VersionsUsed::Listed(Vec::new()),
-                    context: Arc::new(Value::Null),
-                    answer: bytes::Bytes::new(),
-                };
-                let v7 = v7_millis(&decision.id);
-                let kept = kept.get_or_insert_with(|| Batch::new(&decision, v7));
-                kept.push(&decision, v7);
+                let (id, at) = (stored.id.as_ref(), stored.decided_at);
+                let v7 = v7_millis(id);
+                let kept = kept
+                    .get_or_insert_with(|| Batch::new(&row.tenant, &row.entry_point, id, at, v7));
+                kept.push(id, at, v7);
                 kept.json
                     .push(if kept.json.is_empty() { b'[' } else { b',' });
                 kept.json.extend_from_slice(text.get().as_bytes());
@@ -1306,7 +1305,13 @@ mod tests {
             answer: bytes::Bytes::from_static(b"{}"),
         };
         let first = at(0);
-        let batch = Batch::new(&first, None);
+        let batch = Batch::new(
+            &first.tenant,
+            &first.entry_point,
+            &first.id,
+            first.decided_at,
+            None,
+        );
         let span = BATCH_SPAN_MS * 1000;
         assert!(batch.takes(&at(span), None));
         assert!(!batch.takes(&at(span + 1), None));
