@@ -667,17 +667,11 @@ struct StoredDecision<'a> {
     answer: &'a RawValue,
 }
 
-/// A logged decision read from its batch, before its version set is looked up.
+/// A logged decision read from its batch, its `versions` empty until its version set is looked
+/// up ([`Store::with_versions`]).
 struct Found {
-    decision_id: String,
-    tenant: String,
-    kind: DecisionKind,
-    entry_point: String,
-    decided_at: DateTime<Utc>,
     versions_id: String,
-    context: Option<Value>,
-    context_sha256: String,
-    answer: Value,
+    decision: Decision,
 }
 
 /// A stored batch's JSON: decompressed, or as it is when it was stored uncompressed (the
@@ -720,18 +714,23 @@ impl Found {
             StoreError::Internal(format!("logged decision `{}` has a bad {what}", stored.id))
         };
         Ok(Found {
-            decision_id: stored.id.to_string(),
-            tenant: tenant.to_owned(),
-            kind: stored.kind,
-            entry_point: entry_point.to_owned(),
-            decided_at: stored.decided_at,
             versions_id: stored.versions_id.to_string(),
-            context: match stored.context {
-                Some(raw) => Some(serde_json::from_str(raw.get()).map_err(|_| corrupt("context"))?),
-                None => None,
+            decision: Decision {
+                decision_id: stored.id.to_string(),
+                tenant: tenant.to_owned(),
+                kind: stored.kind,
+                entry_point: entry_point.to_owned(),
+                decided_at: stored.decided_at,
+                versions: BTreeMap::new(),
+                context: match stored.context {
+                    Some(raw) => {
+                        Some(serde_json::from_str(raw.get()).map_err(|_| corrupt("context"))?)
+                    }
+                    None => None,
+                },
+                context_sha256: stored.context_sha256.to_string(),
+                answer: serde_json::from_str(stored.answer.get()).map_err(|_| corrupt("answer"))?,
             },
-            context_sha256: stored.context_sha256.to_string(),
-            answer: serde_json::from_str(stored.answer.get()).map_err(|_| corrupt("answer"))?,
         })
     }
 }
@@ -981,7 +980,7 @@ impl Store {
             }
             let complete = found
                 .iter()
-                .filter(|f| f.decided_at < last.first_at)
+                .filter(|f| f.decision.decided_at < last.first_at)
                 .count()
                 >= limit;
             if complete {
@@ -990,7 +989,10 @@ impl Store {
             read_to = Some((last.first_at, last.first_id.clone()));
         }
         drop(held);
-        found.sort_by(|a, b| (a.decided_at, &a.decision_id).cmp(&(b.decided_at, &b.decision_id)));
+        found.sort_by(|a, b| {
+            let (a, b) = (&a.decision, &b.decision);
+            (a.decided_at, &a.decision_id).cmp(&(b.decided_at, &b.decision_id))
+        });
         found.truncate(limit);
         let mut sets = HashMap::new();
         let mut decisions = Vec::with_capacity(found.len());
@@ -1006,7 +1008,11 @@ impl Store {
         found: Found,
         sets: &mut HashMap<String, BTreeMap<String, i64>>,
     ) -> Result<Decision, StoreError> {
-        let versions = match sets.get(&found.versions_id) {
+        let Found {
+            versions_id,
+            mut decision,
+        } = found;
+        decision.versions = match sets.get(&versions_id) {
             Some(versions) => versions.clone(),
             None => {
                 let mut held = self.pool().acquire().await?;
@@ -1014,34 +1020,24 @@ impl Store {
                     .conn()
                     .fetch_optional(
                         "SELECT versions FROM decision_versions WHERE id = $1",
-                        args![found.versions_id.clone()],
+                        args![versions_id.clone()],
                     )
                     .await
                     .map_err(|e| db_error("reading the decision log", e))?;
                 let versions: BTreeMap<String, i64> = row
                     .and_then(|row| serde_json::from_str(&row.versions).ok())
                     .ok_or_else(|| {
-                        tracing::error!(decision = %found.decision_id, "logged decision has bad versions");
+                        tracing::error!(decision = %decision.decision_id, "logged decision has bad versions");
                         StoreError::Internal(format!(
                             "logged decision `{}` has bad versions",
-                            found.decision_id
+                            decision.decision_id
                         ))
                     })?;
-                sets.insert(found.versions_id.clone(), versions.clone());
+                sets.insert(versions_id, versions.clone());
                 versions
             }
         };
-        Ok(Decision {
-            decision_id: found.decision_id,
-            tenant: found.tenant,
-            kind: found.kind,
-            entry_point: found.entry_point,
-            decided_at: found.decided_at,
-            versions,
-            context: found.context,
-            context_sha256: found.context_sha256,
-            answer: found.answer,
-        })
+        Ok(decision)
     }
 
     /// Removes decisions made before `before`, and the version sets no later decision uses;

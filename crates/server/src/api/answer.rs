@@ -47,12 +47,12 @@
 //! **With several contexts** (`"contexts": [{...}, {...}]` instead of `"context"`) the answer is
 //! `{"seq": ..., "results": [...]}`, one answer as above per context, in the order sent.
 
-use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use rulebook_store::{DecisionKind, NewDecision, VersionsUsed};
 use serde::Serialize;
