@@ -38,6 +38,9 @@ use serde_json::{json, Value};
 
 mod driver;
 
+#[global_allocator]
+static ALLOCATOR: rulebook::Allocator = rulebook::Allocator;
+
 const ADMIN: &str = "load-admin";
 const ENTRY_POINT: &str = "load_test";
 

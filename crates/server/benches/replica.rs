@@ -18,6 +18,9 @@ use rulebook_rules::{EntryPoint, Limits, Rule, Ruleset};
 use rulebook_store::Author;
 use serde_json::json;
 
+#[global_allocator]
+static ALLOCATOR: rulebook::Allocator = rulebook::Allocator;
+
 const ADMIN: &str = "bench-admin-token";
 
 fn fifty_rules() -> Vec<Rule> {

@@ -43,11 +43,16 @@ pub use error::ApiError;
 pub use server::{Server, StartError};
 pub use state::AppState;
 
-/// The allocator of every program built on this library (the `rulebook` binary, its tests and
-/// benchmarks): mimalloc. A request allocates and frees its body, context, answer and decision
-/// across the runtime's threads; with glibc's allocator that was about a tenth of the server's
-/// CPU under wrk (`perf`), and mimalloc takes 89,300 instructions an HTTP evaluation down to
-/// 80,577 (`MODE=instructions scripts/bench-http`). The price is memory held in reserve: a
-/// server answering the benchmark's load is resident at about 37 MB instead of 23 MB.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator of the `rulebook` binary and of the benchmarks that measure it: mimalloc, made
+/// the global allocator by each of those programs with
+/// `#[global_allocator] static ALLOCATOR: rulebook::Allocator = rulebook::Allocator;`.
+///
+/// A request allocates and frees its body, context, answer and decision across the runtime's
+/// threads; with glibc's allocator that was about a tenth of the server's CPU under wrk (`perf`),
+/// and mimalloc takes 89,300 instructions an HTTP evaluation down to 80,577
+/// (`MODE=instructions scripts/bench-http`). The price is memory held in reserve: a server
+/// answering the benchmark's load is resident at about 37 MB instead of 23 MB.
+///
+/// The library does not choose the allocator itself, so that a test may count the heap with an
+/// allocator of its own (`tests/flood.rs`).
+pub use mimalloc::MiMalloc as Allocator;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use rulebook::cli::{Cli, Exit};
 
+#[global_allocator]
+static ALLOCATOR: rulebook::Allocator = rulebook::Allocator;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
