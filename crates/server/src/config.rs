@@ -101,7 +101,7 @@ pub struct Config {
 
     /// Log every evaluation answer (its decision id, entry point, the versions of the rules used,
     /// the context and the answer) to the database's decision log, read back with
-    /// `GET /v1/decisions`. Written in batches off the request path.
+    /// `GET /v1/decisions`. Stored in batches off the request path, readable within 20 ms.
     #[arg(long, env = "RULEBOOK_DECISION_LOG")]
     pub decision_log: bool,
 

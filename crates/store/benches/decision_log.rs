@@ -45,10 +45,21 @@ fn ruleset() -> Ruleset {
     Ruleset::compile(entry_point, rules).unwrap()
 }
 
+/// A decision's owned parts: its id, time and answer.
+struct Made {
+    id: String,
+    at: chrono::DateTime<Utc>,
+    answer: Vec<u8>,
+}
+
+/// The context every decision is made for.
+fn context() -> serde_json::Value {
+    json!({"country": "FR", "total": 260, "customer": {"tier": "gold", "since": 2019}})
+}
+
 /// `n` decisions made from `ruleset`, answers and all.
-fn decisions(ruleset: &Arc<Ruleset>, n: usize) -> Vec<NewDecision> {
-    let context =
-        json!({"country": "FR", "total": 260, "customer": {"tier": "gold", "since": 2019}});
+fn decisions(ruleset: &Arc<Ruleset>, n: usize) -> Vec<Made> {
+    let context = context();
     (0..n)
         .map(|i| {
             let id = uuid::Uuid::now_v7().to_string();
@@ -57,15 +68,10 @@ fn decisions(ruleset: &Arc<Ruleset>, n: usize) -> Vec<NewDecision> {
             let mut answer = serde_json::to_value(&evaluation).unwrap();
             answer["seq"] = json!(1000 + i);
             answer["decision_id"] = json!(id);
-            NewDecision {
+            Made {
                 id,
-                tenant: "default".to_owned(),
-                kind: DecisionKind::Evaluate,
-                entry_point: ENTRY_POINT.to_owned(),
-                decided_at: at,
-                versions: VersionsUsed::Ruleset(Arc::clone(ruleset)),
-                context: context.clone().into(),
-                answer: serde_json::to_vec(&answer).unwrap().into(),
+                at,
+                answer: serde_json::to_vec(&answer).unwrap(),
             }
         })
         .collect()
@@ -81,19 +87,35 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-async fn measure(store: &Store, decisions: Vec<NewDecision>) -> (Duration, Duration) {
+/// The CPU and wall time of recording `decisions` (made from `ruleset`) and writing them all.
+async fn measure(
+    store: &Store,
+    ruleset: &Arc<Ruleset>,
+    decisions: Vec<Made>,
+) -> (Duration, Duration) {
+    let (versions, context) = (VersionsUsed::Ruleset(Arc::clone(ruleset)), context());
     let n = decisions.len();
     let log = DecisionLog::start(
         store.clone(),
         DecisionLogConfig {
-            queue: n + 1,
+            // Recorded from one thread, so into one shard: room for them all there.
+            queue: usize::MAX,
             ..DecisionLogConfig::default()
         },
     );
     let cpu = cpu_time();
     let wall = Instant::now();
-    for decision in decisions {
-        assert!(log.record(decision));
+    for made in &decisions {
+        assert!(log.record(NewDecision {
+            id: &made.id,
+            tenant: "default",
+            kind: DecisionKind::Evaluate,
+            entry_point: ENTRY_POINT,
+            decided_at: made.at,
+            versions: &versions,
+            context: &context,
+            answer: &made.answer,
+        }));
     }
     log.stop().await;
     let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
@@ -133,7 +155,7 @@ fn main() {
             let batch = decisions(&ruleset, n);
             let (cpu, wall) = runtime.block_on(async {
                 let store = Store::open(&url).await.unwrap();
-                let took = measure(&store, batch).await;
+                let took = measure(&store, &ruleset, batch).await;
                 store.close().await;
                 took
             });

@@ -27,6 +27,7 @@ on_both_backends!(
     a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_pruned_with_the_last,
     decisions_are_stored_in_batches_compressed_and_found_by_uuid_v7_id_and_time,
     a_decision_migrated_from_the_table_of_one_row_each_reads_back,
+    decisions_recorded_from_many_threads_through_flushes_and_a_stop_are_written_or_counted_dropped,
 );
 
 async fn a_version_can_be_read_diffed_and_rolled_back_through_the_write_path(db: &TestDb) {
@@ -294,18 +295,39 @@ async fn rules_as_of_each_point_between_five_versions_are_those_versions(db: &Te
     assert!(matches!(err, StoreError::UnknownTenant(_)), "{err}");
 }
 
-fn decision(id: &str, entry_point: &str, at: DateTime<Utc>, n: i64) -> NewDecision {
-    NewDecision {
+/// A decision's parts, owned, lent to the log as a [`NewDecision`] (of tenant `T`).
+struct Made {
+    id: String,
+    entry_point: String,
+    at: DateTime<Utc>,
+    versions: VersionsUsed,
+    context: serde_json::Value,
+    answer: Vec<u8>,
+}
+
+impl Made {
+    fn lent(&self) -> NewDecision<'_> {
+        NewDecision {
+            id: &self.id,
+            tenant: T,
+            kind: DecisionKind::Evaluate,
+            entry_point: &self.entry_point,
+            decided_at: self.at,
+            versions: &self.versions,
+            context: &self.context,
+            answer: &self.answer,
+        }
+    }
+}
+
+fn decision(id: &str, entry_point: &str, at: DateTime<Utc>, n: i64) -> Made {
+    Made {
         id: id.to_owned(),
-        tenant: T.to_owned(),
-        kind: DecisionKind::Evaluate,
         entry_point: entry_point.to_owned(),
-        decided_at: at,
+        at,
         versions: VersionsUsed::Listed(vec![("R-1".into(), n)]),
-        context: json!({"n": n, "country": "FR"}).into(),
-        answer: serde_json::to_vec(&json!({"decision_id": id, "matched": []}))
-            .unwrap()
-            .into(),
+        context: json!({"n": n, "country": "FR"}),
+        answer: serde_json::to_vec(&json!({"decision_id": id, "matched": []})).unwrap(),
     }
 }
 
@@ -323,7 +345,7 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
     for n in 0..250 {
         let ep = if n % 2 == 0 { "even" } else { "odd" };
         let at = t0 + chrono::Duration::seconds(n);
-        assert!(log.record(decision(&format!("d-{n:03}"), ep, at, n)));
+        assert!(log.record(decision(&format!("d-{n:03}"), ep, at, n).lent()));
     }
     log.flush().await;
     assert_eq!(log.stats().written, 250);
@@ -363,14 +385,31 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         },
     );
     let mut same = decision("h-1", "even", t0, 42);
-    same.context = json!({"country": "FR", "n": 42}).into();
-    assert!(hashed.record(same));
+    same.context = json!({"country": "FR", "n": 42});
+    assert!(hashed.record(same.lent()));
+    // A kept context's hash is computed when it is read, and is the hash a hash-only log keeps
+    // for the same context, floats and all.
+    let floats = json!({"f": 0.1, "g": -1.5e300, "h": [1.0, 2.5e-8], "u": 18446744073709551615u64});
+    let mut kept = decision("f-kept", "even", t0, 1);
+    kept.context = floats.clone();
+    assert!(log.record(kept.lent()));
+    let mut hashed_only = decision("f-hashed", "even", t0, 1);
+    hashed_only.context = floats.clone();
+    assert!(hashed.record(hashed_only.lent()));
     hashed.stop().await;
+    log.flush().await;
     let h = store.decision(T, "h-1").await.unwrap();
     assert_eq!(h.context, None);
     assert_eq!(h.context_sha256, one.context_sha256);
+    let kept = store.decision(T, "f-kept").await.unwrap();
+    assert_eq!(kept.context, Some(floats));
+    assert_eq!(
+        kept.context_sha256,
+        store.decision(T, "f-hashed").await.unwrap().context_sha256
+    );
+    assert_ne!(kept.context_sha256, one.context_sha256);
     // A stopped log takes nothing more, and says so.
-    assert!(!hashed.record(decision("h-2", "even", t0, 1)));
+    assert!(!hashed.record(decision("h-2", "even", t0, 1).lent()));
     assert_eq!(hashed.stats().dropped, 1);
 
     // Pruning removes what is older than the cut-off, nothing newer.
@@ -378,7 +417,7 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         .prune_decisions(t0 + chrono::Duration::seconds(200))
         .await
         .unwrap();
-    assert_eq!(removed, 201, "200 old ones and h-1");
+    assert_eq!(removed, 203, "200 old ones, h-1 and the two with floats");
     log.stop().await;
     store.close().await;
 
@@ -443,14 +482,14 @@ async fn a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_prune
     for n in 0..10 {
         let mut d = decision(&format!("s-{n:02}"), "promo", at(n), n);
         d.versions = VersionsUsed::Ruleset(std::sync::Arc::clone(&ruleset));
-        assert!(log.record(d));
+        assert!(log.record(d.lent()));
         if n % 4 == 0 {
-            assert!(log.record(decision(&format!("l-{n:02}"), "promo", at(n), n)));
+            assert!(log.record(decision(&format!("l-{n:02}"), "promo", at(n), n).lent()));
         }
     }
     let mut late = decision("s-late", "promo", at(100), 0);
     late.versions = VersionsUsed::Ruleset(std::sync::Arc::clone(&ruleset));
-    assert!(log.record(late));
+    assert!(log.record(late.lent()));
     log.flush().await;
     assert_eq!(log.stats().written, 14);
     for n in 0..10 {
@@ -473,7 +512,7 @@ async fn a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_prune
     assert!(matches!(err, StoreError::DecisionNotFound { .. }), "{err}");
     assert_eq!(store.decision(T, "s-late").await.unwrap().versions, shared);
     // A pruned set is stored again when a decision uses it again.
-    assert!(log.record(decision("l-again", "promo", at(200), 4)));
+    assert!(log.record(decision("l-again", "promo", at(200), 4).lent()));
     log.flush().await;
     assert_eq!(
         store.decision(T, "l-again").await.unwrap().versions,
@@ -484,7 +523,7 @@ async fn a_version_set_shared_by_many_decisions_reads_back_for_each_and_is_prune
     assert_eq!(store.prune_decisions(at(150)).await.unwrap(), 1);
     let mut again = decision("s-again", "promo", at(300), 0);
     again.versions = VersionsUsed::Ruleset(ruleset);
-    assert!(log.record(again));
+    assert!(log.record(again.lent()));
     log.stop().await;
     assert_eq!(store.decision(T, "s-again").await.unwrap().versions, shared);
     assert_eq!(log.stats().failed, 0);
@@ -550,14 +589,15 @@ async fn decisions_are_stored_in_batches_compressed_and_found_by_uuid_v7_id_and_
         let id = uuid::Uuid::new_v7(stamp).to_string();
         let entry_point = format!("ep-{:02}", n % 40);
         let mut d = decision(&id, &entry_point, at, n);
-        d.answer = serde_json::to_vec(&json!({"decision_id": id, "n": n}))
-            .unwrap()
-            .into();
+        d.answer = serde_json::to_vec(&json!({"decision_id": id, "n": n})).unwrap();
         expected.push((at, id, entry_point));
         decisions.push(d);
     }
     store
-        .append_decisions(decisions, ContextPolicy::Full)
+        .append_decisions(
+            &decisions.iter().map(Made::lent).collect::<Vec<_>>(),
+            ContextPolicy::Full,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -673,14 +713,15 @@ async fn decisions_are_stored_in_batches_compressed_and_found_by_uuid_v7_id_and_
         let matched: Vec<_> = (0..40)
             .map(|r| json!({"id": format!("RULE-{r:02}"), "version": 3, "priority": r}))
             .collect();
-        d.answer = serde_json::to_vec(&json!({"n": n, "matched": matched}))
-            .unwrap()
-            .into();
+        d.answer = serde_json::to_vec(&json!({"n": n, "matched": matched})).unwrap();
         raw += d.answer.len();
         big.push(d);
     }
     store
-        .append_decisions(big, ContextPolicy::Full)
+        .append_decisions(
+            &big.iter().map(Made::lent).collect::<Vec<_>>(),
+            ContextPolicy::Full,
+        )
         .await
         .unwrap();
     let stored = sql_integer(
@@ -747,4 +788,105 @@ async fn a_decision_migrated_from_the_table_of_one_row_each_reads_back(db: &Test
         .await
         .unwrap();
     assert_eq!(listed, vec![old]);
+}
+
+/// Threads record decisions while the writer is flushed over and over, then stopped while they
+/// still record: every decision `record` took (`true`) is written and reads back, every one it
+/// refused is counted dropped and absent, and the counters add up.
+async fn decisions_recorded_from_many_threads_through_flushes_and_a_stop_are_written_or_counted_dropped(
+    db: &TestDb,
+) {
+    const THREADS: usize = 4;
+    /// Each thread records until this many are refused (the log has stopped)...
+    const REFUSED: usize = 20;
+    /// Decisions each thread records quickly (a pause of 1 ms every 50); after these, it pauses
+    /// 1 ms after each, until the stop.
+    const QUICKLY: usize = 1_000;
+    /// The most each thread records, should the stop never come.
+    const AT_MOST: usize = 20_000;
+    /// Decisions recorded, all threads together, before the log is stopped (flushed meanwhile).
+    const BEFORE_STOP: usize = 3_000;
+    let store = db.open().await;
+    let log = DecisionLog::start(
+        store.clone(),
+        DecisionLogConfig {
+            batch: 16,
+            gather: Duration::from_millis(3),
+            ..DecisionLogConfig::default()
+        },
+    );
+    let t0 = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() - 60, 0).unwrap();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let recorders: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (log, progress) = (log.clone(), std::sync::Arc::clone(&progress));
+            std::thread::spawn(move || {
+                let mut recorded = Vec::new();
+                let mut refused = 0;
+                for n in 0..AT_MOST {
+                    let id = format!("t{thread}-{n:05}");
+                    let at = t0 + chrono::Duration::milliseconds(n as i64);
+                    let ep = if n % 3 == 0 { "odd" } else { "even" };
+                    let taken = log.record(decision(&id, ep, at, n as i64).lent());
+                    recorded.push((id, taken));
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    refused += usize::from(!taken);
+                    if refused == REFUSED {
+                        break;
+                    }
+                    if n >= QUICKLY || n % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                recorded
+            })
+        })
+        .collect();
+    while progress.load(std::sync::atomic::Ordering::Relaxed) < BEFORE_STOP {
+        log.flush().await;
+    }
+    log.stop().await;
+    let recorded: Vec<(String, bool)> = recorders
+        .into_iter()
+        .flat_map(|recorder| recorder.join().unwrap())
+        .collect();
+    let taken: std::collections::BTreeSet<&str> = recorded
+        .iter()
+        .filter(|(_, taken)| *taken)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let stats = log.stats();
+    assert_eq!(stats.failed, 0);
+    assert_eq!(stats.written, taken.len() as u64, "{stats:?}");
+    assert_eq!(stats.dropped, (recorded.len() - taken.len()) as u64);
+    assert!(
+        stats.dropped > 0,
+        "the stop came while the threads recorded"
+    );
+
+    let mut stored = std::collections::BTreeSet::new();
+    let mut query = DecisionQuery {
+        limit: 1000,
+        ..DecisionQuery::default()
+    };
+    loop {
+        let page = store.list_decisions(T, &query).await.unwrap();
+        let Some(last) = page.last() else { break };
+        query.after = Some((last.decided_at, last.decision_id.clone()));
+        for d in &page {
+            assert!(
+                stored.insert(d.decision_id.clone()),
+                "{} twice",
+                d.decision_id
+            );
+            let (_, n) = d.decision_id.split_once('-').unwrap();
+            assert_eq!(d.answer["decision_id"], d.decision_id.as_str());
+            assert_eq!(
+                d.context,
+                Some(json!({"n": n.parse::<i64>().unwrap(), "country": "FR"}))
+            );
+        }
+    }
+    let stored: std::collections::BTreeSet<&str> = stored.iter().map(String::as_str).collect();
+    assert_eq!(stored, taken, "the decisions taken are those stored");
 }

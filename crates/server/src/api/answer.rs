@@ -48,7 +48,6 @@
 //! `{"seq": ..., "results": [...]}`, one answer as above per context, in the order sent.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -127,14 +126,14 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 /// What is needed to log a decision besides its answer.
 #[derive(Debug)]
-pub(crate) struct ToLog<'a, F, C> {
+pub(crate) struct ToLog<'a, F> {
     pub(crate) tenant: &'a str,
     pub(crate) kind: DecisionKind,
     pub(crate) name: &'a str,
     /// Called only when the log is on.
     pub(crate) versions: F,
-    /// The input, shared with the log; called only when the log is on.
-    pub(crate) context: C,
+    /// The input.
+    pub(crate) context: &'a Value,
 }
 
 /// An answer's JSON, written into a buffer.
@@ -169,31 +168,30 @@ impl WriteJson for DecisionAnswer<'_, rulebook_rules::Evaluation> {
     }
 }
 
-/// Writes `answer` once, into a buffer sized for it, and shares it with the decision log when it
-/// runs.
+/// Writes `answer` once, into a buffer sized for it, and hands it to the decision log when it
+/// runs (which copies it into its pending batch before this returns).
 pub(crate) fn encode(
     state: &AppState,
     decision: &Decision,
     answer: &impl WriteJson,
     size_hint: usize,
-    log: ToLog<'_, impl FnOnce() -> VersionsUsed, impl FnOnce() -> Arc<Value>>,
+    log: ToLog<'_, impl FnOnce() -> VersionsUsed>,
 ) -> Result<Bytes, ApiError> {
     let mut body = Vec::with_capacity(size_hint);
     answer.write_json(&mut body)?;
-    let body = Bytes::from(body);
     if let Some(decisions) = state.decision_log() {
         decisions.record(NewDecision {
-            id: decision.id.clone(),
-            tenant: log.tenant.to_owned(),
+            id: &decision.id,
+            tenant: log.tenant,
             kind: log.kind,
-            entry_point: log.name.to_owned(),
+            entry_point: log.name,
             decided_at: decision.at,
-            versions: (log.versions)(),
-            context: (log.context)(),
-            answer: body.clone(),
+            versions: &(log.versions)(),
+            context: log.context,
+            answer: &body,
         });
     }
-    Ok(body)
+    Ok(Bytes::from(body))
 }
 
 /// An encoded answer as a response, with its `seq` in `X-Rulebook-Seq`.

@@ -105,7 +105,7 @@ pub(crate) fn evaluate(
     base: Arc<Ruleset>,
     as_of: Option<&AsOf>,
     drafts: Drafts,
-    contexts: &[Arc<Value>],
+    contexts: &[Value],
     at: Option<DateTime<Utc>>,
     on_error: OnError,
     explain: bool,

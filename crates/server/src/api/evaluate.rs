@@ -162,10 +162,7 @@ pub async fn evaluate(
 }
 
 /// The request's inputs: `context` (or `{}`), or each of `contexts`; every one must be an object.
-fn contexts(
-    context: Option<Value>,
-    contexts: Option<Vec<Value>>,
-) -> Result<Vec<Arc<Value>>, ApiError> {
+fn contexts(context: Option<Value>, contexts: Option<Vec<Value>>) -> Result<Vec<Value>, ApiError> {
     let contexts = match (context, contexts) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -188,7 +185,7 @@ fn contexts(
         }
     };
     contexts.iter().try_for_each(check_context)?;
-    Ok(contexts.into_iter().map(Arc::new).collect())
+    Ok(contexts)
 }
 
 /// Refuses a context that is not a JSON object.
@@ -230,7 +227,7 @@ pub(crate) async fn evaluate_entry_point(
     seq: i64,
     tenant: &str,
     entry_point: &EntryPoint,
-    context: &Arc<Value>,
+    context: &Value,
     at: Option<DateTime<Utc>>,
     as_of: Option<DateTime<Utc>>,
     on_error: OnError,
@@ -268,7 +265,7 @@ pub(crate) async fn evaluate_entry_point(
             kind: DecisionKind::Evaluate,
             name: entry_point.as_str(),
             versions: || VersionsUsed::Ruleset(ruleset.clone()),
-            context: || Arc::clone(context),
+            context,
         },
     )
 }
@@ -461,7 +458,7 @@ pub async fn score(
                         .collect(),
                 )
             },
-            context: || Arc::new(request.input.clone()),
+            context: &request.input,
         },
     )?;
     Ok(json_response(seq, answer))
