@@ -19,7 +19,9 @@
 //!
 //! Each phase runs for `RULEBOOK_LOAD_SECONDS` (default 5) after a one-second warm-up, with
 //! `RULEBOOK_LOAD_CONNECTIONS` (default 32) concurrent connections, and the ratio of Rulebook's
-//! throughput to the ceiling's is printed (the target is at least 0.7). The logged server's
+//! throughput to the ceiling's is printed (the target is at least 0.7), with the process's CPU
+//! time per request over the same window (servers and load together: between warm and logged,
+//! the difference is the decision log's). The logged server's
 //! decision log counters are printed at the end: a dropped decision means the writer fell behind
 //! and the logged figure flatters the log. Traffic goes to 127.0.0.1 only, and every loop stops
 //! at its deadline.
@@ -58,11 +60,19 @@ struct Phase {
     elapsed: Duration,
     p50: Duration,
     p99: Duration,
+    /// The process's CPU time while the counted requests ran (see `driver::Latencies::cpu`).
+    cpu: Duration,
 }
 
 impl Phase {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The process's CPU time per counted request, in microseconds: the servers' share and the
+    /// load's together, so a difference between two phases is the servers' difference.
+    fn cpu_per_request(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 }
 
@@ -76,6 +86,7 @@ async fn drive(name: &'static str, url: String, connections: usize, seconds: u64
         elapsed: Duration::from_secs(seconds),
         p50: load.p50,
         p99: load.p99,
+        cpu: load.cpu,
     }
 }
 
@@ -94,11 +105,12 @@ fn report(phase: &Phase, ceiling: Option<&Phase>) {
         format!("  {:.2}x of the ceiling", phase.rps() / c.rps())
     });
     println!(
-        "{:<10} {:>9.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us  ({} requests, {} errors){ratio}",
+        "{:<10} {:>9.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us  CPU {:>5.1} us/req  ({} requests, {} errors){ratio}",
         phase.name,
         phase.rps(),
         phase.p50.as_secs_f64() * 1e6,
         phase.p99.as_secs_f64() * 1e6,
+        phase.cpu_per_request(),
         phase.requests,
         phase.errors
     );
@@ -201,11 +213,22 @@ fn main() {
     }
     let mut ratios: Vec<f64> = pairs.iter().map(|(w, l)| l.rps() / w.rps()).collect();
     ratios.sort_by(f64::total_cmp);
+    let mut extra: Vec<f64> = pairs
+        .iter()
+        .map(|(w, l)| l.cpu_per_request() - w.cpu_per_request())
+        .collect();
+    extra.sort_by(f64::total_cmp);
     println!(
         "decision log on: median {:.2}x the throughput with it off over {rounds} rounds (range {:.2}..{:.2}; target >= 0.90, a drop under 10%)",
         median(&ratios),
         ratios[0],
         ratios[ratios.len() - 1]
+    );
+    println!(
+        "decision log on: median {:.1} us more CPU per request (range {:.1}..{:.1})",
+        median(&extra),
+        extra[0],
+        extra[extra.len() - 1]
     );
     // The warm phase with the median throughput stands for warm in the summary below.
     pairs.sort_by(|a, b| a.0.rps().total_cmp(&b.0.rps()));

@@ -642,6 +642,9 @@ struct Pending {
     /// The open batch of each tenant, entry point and kind of id, by their hash (a batch found
     /// under a colliding hash is not taken: a new one is opened instead).
     open: HashMap<u64, usize>,
+    /// The batch the last decision went to, tried first: most decisions in a row are of one
+    /// entry point.
+    last: Option<usize>,
     /// The version sets used (mostly one), each with its latest decision time.
     sets: Vec<(VersionSet, DateTime<Utc>)>,
     /// Version sets already made, kept when the rest is taken.
@@ -667,12 +670,15 @@ impl Pending {
     fn add(&mut self, decision: &NewDecision<'_>, policy: ContextPolicy) -> Result<(), StoreError> {
         let set = self.versions.set(decision.versions)?;
         let v7 = v7_millis(decision.id);
-        let key = std::hash::BuildHasher::hash_one(
-            &OPEN_KEYS,
-            (decision.tenant, decision.entry_point, v7.is_some()),
-        );
-        let at = match self.open.get(&key) {
-            Some(&at) if self.batches[at].takes(decision, v7) => at,
+        let last = self.last.filter(|&at| self.batches[at].takes(decision, v7));
+        let key = || {
+            std::hash::BuildHasher::hash_one(
+                &OPEN_KEYS,
+                (decision.tenant, decision.entry_point, v7.is_some()),
+            )
+        };
+        let at = match last.or_else(|| self.open.get(&key()).copied()) {
+            Some(at) if self.batches[at].takes(decision, v7) => at,
             _ => {
                 let json = self.spare.pop().unwrap_or_default();
                 self.batches.push(Batch::new(
@@ -683,10 +689,11 @@ impl Pending {
                     v7,
                     json,
                 ));
-                self.open.insert(key, self.batches.len() - 1);
+                self.open.insert(key(), self.batches.len() - 1);
                 self.batches.len() - 1
             }
         };
+        self.last = Some(at);
         let batch = &mut self.batches[at];
         let before = batch.json.len();
         batch.json.push(if before == 0 { b'[' } else { b',' });
@@ -714,6 +721,7 @@ impl Pending {
         }
         self.batches.append(&mut from.batches);
         from.open.clear();
+        from.last = None;
         for (set, last) in from.sets.drain(..) {
             match self.sets.iter_mut().find(|(s, _)| s.id == set.id) {
                 Some((_, mine)) => *mine = (*mine).max(last),

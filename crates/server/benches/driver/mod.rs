@@ -32,6 +32,25 @@ pub struct Latencies {
     pub p50: Duration,
     /// Their 99th percentile.
     pub p99: Duration,
+    /// The CPU time the whole process (servers and load alike, user and system) used while the
+    /// counted requests ran: the same window as `requests`. (Read by the load benchmark; the
+    /// growth example, which compiles this module too, does not report it.)
+    #[allow(dead_code)]
+    pub cpu: Duration,
+}
+
+/// The CPU time this process has used so far: every thread, user and system, read from
+/// `/proc/self/stat` (Linux only) in clock ticks of 1/100 s.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux only)");
+    // The fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 14th and 15th of the whole line.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("a command name") + 2..]
+        .split(' ')
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
 }
 
 /// Posts `body` (JSON) to `url` from `connections` loops for `seconds` after a one-second
@@ -49,6 +68,13 @@ pub async fn drive(
         .unwrap();
     let start = Instant::now() + Duration::from_secs(1);
     let end = start + Duration::from_secs(seconds);
+    // The process's CPU time over the counted window, read by a thread of its own at both ends.
+    let cpu = std::thread::spawn(move || {
+        std::thread::sleep(start.saturating_duration_since(Instant::now()));
+        let before = process_cpu();
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+        process_cpu().saturating_sub(before)
+    });
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
             let (client, url, body, tenant) =
@@ -102,5 +128,6 @@ pub async fn drive(
         errors,
         p50: at(0.50),
         p99: at(0.99),
+        cpu: cpu.join().expect("the CPU reading thread"),
     }
 }
