@@ -12,17 +12,18 @@
 //!
 //! Why the text is written by the request rather than by the writer: handed over whole (its id,
 //! tenant and entry point copied, its answer and context shared), a decision cost the request
-//! path four allocations, a queue push, and the writer a pass over memory gone cold 20 ms later,
-//! all of it freed on another thread than the one that allocated it. Measured under wrk
-//! (`perf`), that handing over cost the server about as much CPU as writing the text and
-//! compressing it did.
+//! path four allocations and a queue push, and the writer a pass over memory gone cold 20 ms
+//! later, all of it freed on another thread than the one that allocated it. Under wrk, with a
+//! 50-rule entry point, the log cost the server 3.6–3.9 µs of CPU per decision, 1.5 µs of it
+//! the handing over alone (measured with a writer that dropped what it took); written by the
+//! request, the whole log costs 1–3 µs.
 //!
 //! The same task prunes decisions older than the retention, once at start and then every
 //! [`DecisionLogConfig::prune_every`].
 //!
-//! The decisions are stored a batch to a row (`decision_batches`): the writer groups each batch
-//! it takes by tenant and entry point, and writes each group as one JSON array compressed with
-//! zstd, spanning at most ten seconds ([`BATCH_SPAN_MS`]). One row per decision cost SQLite a
+//! The decisions are stored a batch to a row (`decision_batches`): a shard's pending decisions
+//! are grouped by tenant and entry point, and each group is stored as one JSON array compressed
+//! with zstd, spanning at most ten seconds ([`BATCH_SPAN_MS`]). One row per decision cost SQLite a
 //! statement step, a table insert and three index inserts for every evaluation; a row per batch
 //! pays them once for hundreds. What then cost most was the answers' bytes (about 1.6 KB each
 //! for 13 matched rules), written to SQLite's WAL and again at checkpoint: with answers cut to
