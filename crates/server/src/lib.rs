@@ -43,8 +43,8 @@ pub use error::ApiError;
 pub use server::{Server, StartError};
 pub use state::AppState;
 
-/// The allocator of the `rulebook` binary and of the benchmarks that measure it: mimalloc, made
-/// the global allocator by each of those programs with
+/// The allocator of the `rulebook` binary and of the benchmarks that measure it in process
+/// (`load`, `replica`): mimalloc, made the global allocator by each of those programs with
 /// `#[global_allocator] static ALLOCATOR: rulebook::Allocator = rulebook::Allocator;`.
 ///
 /// A request allocates and frees its body, context, answer and decision across the runtime's

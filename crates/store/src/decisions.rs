@@ -1,14 +1,15 @@
 //! The decision log: every evaluation answer appended to a table, written off the request path.
 //!
 //! A request hands its decision to [`DecisionLog::record`], borrowed, which writes its text at
-//! once into the pending batch of its entry point, in the request thread's own shard of pending
-//! decisions (no I/O, and a lock no other request thread takes). A background task takes every
-//! shard's pending batches each [`DecisionLogConfig::gather`] (sooner when a shard holds
-//! [`DecisionLogConfig::batch`] decisions), compresses them and writes them in one transaction
-//! with multi-row inserts. So the database sees a few large writes instead of one per request.
-//! When the pending decisions reach [`DecisionLogConfig::queue`] (the database cannot keep up) a
-//! decision is dropped and counted, rather than letting memory grow or slowing evaluation down:
-//! the log is an audit aid, and [`DecisionLogStats::dropped`] says when it is incomplete.
+//! once into the pending batch of its entry point, in its thread's shard of pending decisions
+//! (no I/O; a shard per core, so each of the runtime's worker threads has a lock of its own,
+//! shared only with the writer). A background task takes every shard's pending batches each
+//! [`DecisionLogConfig::gather`] (sooner when a shard fills up), compresses them and writes them
+//! in one transaction with multi-row inserts. So the database sees a few large writes instead of
+//! one per request. When a shard holds its share of [`DecisionLogConfig::queue`] (the database
+//! cannot keep up) a decision is dropped and counted, rather than letting memory grow or slowing
+//! evaluation down: the log is an audit aid, and [`DecisionLogStats::dropped`] says when it is
+//! incomplete.
 //!
 //! Why the text is written by the request rather than by the writer: handed over whole (its id,
 //! tenant and entry point copied, its answer and context shared), a decision cost the request
@@ -170,11 +171,12 @@ pub struct DecisionLogConfig {
     pub retention: Duration,
     /// What is kept of the input.
     pub context: ContextPolicy,
-    /// The most decisions waiting to be written, split evenly among the request threads'
-    /// shards (one per core); beyond its share a thread's decisions are dropped and counted.
+    /// The most decisions waiting to be taken by the writer, split evenly among the shards
+    /// (one per core); beyond its shard's share a decision is dropped and counted. (The writer
+    /// may hold as many again while it writes what it took.)
     pub queue: usize,
-    /// How many decisions pending in one request thread's shard wake the writer before
-    /// [`DecisionLogConfig::gather`] has passed.
+    /// How many decisions pending in one shard wake the writer before
+    /// [`DecisionLogConfig::gather`] has passed (at most half the shard's share of `queue`).
     pub batch: usize,
     /// How often decisions older than the retention are pruned.
     pub prune_every: Duration,
@@ -227,10 +229,13 @@ enum Message {
 }
 
 /// The running decision log: a handle on the pending decisions and the writer task. Cheap to
-/// clone.
+/// clone. Once every handle is dropped, the writer writes what is pending and ends.
 #[derive(Clone)]
 pub struct DecisionLog {
     inner: Arc<LogInner>,
+    /// Flushes and stops for the writer, which ends when every sender is gone: held by the
+    /// handles only.
+    sender: mpsc::Sender<Message>,
 }
 
 struct LogInner {
@@ -239,11 +244,13 @@ struct LogInner {
     shards: Box<[Mutex<Pending>]>,
     /// The most decisions one shard holds (its part of [`DecisionLogConfig::queue`]).
     shard_queue: usize,
-    /// Wakes the writer when a shard holds [`DecisionLogConfig::batch`] decisions.
+    /// How many decisions in one shard wake the writer early (`full`).
+    wake_at: usize,
+    /// Wakes the writer when a shard holds `wake_at` decisions.
     full: tokio::sync::Notify,
-    /// Set once the writer has ended: nothing more is taken.
+    /// Set by the writer when it is asked to stop, before it takes the shards for the last
+    /// time: nothing more is taken.
     stopped: std::sync::atomic::AtomicBool,
-    sender: mpsc::Sender<Message>,
     counters: Counters,
     config: DecisionLogConfig,
     /// The writer task, taken by [`DecisionLog::stop`]. A mutex: touched once, at stop.
@@ -275,21 +282,22 @@ impl DecisionLog {
         let (sender, receiver) = mpsc::channel(16);
         // One per core: tokio runs a worker thread per core by default.
         let shards = std::thread::available_parallelism().map_or(4, std::num::NonZero::get);
+        let shard_queue = config.queue.div_ceil(shards).max(1);
         let inner = Arc::new(LogInner {
             shards: (0..shards)
                 .map(|_| Mutex::new(Pending::default()))
                 .collect(),
-            shard_queue: config.queue.div_ceil(shards).max(1),
+            shard_queue,
+            wake_at: config.batch.min(shard_queue / 2).max(1),
             full: tokio::sync::Notify::new(),
             stopped: std::sync::atomic::AtomicBool::new(false),
-            sender,
             counters: Counters::default(),
             config,
             task: Mutex::new(None),
         });
         let task = tokio::spawn(write_loop(store, Arc::clone(&inner), receiver));
         *inner.task.lock() = Some(task);
-        DecisionLog { inner }
+        DecisionLog { inner, sender }
     }
 
     /// The configuration it runs with.
@@ -320,7 +328,7 @@ impl DecisionLog {
             inner.counters.failed.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let full = pending.count == inner.config.batch.max(1);
+        let full = pending.count == inner.wake_at;
         drop(pending);
         if full {
             inner.full.notify_one();
@@ -331,7 +339,7 @@ impl DecisionLog {
     /// Waits until every decision recorded before this call has been written (or has failed).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.inner.sender.send(Message::Flush(done)).await.is_ok() {
+        if self.sender.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -339,7 +347,7 @@ impl DecisionLog {
     /// Writes what is pending and stops the writer. Decisions recorded afterwards are dropped.
     pub async fn stop(&self) {
         let (done, wait) = oneshot::channel();
-        if self.inner.sender.send(Message::Stop(done)).await.is_ok() {
+        if self.sender.send(Message::Stop(done)).await.is_ok() {
             let _ = wait.await;
         }
         let task = self.inner.task.lock().take();
@@ -369,13 +377,15 @@ async fn write_loop(store: Store, log: Arc<LogInner>, mut receiver: mpsc::Receiv
     let mut state = WriterState::default();
     let mut spare = Vec::new();
     loop {
-        let done = tokio::select! {
-            _ = gather.tick() => None,
-            () = log.full.notified() => None,
+        // What to answer once written, and whether to end then.
+        let (done, stop) = tokio::select! {
+            _ = gather.tick() => (None, false),
+            () = log.full.notified() => (None, false),
             message = receiver.recv() => match message {
-                Some(Message::Flush(done)) => Some((done, false)),
-                Some(Message::Stop(done)) => Some((done, true)),
-                None => return,
+                Some(Message::Flush(done)) => (Some(done), false),
+                Some(Message::Stop(done)) => (Some(done), true),
+                // Every handle is gone: nothing more can be recorded.
+                None => (None, true),
             },
             _ = prune.tick() => {
                 let cutoff = chrono::Duration::from_std(config.retention)
@@ -393,7 +403,6 @@ async fn write_loop(store: Store, log: Arc<LogInner>, mut receiver: mpsc::Receiv
                 continue;
             }
         };
-        let stop = done.as_ref().is_some_and(|(_, stop)| *stop);
         if stop {
             log.stopped.store(true, Ordering::Release);
         }
@@ -416,7 +425,7 @@ async fn write_loop(store: Store, log: Arc<LogInner>, mut receiver: mpsc::Receiv
                 }
             };
         }
-        if let Some((done, _)) = done {
+        if let Some(done) = done {
             let _ = done.send(());
         }
         if stop {
@@ -700,6 +709,14 @@ impl Pending {
         batch.json.push(if before == 0 { b'[' } else { b',' });
         if let Err(e) = write_decision(&mut batch.json, decision, policy, &set) {
             batch.json.truncate(before);
+            if batch.count == 0 {
+                // Opened for this decision: closed again, so that no empty batch is stored.
+                if let Some(empty) = self.batches.pop() {
+                    self.spare.push(empty.json);
+                }
+                self.open.retain(|_, open| *open != at);
+                self.last = None;
+            }
             return Err(e);
         }
         batch.push(decision.id, decision.decided_at, v7);
@@ -849,7 +866,8 @@ impl Found {
         let context_sha256 = match (&stored.context_sha256, &context) {
             (Some(hash), _) => hash.to_string(),
             (None, Some(context)) => hex(&canonical_sha256(context)),
-            (None, None) => return Err(corrupt("context hash")),
+            // A `null` context, kept: it reads back as none.
+            (None, None) => hex(&canonical_sha256(&Value::Null)),
         };
         Ok(Found {
             versions_id: stored.versions_id.to_string(),

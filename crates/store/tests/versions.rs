@@ -28,6 +28,7 @@ on_both_backends!(
     decisions_are_stored_in_batches_compressed_and_found_by_uuid_v7_id_and_time,
     a_decision_migrated_from_the_table_of_one_row_each_reads_back,
     decisions_recorded_from_many_threads_through_flushes_and_a_stop_are_written_or_counted_dropped,
+    a_log_whose_handles_are_all_dropped_writes_what_is_pending,
 );
 
 async fn a_version_can_be_read_diffed_and_rolled_back_through_the_write_path(db: &TestDb) {
@@ -393,6 +394,10 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
     let mut kept = decision("f-kept", "even", t0, 1);
     kept.context = floats.clone();
     assert!(log.record(kept.lent()));
+    // A `null` context (a score's input may be any JSON) reads back as none, with its hash.
+    let mut null = decision("n-null", "even", t0, 1);
+    null.context = serde_json::Value::Null;
+    assert!(log.record(null.lent()));
     let mut hashed_only = decision("f-hashed", "even", t0, 1);
     hashed_only.context = floats.clone();
     assert!(hashed.record(hashed_only.lent()));
@@ -408,6 +413,12 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         store.decision(T, "f-hashed").await.unwrap().context_sha256
     );
     assert_ne!(kept.context_sha256, one.context_sha256);
+    let null = store.decision(T, "n-null").await.unwrap();
+    assert_eq!(null.context, None);
+    assert_eq!(
+        null.context_sha256, "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+        "the SHA-256 of `null`"
+    );
     // A stopped log takes nothing more, and says so.
     assert!(!hashed.record(decision("h-2", "even", t0, 1).lent()));
     assert_eq!(hashed.stats().dropped, 1);
@@ -417,7 +428,10 @@ async fn the_decision_log_writes_in_batches_reads_back_prunes_and_survives_a_res
         .prune_decisions(t0 + chrono::Duration::seconds(200))
         .await
         .unwrap();
-    assert_eq!(removed, 203, "200 old ones, h-1 and the two with floats");
+    assert_eq!(
+        removed, 204,
+        "200 old ones, h-1, the two with floats and the null one"
+    );
     log.stop().await;
     store.close().await;
 
@@ -889,4 +903,33 @@ async fn decisions_recorded_from_many_threads_through_flushes_and_a_stop_are_wri
     }
     let stored: std::collections::BTreeSet<&str> = stored.iter().map(String::as_str).collect();
     assert_eq!(stored, taken, "the decisions taken are those stored");
+}
+
+/// With every handle dropped and no stop asked for, the writer still writes what is pending (and
+/// then ends), long before its next regular turn.
+async fn a_log_whose_handles_are_all_dropped_writes_what_is_pending(db: &TestDb) {
+    let store = db.open().await;
+    let log = DecisionLog::start(
+        store.clone(),
+        DecisionLogConfig {
+            gather: Duration::from_secs(3600),
+            ..DecisionLogConfig::default()
+        },
+    );
+    // Past the writer's first turn, which comes at once.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t0 = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() - 60, 0).unwrap();
+    assert!(log.record(decision("dropped-1", "even", t0, 1).lent()));
+    drop(log);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.decision(T, "dropped-1").await {
+            Ok(found) => break assert_eq!(found.entry_point, "even"),
+            Err(StoreError::DecisionNotFound { .. }) => {
+                assert!(tokio::time::Instant::now() < deadline, "never written");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
