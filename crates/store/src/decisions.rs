@@ -680,16 +680,18 @@ impl Pending {
     fn add(&mut self, decision: &NewDecision<'_>, policy: ContextPolicy) -> Result<(), StoreError> {
         let set = self.versions.set(decision.versions)?;
         let v7 = v7_millis(decision.id);
-        let last = self.last.filter(|&at| self.batches[at].takes(decision, v7));
         let key = || {
             std::hash::BuildHasher::hash_one(
                 &OPEN_KEYS,
                 (decision.tenant, decision.entry_point, v7.is_some()),
             )
         };
-        let at = match last.or_else(|| self.open.get(&key()).copied()) {
-            Some(at) if self.batches[at].takes(decision, v7) => at,
-            _ => {
+        let takes = |at: &usize| self.batches[*at].takes(decision, v7);
+        let found =
+            (self.last.filter(takes)).or_else(|| self.open.get(&key()).copied().filter(takes));
+        let at = match found {
+            Some(at) => at,
+            None => {
                 let json = self.spare.pop().unwrap_or_default();
                 self.batches.push(Batch::new(
                     decision.tenant,
