@@ -306,8 +306,8 @@ impl DecisionLog {
     }
 
     /// Writes `decision`'s text into the pending decisions; never waits on the database.
-    /// Returns `false` (and counts it in [`DecisionLogStats::dropped`]) when the pending
-    /// decisions are at [`DecisionLogConfig::queue`] or the log has stopped, and counts it in
+    /// Returns `false` (and counts it in [`DecisionLogStats::dropped`]) when its thread's shard
+    /// holds its share of [`DecisionLogConfig::queue`] or the log has stopped, and counts it in
     /// [`DecisionLogStats::failed`] if its context cannot be written as JSON.
     pub fn record(&self, decision: NewDecision<'_>) -> bool {
         let inner = &*self.inner;
@@ -722,10 +722,7 @@ impl Pending {
             return Err(e);
         }
         batch.push(decision.id, decision.decided_at, v7);
-        match self.sets.iter_mut().find(|(s, _)| s.id == set.id) {
-            Some((_, last)) => *last = (*last).max(decision.decided_at),
-            None => self.sets.push((set, decision.decided_at)),
-        }
+        self.note_use(set, decision.decided_at);
         self.count += 1;
         Ok(())
     }
@@ -743,12 +740,17 @@ impl Pending {
         from.open.clear();
         from.last = None;
         for (set, last) in from.sets.drain(..) {
-            match self.sets.iter_mut().find(|(s, _)| s.id == set.id) {
-                Some((_, mine)) => *mine = (*mine).max(last),
-                None => self.sets.push((set, last)),
-            }
+            self.note_use(set, last);
         }
         self.count += std::mem::take(&mut from.count);
+    }
+
+    /// Notes that `set` was used by a decision made at `at`: its latest use is kept.
+    fn note_use(&mut self, set: VersionSet, at: DateTime<Utc>) {
+        match self.sets.iter_mut().find(|(s, _)| s.id == set.id) {
+            Some((_, last)) => *last = (*last).max(at),
+            None => self.sets.push((set, at)),
+        }
     }
 }
 
