@@ -8,6 +8,8 @@
 //!   engine in Rust) doing the same work on the same rules: both parse the same bytes, run the 50
 //!   conditions in the same order and compute the matched rules' action expressions.
 //! - `jsonlogic`: Rulebook's compiled JSONLogic against datalogic-rs on the same expressions.
+//! - `answer_time`: an answer's `at` written by `write_rfc3339`, against chrono's `Serialize`
+//!   through `serde_json`, which writes the same text.
 //!
 //! Run: `cargo bench -p rulebook-rules --bench evaluate -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -283,11 +285,35 @@ fn jsonlogic(c: &mut Criterion) {
     }
 }
 
+/// An answer's time as text, into a reused buffer: ours against serde's.
+fn answer_time(c: &mut Criterion) {
+    let at = Utc.with_ymd_and_hms(2026, 3, 3, 10, 0, 0).unwrap()
+        + chrono::Duration::microseconds(250_125);
+    let mut group = c.benchmark_group("answer_time");
+    let mut out = Vec::with_capacity(64);
+    group.bench_function("write_rfc3339", |b| {
+        b.iter(|| {
+            out.clear();
+            rulebook_rules::write_rfc3339(&mut out, black_box(&at));
+            black_box(&out);
+        })
+    });
+    group.bench_function("serde_json", |b| {
+        b.iter(|| {
+            out.clear();
+            serde_json::to_writer(&mut out, black_box(&at)).unwrap();
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     entry_point,
     entry_point_from_bytes,
     scorecard,
-    jsonlogic
+    jsonlogic,
+    answer_time
 );
 criterion_main!(benches);

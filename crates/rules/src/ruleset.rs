@@ -408,38 +408,68 @@ fn write_json_time(out: &mut Vec<u8>, at: &DateTime<Utc>) {
 /// or a leap second is left to chrono.
 pub fn write_rfc3339(out: &mut Vec<u8>, at: &DateTime<Utc>) {
     use chrono::{Datelike, SecondsFormat, Timelike};
-    let nanos = at.nanosecond();
-    let year = at.year();
+    let at = at.naive_utc();
+    let (date, time) = (at.date(), at.time());
+    let nanos = time.nanosecond();
+    let year = date.year();
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+        out.extend_from_slice(
+            at.and_utc()
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                .as_bytes(),
+        );
         return;
     }
-    let fraction = match nanos {
-        0 => None,
-        _ if nanos % 1_000_000 == 0 => Some((b'.', nanos / 1_000_000, 3)),
-        _ if nanos % 1_000 == 0 => Some((b'.', nanos / 1_000, 6)),
-        _ => Some((b'.', nanos, 9)),
+    // The text is made on the stack, two digits at a time, and appended at once.
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    let seconds = time.num_seconds_from_midnight();
+    let year = year.unsigned_abs();
+    for (at, value) in [
+        (0, year / 100),
+        (2, year % 100),
+        (5, date.month()),
+        (8, date.day()),
+        (11, seconds / 3600),
+        (14, seconds / 60 % 60),
+        (17, seconds % 60),
+    ] {
+        // Each value is below 100, so its pair is in the table.
+        let pair = 2 * value as usize;
+        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    let (mut fraction, width) = match nanos {
+        0 => (0, 0),
+        _ if nanos % 1_000_000 == 0 => (nanos / 1_000_000, 3),
+        _ if nanos % 1_000 == 0 => (nanos / 1_000, 6),
+        _ => (nanos, 9),
     };
-    let fields = [
-        (b'-', at.month(), 2),
-        (b'-', at.day(), 2),
-        (b'T', at.hour(), 2),
-        (b':', at.minute(), 2),
-        (b':', at.second(), 2),
-    ];
-    let digits = |out: &mut Vec<u8>, value: u32, width: u32| {
-        for exponent in (0..width).rev() {
-            // A digit: the cast cannot truncate.
-            out.push(b'0' + (value / 10u32.pow(exponent) % 10) as u8);
+    let end = match width {
+        0 => 19,
+        _ => {
+            for place in (20..20 + width).rev() {
+                // A digit: the cast cannot truncate.
+                text[place] = b'0' + (fraction % 10) as u8;
+                fraction /= 10;
+            }
+            20 + width
         }
     };
-    digits(out, year.unsigned_abs(), 4);
-    for (separator, value, width) in fields.into_iter().chain(fraction) {
-        out.push(separator);
-        digits(out, value, width);
-    }
-    out.push(b'Z');
+    text[end] = b'Z';
+    out.extend_from_slice(&text[..=end]);
 }
+
+/// `00` to `99`, each number's two digits at twice its value.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0; 200];
+    let mut n = 0;
+    while n < 100 {
+        // Digits: the casts cannot truncate.
+        pairs[2 * n] = b'0' + (n / 10) as u8;
+        pairs[2 * n + 1] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    pairs
+};
 
 /// The computed fields of a fired action, each with its place among the action's fields, in
 /// order. Most actions compute one field or none: those need no allocation of their own.

@@ -893,20 +893,23 @@ impl Found {
 /// The milliseconds since the epoch of `id`'s time, when `id` is a UUIDv7 as decision ids are
 /// written (lowercase, hyphenated: RFC 9562, section 5.7), so that ids sort by it as text.
 fn v7_millis(id: &str) -> Option<u64> {
-    let bytes = id.as_bytes();
-    let well_formed = bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
-        && bytes[14] == b'7'
-        && matches!(bytes[19], b'8' | b'9' | b'a' | b'b');
-    if !well_formed {
-        return None;
+    let bytes: &[u8; 36] = id.as_bytes().try_into().ok()?;
+    // One pass: each place is a hyphen or a lowercase hex digit, and the first twelve digits
+    // are the time.
+    let mut millis = 0;
+    for (place, &byte) in bytes.iter().enumerate() {
+        let hyphen = matches!(place, 8 | 13 | 18 | 23);
+        let digit = match byte {
+            b'-' if hyphen => continue,
+            b'0'..=b'9' if !hyphen => byte - b'0',
+            b'a'..=b'f' if !hyphen => byte - b'a' + 10,
+            _ => return None,
+        };
+        if place < 13 {
+            millis = millis << 4 | u64::from(digit);
+        }
     }
-    let high = u64::from_str_radix(&id[0..8], 16).ok()?;
-    let low = u64::from_str_radix(&id[9..13], 16).ok()?;
-    Some(high << 16 | low)
+    (bytes[14] == b'7' && matches!(bytes[19], b'8' | b'9' | b'a' | b'b')).then_some(millis)
 }
 
 /// The text every UUIDv7 id of time `millis` or later sorts at or after.
