@@ -425,7 +425,7 @@ pub fn write_rfc3339(out: &mut Vec<u8>, at: &DateTime<Utc>) {
     let mut text = *b"0000-00-00T00:00:00.000000000Z";
     let seconds = time.num_seconds_from_midnight();
     let year = year.unsigned_abs();
-    for (at, value) in [
+    for (place, value) in [
         (0, year / 100),
         (2, year % 100),
         (5, date.month()),
@@ -436,7 +436,7 @@ pub fn write_rfc3339(out: &mut Vec<u8>, at: &DateTime<Utc>) {
     ] {
         // Each value is below 100, so its pair is in the table.
         let pair = 2 * value as usize;
-        text[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        text[place..place + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
     let (mut fraction, width) = match nanos {
         0 => (0, 0),
