@@ -378,7 +378,15 @@ impl Store {
             check_version(&current, expected_version)?;
             let mut next = change(current.clone())?;
             stamp_update(&mut next, &current, now(), author);
-            if update_row(&mut conn, &next, current.version).await? == 0 {
+            let history = HistoryRow {
+                rule: &next,
+                version: next.version,
+                kind,
+            };
+            if update_row_and_history(&mut conn, current.version, &history, author, restored_from)
+                .await?
+                == 0
+            {
                 // Another writer got in between the read and the write (PostgreSQL only: on
                 // SQLite this transaction holds the write lock).
                 let now_at = fetch_rule(&mut conn, tenant, id)
@@ -390,7 +398,6 @@ impl Store {
                     current_version: now_at.version,
                 });
             }
-            insert_history_row(&mut conn, &next, next.version, kind, author, restored_from).await?;
             next
         };
         let seq = last_seq(self.finish_rule_write(write).await?)?;
@@ -620,26 +627,79 @@ async fn update_row(
     rule: &Rule,
     expected_version: i64,
 ) -> Result<u64, StoreError> {
+    conn.execute(RULE_UPDATE, update_args(rule, expected_version)?)
+        .await
+        .map_err(|e| db_error("writing a rule", e))
+}
+
+/// Writes a rule over its row if the row is at a version: the arguments are [`update_args`].
+const RULE_UPDATE: &str = "UPDATE rules SET entry_point = $3, enabled = $4, priority = $5, \
+                           tags = $6, version = $7, document = $8, updated_at = $9, \
+                           updated_by = $10 WHERE tenant = $1 AND id = $2 AND version = $11";
+
+/// [`RULE_UPDATE`]'s eleven arguments.
+fn update_args(rule: &Rule, expected_version: i64) -> Result<Vec<Arg>, StoreError> {
+    Ok(args![
+        rule.tenant.clone(),
+        rule.id.clone(),
+        rule.entry_point.as_ref().map(|e| e.as_str().to_owned()),
+        rule.enabled,
+        rule.priority,
+        tags_column(rule)?,
+        rule.version,
+        document(rule)?,
+        rule.updated_at.unwrap_or_else(now),
+        rule.updated_by.clone().unwrap_or_default(),
+        expected_version,
+    ])
+}
+
+/// [`update_row`], and when it wrote, `history`'s row ([`insert_history_row`]); returns the rows
+/// changed (0 when someone else wrote first, and then no history row is written). On PostgreSQL
+/// both are one statement, a round trip less between the change row and the commit.
+async fn update_row_and_history(
+    conn: &mut Conn<'_>,
+    expected_version: i64,
+    history: &HistoryRow<'_>,
+    author: &Author,
+    restored_from: Option<i64>,
+) -> Result<u64, StoreError> {
+    let rule = history.rule;
+    if let Conn::Sqlite(_) = conn {
+        let written = update_row(conn, rule, expected_version).await?;
+        if written > 0 {
+            insert_history_row(
+                conn,
+                rule,
+                history.version,
+                history.kind,
+                author,
+                restored_from,
+            )
+            .await?;
+        }
+        return Ok(written);
+    }
+    let mut args = update_args(rule, expected_version)?;
+    args.extend(args![
+        history.version,
+        history.kind.as_str(),
+        author.name.clone(),
+        author.reason.clone(),
+        now(),
+        restored_from,
+    ]);
     conn.execute(
-        "UPDATE rules SET entry_point = $3, enabled = $4, priority = $5, tags = $6, version = $7, \
-         document = $8, updated_at = $9, updated_by = $10 \
-         WHERE tenant = $1 AND id = $2 AND version = $11",
-        args![
-            rule.tenant.clone(),
-            rule.id.clone(),
-            rule.entry_point.as_ref().map(|e| e.as_str().to_owned()),
-            rule.enabled,
-            rule.priority,
-            tags_column(rule)?,
-            rule.version,
-            document(rule)?,
-            rule.updated_at.unwrap_or_else(now),
-            rule.updated_by.clone().unwrap_or_default(),
-            expected_version,
-        ],
+        &format!(
+            "WITH updated AS ({RULE_UPDATE} RETURNING tenant, id, document) \
+             INSERT INTO rule_history (tenant, rule_id, version, kind, snapshot, changed_by, \
+             reason, changed_at, restored_from) \
+             SELECT tenant, id, $12, $13, document, $14, $15, $16, $17 FROM updated"
+        ),
+        args,
     )
     .await
-    .map_err(|e| db_error("writing a rule", e))
+    .map_err(|e| db_error("writing a rule and its history", e))
 }
 
 async fn delete_row(conn: &mut Conn<'_>, rule: &Rule) -> Result<(), StoreError> {

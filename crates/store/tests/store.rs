@@ -353,7 +353,7 @@ async fn an_update_waiting_on_an_uncommitted_update_of_its_version_is_a_conflict
         loop {
             let (waiting,): (i64,) = sqlx::query_as(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND wait_event_type = 'Lock' AND query LIKE 'UPDATE rules%'",
+                 AND wait_event_type = 'Lock' AND query LIKE '%UPDATE rules%'",
             )
             .fetch_one(&mut admin)
             .await
