@@ -541,7 +541,7 @@ pub(crate) fn already_exists(tenant: &str, id: &str) -> StoreError {
 
 /// The columns of a `rules` row, in the order of [`rule_args`].
 const RULE_INSERT: &str = "INSERT INTO rules (tenant, id, entry_point, enabled, priority, tags, \
-                           version, document, created_at, created_by, updated_at, updated_by) VALUES ";
+                           version, document, created_at, created_by, updated_at, updated_by) ";
 
 /// The values of `rule`'s row, in the order of [`RULE_INSERT`].
 fn rule_args(rule: &Rule) -> Result<Vec<Arg>, StoreError> {
@@ -566,10 +566,12 @@ fn rule_args(rule: &Rule) -> Result<Vec<Arg>, StoreError> {
 /// PostgreSQL 65,535), many enough that a 100,000-rule import is a few hundred statements.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// `INSERT ... VALUES` with `rows` tuples of `columns` placeholders each.
+/// `insert` (`INSERT INTO table (columns) `) then `VALUES` with `rows` tuples of `columns`
+/// placeholders each.
 fn values(insert: &str, rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(insert.len() + rows * columns * 5);
+    let mut sql = String::with_capacity(insert.len() + 7 + rows * columns * 5);
     sql.push_str(insert);
+    sql.push_str("VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..columns {
@@ -691,9 +693,7 @@ async fn update_row_and_history(
     ]);
     conn.execute(
         &format!(
-            "WITH updated AS ({RULE_UPDATE} RETURNING tenant, id, document) \
-             INSERT INTO rule_history (tenant, rule_id, version, kind, snapshot, changed_by, \
-             reason, changed_at, restored_from) \
+            "WITH updated AS ({RULE_UPDATE} RETURNING tenant, id, document) {HISTORY_INSERT}\
              SELECT tenant, id, $12, $13, document, $14, $15, $16, $17 FROM updated"
         ),
         args,
@@ -732,8 +732,7 @@ pub(crate) async fn insert_history_row(
     restored_from: Option<i64>,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO rule_history (tenant, rule_id, version, kind, snapshot, changed_by, reason, \
-         changed_at, restored_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &values(HISTORY_INSERT, 1, 9),
         args![
             rule.tenant.clone(),
             rule.id.clone(),
@@ -788,9 +787,9 @@ async fn insert_history_rows(
     Ok(())
 }
 
-/// The columns of a `rule_history` row.
+/// The columns of a `rule_history` row, in the order every history insert gives them.
 const HISTORY_INSERT: &str = "INSERT INTO rule_history (tenant, rule_id, version, kind, snapshot, \
-                              changed_by, reason, changed_at, restored_from) VALUES ";
+                              changed_by, reason, changed_at, restored_from) ";
 
 pub(crate) async fn last_history_version(
     conn: &mut Conn<'_>,
