@@ -545,6 +545,19 @@ const RULE_INSERT: &str = "INSERT INTO rules (tenant, id, entry_point, enabled, 
 
 /// The values of `rule`'s row, in the order of [`RULE_INSERT`].
 fn rule_args(rule: &Rule) -> Result<Vec<Arg>, StoreError> {
+    let mut args = content_args(rule)?;
+    args.extend(args![
+        rule.created_at.unwrap_or_else(now),
+        rule.created_by.clone().unwrap_or_default(),
+        rule.updated_at.unwrap_or_else(now),
+        rule.updated_by.clone().unwrap_or_default(),
+    ]);
+    Ok(args)
+}
+
+/// The first eight values of `rule`'s row, shared by [`rule_args`] and [`update_args`]: tenant,
+/// id, entry point, enabled, priority, tags, version and document.
+fn content_args(rule: &Rule) -> Result<Vec<Arg>, StoreError> {
     Ok(args![
         rule.tenant.clone(),
         rule.id.clone(),
@@ -554,10 +567,6 @@ fn rule_args(rule: &Rule) -> Result<Vec<Arg>, StoreError> {
         tags_column(rule)?,
         rule.version,
         document(rule)?,
-        rule.created_at.unwrap_or_else(now),
-        rule.created_by.clone().unwrap_or_default(),
-        rule.updated_at.unwrap_or_else(now),
-        rule.updated_by.clone().unwrap_or_default(),
     ])
 }
 
@@ -641,19 +650,13 @@ const RULE_UPDATE: &str = "UPDATE rules SET entry_point = $3, enabled = $4, prio
 
 /// [`RULE_UPDATE`]'s eleven arguments.
 fn update_args(rule: &Rule, expected_version: i64) -> Result<Vec<Arg>, StoreError> {
-    Ok(args![
-        rule.tenant.clone(),
-        rule.id.clone(),
-        rule.entry_point.as_ref().map(|e| e.as_str().to_owned()),
-        rule.enabled,
-        rule.priority,
-        tags_column(rule)?,
-        rule.version,
-        document(rule)?,
+    let mut args = content_args(rule)?;
+    args.extend(args![
         rule.updated_at.unwrap_or_else(now),
         rule.updated_by.clone().unwrap_or_default(),
         expected_version,
-    ])
+    ]);
+    Ok(args)
 }
 
 /// [`update_row`], and when it wrote, `history`'s row ([`insert_history_row`]); returns the rows
